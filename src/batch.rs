@@ -1,0 +1,195 @@
+//! The arena-backed sample batch: the one type every stage speaks.
+//!
+//! A [`SeriesBatch`] owns the decompressed request bytes and describes them with flat vectors
+//! of small `Copy` records: label names and values are byte ranges ([`Span`]) into that buffer,
+//! never owned strings. Decoding a request therefore allocates nothing per label or per sample
+//! once the vectors have grown to the size of a typical request; [`SeriesBatch::clear`] keeps
+//! their capacity for the next request.
+//!
+//! Invariants that [`crate::decode`] establishes and every reader relies on:
+//! - every span lies inside `buf` and is valid UTF-8;
+//! - each series' labels are sorted by name, names are non-empty and unique;
+//! - `SeriesRef::hash` is a function of the sorted label set alone.
+
+use std::ops::Range;
+
+/// A byte range into [`SeriesBatch::buf`]. `u32` keeps the records small; the decoder refuses
+/// bodies whose decoded size does not fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    #[inline]
+    pub fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// One label of one series.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LabelRef {
+    pub name: Span,
+    pub value: Span,
+}
+
+/// One sample: the remote-write `Sample` message.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Sample {
+    pub value: f64,
+    pub timestamp: i64,
+}
+
+/// One series: ranges into the batch's label, sample and extra-field vectors.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SeriesRef {
+    pub labels: (u32, u32),
+    pub samples: (u32, u32),
+    /// Raw encoded exemplar and histogram fields (tag, length and payload), passed through
+    /// verbatim to protobuf targets.
+    pub extras: (u32, u32),
+    /// How many of the extras are native histograms (each counts as one sample).
+    pub histograms: u32,
+    /// Hash of the sorted label set; picks the send shard so one series stays in order.
+    pub hash: u64,
+}
+
+/// A decoded remote-write request. See the module docs for the invariants.
+#[derive(Debug, Default)]
+pub struct SeriesBatch {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) labels: Vec<LabelRef>,
+    pub(crate) series: Vec<SeriesRef>,
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) extras: Vec<Span>,
+    pub(crate) metadata: usize,
+}
+
+impl SeriesBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forget the contents, keep every allocation for the next request.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.labels.clear();
+        self.series.clear();
+        self.samples.clear();
+        self.extras.clear();
+        self.metadata = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Number of float samples in the batch.
+    pub fn sample_count(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Number of native histogram samples in the batch.
+    pub fn histogram_count(&self) -> usize {
+        self.series.iter().map(|s| s.histograms as usize).sum()
+    }
+
+    /// Number of `MetricMetadata` entries the request carried (they are not relayed).
+    pub fn metadata_count(&self) -> usize {
+        self.metadata
+    }
+
+    /// The decompressed request bytes every span points into.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn series(&self, i: usize) -> SeriesView<'_> {
+        SeriesView {
+            batch: self,
+            series: &self.series[i],
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = SeriesView<'_>> + '_ {
+        self.series.iter().map(move |series| SeriesView {
+            batch: self,
+            series,
+        })
+    }
+}
+
+/// A borrowed view of one series in a batch.
+#[derive(Clone, Copy)]
+pub struct SeriesView<'a> {
+    batch: &'a SeriesBatch,
+    series: &'a SeriesRef,
+}
+
+impl<'a> SeriesView<'a> {
+    #[inline]
+    pub fn label_refs(&self) -> &'a [LabelRef] {
+        let (a, b) = self.series.labels;
+        &self.batch.labels[a as usize..b as usize]
+    }
+
+    /// The request buffer the label spans point into.
+    #[inline]
+    pub fn buf(&self) -> &'a [u8] {
+        &self.batch.buf
+    }
+
+    /// Labels as `(name, value)` byte slices, sorted by name.
+    pub fn labels(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone + 'a {
+        let buf: &'a [u8] = &self.batch.buf;
+        self.label_refs()
+            .iter()
+            .map(move |l| (&buf[l.name.range()], &buf[l.value.range()]))
+    }
+
+    /// The value of label `name`, or `None` when the series lacks it.
+    #[inline]
+    pub fn label(&self, name: &[u8]) -> Option<&'a [u8]> {
+        let buf = &self.batch.buf;
+        for l in self.label_refs() {
+            let n = &buf[l.name.range()];
+            match n.cmp(name) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => return Some(&buf[l.value.range()]),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
+    #[inline]
+    pub fn samples(&self) -> &'a [Sample] {
+        let (a, b) = self.series.samples;
+        &self.batch.samples[a as usize..b as usize]
+    }
+
+    /// Raw encoded exemplar/histogram fields of this series, each a complete protobuf field.
+    pub fn extras(&self) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        let (a, b) = self.series.extras;
+        let buf: &'a [u8] = &self.batch.buf;
+        self.batch.extras[a as usize..b as usize]
+            .iter()
+            .map(move |s| &buf[s.range()])
+    }
+
+    #[inline]
+    pub fn histogram_count(&self) -> u32 {
+        self.series.histograms
+    }
+
+    #[inline]
+    pub fn hash(&self) -> u64 {
+        self.series.hash
+    }
+}

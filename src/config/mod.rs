@@ -1,0 +1,583 @@
+//! Configuration: one YAML file, read into [`raw`] structs, then validated once into the
+//! compiled types below. Nothing downstream sees a string that still needs parsing.
+//!
+//! Every error names the field it is about (`tasks[2].filter[1]: bad regex …`), so a user can
+//! find the line without reading code. `docs/configuration.md` documents every key.
+
+pub mod raw;
+
+use crate::filter::Filter;
+use crate::relabel::{LabelSet, is_valid_label_name};
+use raw::{LabelsSpec, Lines, RawConfig, RawQueue, RawTarget};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration error: the field path and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Yaml(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The checked configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Source names; `default` is always first.
+    pub sources: Vec<String>,
+    pub tasks: Vec<TaskConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub max_decoded_bytes: usize,
+    pub backpressure_status: u16,
+    pub retry_after: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct TaskConfig {
+    pub name: String,
+    pub description: String,
+    pub enabled: bool,
+    pub source: String,
+    pub filter: Filter,
+    pub labels: LabelSet,
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug)]
+pub struct TargetConfig {
+    pub name: String,
+    pub external_labels: LabelSet,
+    pub queue: QueueConfig,
+    pub kind: TargetKind,
+}
+
+#[derive(Debug)]
+pub enum TargetKind {
+    RemoteWrite(RemoteWriteConfig),
+    File(FileConfig),
+}
+
+impl TargetKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TargetKind::RemoteWrite(_) => "remote_write",
+            TargetKind::File(_) => "file",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub capacity: usize,
+    pub max_samples_per_send: usize,
+    pub shards: usize,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub batch_send_deadline: Duration,
+}
+
+/// How a remote-write target authenticates. Secrets are already read from their files.
+#[derive(Clone)]
+pub enum Auth {
+    None,
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Auth {
+    // Never print a secret, not even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => write!(f, "None"),
+            Auth::Basic { username, .. } => write!(f, "Basic({username}, <secret>)"),
+            Auth::Bearer(_) => write!(f, "Bearer(<secret>)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteWriteConfig {
+    pub url: hyper::Uri,
+    pub auth: Auth,
+    pub tls: TlsConfig,
+    pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileConfig {
+    /// `None` for standard output (`path: "-"`).
+    pub path: Option<PathBuf>,
+}
+
+/// Parse a Prometheus-style duration: `500ms`, `30s`, `5m`, `1h`, `1m30s`.
+///
+/// # Errors
+/// A message saying what was expected.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let err = || format!("{text:?} is not a duration (examples: 500ms, 30s, 5m, 1h30m)");
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(err());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86400),
+            _ => return Err(err()),
+        };
+        total += unit * u32::try_from(n).map_err(|_| err())?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+impl Config {
+    /// Read and validate a config file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, the YAML position or the field.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_yaml(&text, base)
+    }
+
+    /// Parse and validate YAML text; relative secret files resolve against `base`.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_yaml(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+        validate(raw, base)
+    }
+}
+
+/// Turn the raw structs into checked types.
+///
+/// # Errors
+/// The first problem found, with its field path.
+pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let s = &raw.server;
+    let server = ServerConfig {
+        listen: s.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("{:?} is not an IP:port address", s.listen),
+            )
+        })?,
+        max_body_bytes: positive(s.max_body_bytes, "server.max_body_bytes")?,
+        max_decoded_bytes: positive(s.max_decoded_bytes, "server.max_decoded_bytes")?,
+        backpressure_status: match s.backpressure_status {
+            429 | 503 => s.backpressure_status,
+            other => {
+                return Err(invalid(
+                    "server.backpressure_status",
+                    format!("must be 429 or 503, got {other}"),
+                ));
+            }
+        },
+        retry_after: duration(&s.retry_after, "server.retry_after")?,
+        shutdown_timeout: duration(&s.shutdown_timeout, "server.shutdown_timeout")?,
+    };
+    if server.max_decoded_bytes > u32::MAX as usize {
+        return Err(invalid("server.max_decoded_bytes", "must be below 4 GiB"));
+    }
+
+    let mut sources = vec!["default".to_owned()];
+    for (i, src) in raw.sources.iter().enumerate() {
+        let field = format!("sources[{i}].name");
+        if src.name.is_empty()
+            || !src
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(invalid(
+                field,
+                format!(
+                    "{:?} must be non-empty and use only A-Z a-z 0-9 - _ .",
+                    src.name
+                ),
+            ));
+        }
+        if sources.contains(&src.name) {
+            return Err(invalid(
+                field,
+                format!(
+                    "source {:?} is defined twice (\"default\" always exists)",
+                    src.name
+                ),
+            ));
+        }
+        sources.push(src.name.clone());
+    }
+
+    let mut tasks = Vec::new();
+    let mut task_names = HashSet::new();
+    for (i, t) in raw.tasks.into_iter().enumerate() {
+        let at = format!("tasks[{i}]");
+        if t.name.trim().is_empty() {
+            return Err(invalid(format!("{at}.name"), "must not be empty"));
+        }
+        if !task_names.insert(t.name.clone()) {
+            return Err(invalid(
+                format!("{at}.name"),
+                format!("task {:?} is defined twice", t.name),
+            ));
+        }
+        if !sources.contains(&t.source) {
+            return Err(invalid(
+                format!("{at}.source"),
+                format!(
+                    "unknown source {:?}; define it under `sources:` (known: {})",
+                    t.source,
+                    sources.join(", ")
+                ),
+            ));
+        }
+        let filter = match &t.filter {
+            None => Filter::default(),
+            Some(Lines::Text(text)) => Filter::parse(text.lines())
+                .map_err(|(l, e)| invalid(format!("{at}.filter line {}", l + 1), e.to_string()))?,
+            Some(Lines::List(list)) => Filter::parse(list.iter().map(String::as_str))
+                .map_err(|(l, e)| invalid(format!("{at}.filter[{l}]"), e.to_string()))?,
+        };
+        let labels = match &t.labels {
+            None => Ok(LabelSet::default()),
+            Some(LabelsSpec::Text(text)) => LabelSet::parse_lines(text),
+            Some(LabelsSpec::Map(map)) => {
+                LabelSet::new(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            }
+        }
+        .map_err(|e| invalid(format!("{at}.labels"), e.to_string()))?;
+        if t.targets.is_empty() && t.enabled {
+            return Err(invalid(
+                format!("{at}.targets"),
+                "an enabled task needs at least one target",
+            ));
+        }
+        let mut targets = Vec::new();
+        let mut target_names = HashSet::new();
+        for (j, target) in t.targets.into_iter().enumerate() {
+            let tat = format!("{at}.targets[{j}]");
+            let target = validate_target(target, &tat, base)?;
+            if target.name.trim().is_empty() {
+                return Err(invalid(format!("{tat}.name"), "must not be empty"));
+            }
+            if !target_names.insert(target.name.clone()) {
+                return Err(invalid(
+                    format!("{tat}.name"),
+                    format!("target {:?} is defined twice in this task", target.name),
+                ));
+            }
+            targets.push(target);
+        }
+        tasks.push(TaskConfig {
+            name: t.name,
+            description: t.description,
+            enabled: t.enabled,
+            source: t.source,
+            filter,
+            labels,
+            targets,
+        });
+    }
+    Ok(Config {
+        server,
+        sources,
+        tasks,
+    })
+}
+
+fn positive(v: u64, field: &str) -> Result<usize, ConfigError> {
+    if v == 0 {
+        return Err(invalid(field, "must be greater than 0"));
+    }
+    usize::try_from(v).map_err(|_| invalid(field, "is too large"))
+}
+
+fn duration(text: &str, field: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).map_err(|m| invalid(field, m))
+}
+
+fn external_labels(
+    map: &std::collections::BTreeMap<String, String>,
+    field: &str,
+) -> Result<LabelSet, ConfigError> {
+    if let Some(bad) = map.keys().find(|k| !is_valid_label_name(k)) {
+        return Err(invalid(
+            field,
+            format!("label name {bad:?} is not valid: use [a-zA-Z_][a-zA-Z0-9_]*"),
+        ));
+    }
+    LabelSet::new(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| invalid(field, e.to_string()))
+}
+
+fn queue(q: &RawQueue, at: &str) -> Result<QueueConfig, ConfigError> {
+    let f = |name: &str| format!("{at}.queue.{name}");
+    let cfg = QueueConfig {
+        capacity: positive(q.capacity, &f("capacity"))?,
+        max_samples_per_send: positive(q.max_samples_per_send, &f("max_samples_per_send"))?,
+        shards: positive(q.shards, &f("shards"))?,
+        min_backoff: duration(&q.min_backoff, &f("min_backoff"))?,
+        max_backoff: duration(&q.max_backoff, &f("max_backoff"))?,
+        batch_send_deadline: duration(&q.batch_send_deadline, &f("batch_send_deadline"))?,
+    };
+    if cfg.max_backoff < cfg.min_backoff {
+        return Err(invalid(
+            f("max_backoff"),
+            "must not be smaller than min_backoff",
+        ));
+    }
+    if cfg.shards > 256 {
+        return Err(invalid(f("shards"), "must be at most 256"));
+    }
+    if cfg.batch_send_deadline.is_zero() {
+        return Err(invalid(f("batch_send_deadline"), "must be greater than 0"));
+    }
+    Ok(cfg)
+}
+
+/// Read a secret from a file (trailing newline trimmed), resolving relative paths.
+fn read_secret(path: &str, base: &Path, field: &str) -> Result<String, ConfigError> {
+    let p = base.join(path);
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| invalid(field, format!("cannot read {}: {e}", p.display())))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Exactly one of an inline secret and a secret file.
+fn one_secret(
+    inline: &Option<String>,
+    file: &Option<String>,
+    base: &Path,
+    field: &str,
+) -> Result<String, ConfigError> {
+    match (inline, file) {
+        (Some(s), None) => Ok(s.clone()),
+        (None, Some(f)) => read_secret(f, base, &format!("{field}_file")),
+        (Some(_), Some(_)) => Err(invalid(
+            field,
+            format!("set either {field} or {field}_file, not both"),
+        )),
+        (None, None) => Err(invalid(field, format!("set {field} or {field}_file"))),
+    }
+}
+
+fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetConfig, ConfigError> {
+    match target {
+        RawTarget::RemoteWrite(rw) => {
+            let url: hyper::Uri = rw.url.parse().map_err(|e| {
+                invalid(
+                    format!("{at}.url"),
+                    format!("{:?} is not a URL: {e}", rw.url),
+                )
+            })?;
+            let https = match url.scheme_str() {
+                Some("http") => false,
+                Some("https") => true,
+                _ => {
+                    return Err(invalid(
+                        format!("{at}.url"),
+                        format!("{:?} must start with http:// or https://", rw.url),
+                    ));
+                }
+            };
+            if url.host().is_none() {
+                return Err(invalid(
+                    format!("{at}.url"),
+                    format!("{:?} has no host", rw.url),
+                ));
+            }
+            let mut auths = Vec::new();
+            if let Some(b) = &rw.basic_auth {
+                let password = one_secret(
+                    &b.password,
+                    &b.password_file,
+                    base,
+                    &format!("{at}.basic_auth.password"),
+                )?;
+                auths.push(Auth::Basic {
+                    username: b.username.clone(),
+                    password,
+                });
+            }
+            if rw.bearer_token.is_some() || rw.bearer_token_file.is_some() {
+                auths.push(Auth::Bearer(one_secret(
+                    &rw.bearer_token,
+                    &rw.bearer_token_file,
+                    base,
+                    &format!("{at}.bearer_token"),
+                )?));
+            }
+            if let Some(k) = &rw.access_key {
+                // An AccessKey ID/Secret pair is sent as basic auth, as the managed service expects.
+                let secret = one_secret(
+                    &k.secret,
+                    &k.secret_file,
+                    base,
+                    &format!("{at}.access_key.secret"),
+                )?;
+                auths.push(Auth::Basic {
+                    username: k.id.clone(),
+                    password: secret,
+                });
+            }
+            if auths.len() > 1 {
+                return Err(invalid(
+                    at,
+                    "set at most one of basic_auth, bearer_token(_file) and access_key",
+                ));
+            }
+            let tls = match rw.tls {
+                None => TlsConfig::default(),
+                Some(t) => {
+                    if !https {
+                        return Err(invalid(
+                            format!("{at}.tls"),
+                            "is only used with an https:// url",
+                        ));
+                    }
+                    if t.cert_file.is_some() != t.key_file.is_some() {
+                        return Err(invalid(
+                            format!("{at}.tls"),
+                            "cert_file and key_file go together",
+                        ));
+                    }
+                    let file =
+                        |f: &Option<String>, name: &str| -> Result<Option<PathBuf>, ConfigError> {
+                            match f {
+                                None => Ok(None),
+                                Some(f) => {
+                                    let p = base.join(f);
+                                    if !p.is_file() {
+                                        return Err(invalid(
+                                            format!("{at}.tls.{name}"),
+                                            format!("{} is not a readable file", p.display()),
+                                        ));
+                                    }
+                                    Ok(Some(p))
+                                }
+                            }
+                        };
+                    TlsConfig {
+                        ca_file: file(&t.ca_file, "ca_file")?,
+                        cert_file: file(&t.cert_file, "cert_file")?,
+                        key_file: file(&t.key_file, "key_file")?,
+                        server_name: t.server_name,
+                        insecure_skip_verify: t.insecure_skip_verify,
+                    }
+                }
+            };
+            let mut headers = Vec::new();
+            for (k, v) in &rw.headers {
+                let name = hyper::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                    invalid(
+                        format!("{at}.headers"),
+                        format!("{k:?} is not a valid header name"),
+                    )
+                })?;
+                let value = hyper::header::HeaderValue::from_str(v).map_err(|_| {
+                    invalid(format!("{at}.headers.{k}"), "is not a valid header value")
+                })?;
+                headers.push((name, value));
+            }
+            let timeout = duration(&rw.timeout, &format!("{at}.timeout"))?;
+            if timeout.is_zero() {
+                return Err(invalid(format!("{at}.timeout"), "must be greater than 0"));
+            }
+            Ok(TargetConfig {
+                external_labels: external_labels(
+                    &rw.external_labels,
+                    &format!("{at}.external_labels"),
+                )?,
+                queue: queue(&rw.queue, at)?,
+                name: rw.name,
+                kind: TargetKind::RemoteWrite(RemoteWriteConfig {
+                    url,
+                    auth: auths.pop().unwrap_or(Auth::None),
+                    tls,
+                    headers,
+                    timeout,
+                }),
+            })
+        }
+        RawTarget::File(f) => {
+            if f.path.trim().is_empty() {
+                return Err(invalid(
+                    format!("{at}.path"),
+                    "must not be empty (use \"-\" for standard output)",
+                ));
+            }
+            let mut q = queue(&f.queue, at)?;
+            q.shards = 1; // one writer keeps lines in arrival order
+            Ok(TargetConfig {
+                external_labels: external_labels(
+                    &f.external_labels,
+                    &format!("{at}.external_labels"),
+                )?,
+                queue: q,
+                name: f.name,
+                kind: TargetKind::File(FileConfig {
+                    path: (f.path != "-").then(|| base.join(&f.path)),
+                }),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

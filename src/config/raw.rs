@@ -1,0 +1,195 @@
+//! The YAML file as serde sees it: field for field, defaults in one place, unknown keys refused.
+//! Nothing here is trusted yet; [`super::validate`] turns it into checked, compiled types.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+    #[serde(default)]
+    pub tasks: Vec<RawTask>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Address the ingest and admin endpoints listen on.
+    pub listen: String,
+    /// Largest compressed request body accepted (413 above).
+    pub max_body_bytes: u64,
+    /// Largest decoded body, checked from the snappy header before allocating (413 above).
+    pub max_decoded_bytes: u64,
+    /// HTTP status answered when a target queue is full: 503 (default) or 429.
+    pub backpressure_status: u16,
+    /// `Retry-After` sent with the backpressure answer.
+    pub retry_after: String,
+    /// How long shutdown waits for queues to drain.
+    pub shutdown_timeout: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:9201".into(),
+            max_body_bytes: 32 << 20,
+            max_decoded_bytes: 256 << 20,
+            backpressure_status: 503,
+            retry_after: "1s".into(),
+            shutdown_timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: String,
+}
+
+/// Text with one item per line, or a YAML list of items.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Lines {
+    Text(String),
+    List(Vec<String>),
+}
+
+/// `key=value` lines, or a YAML map.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LabelsSpec {
+    Text(String),
+    Map(BTreeMap<String, String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_source")]
+    pub source: String,
+    pub filter: Option<Lines>,
+    pub labels: Option<LabelsSpec>,
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_source() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RawTarget {
+    RemoteWrite(RawRemoteWrite),
+    File(RawFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteWrite {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub access_key: Option<RawAccessKey>,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default)]
+    pub queue: RawQueue,
+}
+
+fn default_timeout() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessKey {
+    pub id: String,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQueue {
+    /// Samples the target may hold (queued, batching and in flight) before ingest is pushed back.
+    pub capacity: u64,
+    pub max_samples_per_send: u64,
+    /// Parallel senders; series are spread over them by hash, so each series stays in order.
+    pub shards: u64,
+    pub min_backoff: String,
+    pub max_backoff: String,
+    pub batch_send_deadline: String,
+}
+
+impl Default for RawQueue {
+    fn default() -> Self {
+        RawQueue {
+            capacity: 100_000,
+            max_samples_per_send: 2_000,
+            shards: 4,
+            min_backoff: "30ms".into(),
+            max_backoff: "5s".into(),
+            batch_send_deadline: "5s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    #[serde(default = "file_queue")]
+    pub queue: RawQueue,
+}
+
+fn file_queue() -> RawQueue {
+    RawQueue {
+        shards: 1,
+        batch_send_deadline: "1s".into(),
+        ..RawQueue::default()
+    }
+}

@@ -1,0 +1,165 @@
+use super::*;
+
+fn tempdir() -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("promrelay-config-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The example from the issue that introduced the config file, verbatim apart from the paths.
+const ISSUE_EXAMPLE: &str = r#"
+server:
+  listen: "127.0.0.1:9201"
+  max_body_bytes: 33554432          # compressed request body limit
+sources:                            # "default" always exists at /api/v1/write
+  - name: cluster-a                 # ingests at /sources/cluster-a/api/v1/write
+tasks:
+  - name: ecs-to-central
+    description: deliver ECS metrics
+    enabled: true                   # default true
+    source: default                 # default "default"
+    filter: |                       # one condition per line, all ANDed; a YAML list works too
+      __name__=AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization
+      regionId=cn-hangzhou
+      namespace!~kube-system|monitoring
+    labels: |                       # k=v per line, or a YAML map; overwrite existing labels
+      deliver_test_key1=ssss
+    targets:
+      - name: central
+        type: remote_write
+        url: http://127.0.0.1:9090/api/v1/write
+        external_labels: {source_cluster: cluster-01}   # only where the series lacks the label
+        basic_auth: {username: u, password_file: pw}  # or password:
+      - name: debug
+        type: file                  # JSON lines, one flat sample object per line; path "-" = stdout
+        path: ./delivered.jsonl
+"#;
+
+#[test]
+fn the_documented_example_loads() {
+    let dir = tempdir();
+    std::fs::write(dir.join("pw"), "s3cret\n").unwrap();
+    let cfg = Config::from_yaml(ISSUE_EXAMPLE, &dir).unwrap();
+    assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:9201");
+    assert_eq!(cfg.server.max_body_bytes, 33554432);
+    assert_eq!(cfg.sources, ["default", "cluster-a"]);
+    let t = &cfg.tasks[0];
+    assert_eq!(
+        (t.name.as_str(), t.enabled, t.source.as_str()),
+        ("ecs-to-central", true, "default")
+    );
+    assert_eq!(t.filter.matchers().len(), 3);
+    assert_eq!(t.labels.len(), 1);
+    let TargetKind::RemoteWrite(rw) = &t.targets[0].kind else {
+        panic!()
+    };
+    match &rw.auth {
+        Auth::Basic { username, password } => {
+            assert_eq!((username.as_str(), password.as_str()), ("u", "s3cret"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rw.timeout, Duration::from_secs(30));
+    assert_eq!(t.targets[0].queue.capacity, 100_000);
+    let TargetKind::File(f) = &t.targets[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        f.path.as_deref(),
+        Some(dir.join("./delivered.jsonl").as_path())
+    );
+    assert_eq!(t.targets[1].queue.shards, 1);
+    assert!(
+        !format!("{:?}", rw.auth).contains("s3cret"),
+        "secrets never reach debug output"
+    );
+}
+
+#[test]
+fn the_bundled_default_config_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = Config::load(&root.join("promrelay.yaml")).unwrap();
+    assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:9201");
+    assert!(matches!(cfg.tasks[0].targets[0].kind, TargetKind::File(_)));
+}
+
+#[test]
+fn list_filters_and_map_labels_work() {
+    let yaml = r#"
+tasks:
+  - name: t
+    filter: ["__name__=up", "job!=x"]
+    labels: {b: "2", a: "1"}
+    targets: [{name: f, type: file, path: "-"}]
+"#;
+    let cfg = Config::from_yaml(yaml, Path::new(".")).unwrap();
+    assert_eq!(cfg.tasks[0].filter.matchers().len(), 2);
+    let labels: Vec<_> = cfg.tasks[0]
+        .labels
+        .iter()
+        .map(|(n, _)| n.to_vec())
+        .collect();
+    assert_eq!(labels, [b"a".to_vec(), b"b".to_vec()]);
+    let TargetKind::File(f) = &cfg.tasks[0].targets[0].kind else {
+        panic!()
+    };
+    assert!(f.path.is_none());
+}
+
+#[test]
+fn errors_name_the_field() {
+    let target = "targets: [{name: f, type: file, path: x}]";
+    let cases: Vec<(String, &str)> = vec![
+        ("server: {listen: nowhere}".into(), "server.listen: \"nowhere\" is not an IP:port"),
+        ("server: {max_body_bytes: 0}".into(), "server.max_body_bytes: must be greater than 0"),
+        ("server: {backpressure_status: 500}".into(), "server.backpressure_status: must be 429 or 503"),
+        ("server: {retry_after: soon}".into(), "server.retry_after: \"soon\" is not a duration"),
+        ("server: {colour: blue}".into(), "unknown field `colour`"),
+        ("sources: [{name: default}]".into(), "sources[0].name: source \"default\" is defined twice"),
+        ("sources: [{name: 'a b'}]".into(), "sources[0].name"),
+        (format!("tasks: [{{name: a, filter: 'job=(', {target}}}]"), "tasks[0].filter line 1: bad regex \"(\""),
+        (format!("tasks: [{{name: a, filter: [ok=1, 'bad'], {target}}}]"), "tasks[0].filter[1]: expected one of"),
+        (format!("tasks: [{{name: a, labels: 'x', {target}}}]"), "tasks[0].labels: expected key=value"),
+        (format!("tasks: [{{name: a, source: nope, {target}}}]"), "tasks[0].source: unknown source \"nope\""),
+        (format!("tasks: [{{name: a, {target}}}, {{name: a, {target}}}]"), "tasks[1].name: task \"a\" is defined twice"),
+        ("tasks: [{name: a}]".into(), "tasks[0].targets: an enabled task needs at least one target"),
+        ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'ftp://x'}]}]".into(), "tasks[0].targets[0].url: \"ftp://x\" must start with http"),
+        ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', queue: {shards: 0}}]}]".into(), "tasks[0].targets[0].queue.shards: must be greater than 0"),
+        ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', queue: {min_backoff: 2s, max_backoff: 1s}}]}]".into(), "tasks[0].targets[0].queue.max_backoff"),
+        ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', basic_auth: {username: u}}]}]".into(), "tasks[0].targets[0].basic_auth.password: set"),
+        ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', bearer_token_file: /nonexistent/x}]}]".into(), "tasks[0].targets[0].bearer_token_file: cannot read"),
+        ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', bearer_token: a, access_key: {id: i, secret: s}}]}]".into(), "set at most one of"),
+        ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', tls: {}}]}]".into(), "tasks[0].targets[0].tls: is only used with an https"),
+        ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', external_labels: {'a-b': c}}]}]".into(), "tasks[0].targets[0].external_labels: label name \"a-b\""),
+        ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', colour: red}]}]".into(), "unknown field `colour`"),
+        ("tasks: [{name: a, targets: [{name: r, type: carrier_pigeon}]}]".into(), "unknown variant `carrier_pigeon`"),
+        (format!("tasks: [{{name: a, targets: [{{name: f, type: file, path: x}}, {{name: f, type: file, path: y}}]}}]"), "tasks[0].targets[1].name: target \"f\" is defined twice"),
+    ];
+    for (yaml, want) in cases {
+        let err = Config::from_yaml(&yaml, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(want),
+            "config {yaml}\n  error: {err}\n  wanted: {want}"
+        );
+    }
+}
+
+#[test]
+fn durations() {
+    for (t, ms) in [
+        ("500ms", 500),
+        ("30s", 30_000),
+        ("5m", 300_000),
+        ("1h30m", 5_400_000),
+        ("1m30s", 90_000),
+    ] {
+        assert_eq!(parse_duration(t).unwrap(), Duration::from_millis(ms), "{t}");
+    }
+    for bad in ["", "5", "s", "5x", "1.5s", "-1s"] {
+        assert!(parse_duration(bad).is_err(), "{bad:?}");
+    }
+}

@@ -1,0 +1,163 @@
+//! The seed's flat JSON sample object, written by hand into a reused buffer.
+//!
+//! `{"__name__":"up","job":"api","value":"675.0","timestamp":"1698732988354"}`: every label as
+//! a string field in label order, then `value` and `timestamp`, both strings. Values use the
+//! shortest decimal that round-trips the f64 (ryu), `NaN`, `Infinity` and `-Infinity`, which
+//! Java's `Double.parseDouble` and Python's `float()` both read. Hand-written because a
+//! `serde_json::Value` per sample would allocate a map and a string per label.
+//!
+//! A label named `value` or `timestamp` would collide with the sample fields; the sample fields
+//! come last so that JSON readers that keep the last duplicate key see the sample.
+
+use crate::batch::Sample;
+
+/// Bytes that need escaping in a JSON string: `"`, `\` and the control characters.
+const fn escape_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+}
+static NEEDS_ESCAPE: [bool; 256] = escape_table();
+
+/// Append `s` as a JSON string (with quotes). `s` is valid UTF-8 (a batch invariant), which
+/// JSON carries as it is.
+#[inline]
+pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        if !NEEDS_ESCAPE[b as usize] {
+            continue;
+        }
+        out.extend_from_slice(&s[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 15) as usize]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+    out.push(b'"');
+}
+
+/// Append the value as the seed formats it (without quotes).
+#[inline]
+pub fn write_value(out: &mut Vec<u8>, v: f64) {
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"Infinity" } else { b"-Infinity" });
+    } else {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    }
+}
+
+/// Append one flat sample object.
+#[inline]
+pub fn write_sample<'a>(
+    out: &mut Vec<u8>,
+    labels: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    sample: &Sample,
+) {
+    out.push(b'{');
+    for (n, v) in labels {
+        write_str(out, n);
+        out.push(b':');
+        write_str(out, v);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"value\":\"");
+    write_value(out, sample.value);
+    out.extend_from_slice(b"\",\"timestamp\":\"");
+    out.extend_from_slice(itoa::Buffer::new().format(sample.timestamp).as_bytes());
+    out.extend_from_slice(b"\"}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(v: f64) -> String {
+        let mut b = Vec::new();
+        write_value(&mut b, v);
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn values_are_shortest_round_trip_strings() {
+        let cases: &[(f64, &str)] = &[
+            (675.0, "675.0"),
+            (0.25, "0.25"),
+            (1e-7, "1e-7"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (-3.0, "-3.0"),
+            (0.0, "0.0"),
+            (1e21, "1e21"),
+            (1.7976931348623157e308, "1.7976931348623157e308"),
+            (5e-324, "5e-324"),
+            (f64::NAN, "NaN"),
+            (f64::from_bits(0x7ff0_0000_0000_0002), "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for &(v, want) in cases {
+            let got = value(v);
+            assert_eq!(got, want);
+            if v.is_finite() {
+                assert_eq!(
+                    got.parse::<f64>().unwrap().to_bits(),
+                    v.to_bits(),
+                    "{want} must round-trip"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_json_requires() {
+        let nasty = "q\"b\\n\nt\tc\u{1}é中🙂";
+        let mut b = Vec::new();
+        write_str(&mut b, nasty.as_bytes());
+        let back: String = serde_json::from_slice(&b).unwrap();
+        assert_eq!(back, nasty);
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            "\"q\\\"b\\\\n\\nt\\tc\\u0001é中🙂\""
+        );
+    }
+
+    #[test]
+    fn sample_object_matches_the_seed_format() {
+        let labels: Vec<(&[u8], &[u8])> = vec![(b"__name__", b"up"), (b"job", b"api\"x")];
+        let mut b = Vec::new();
+        write_sample(
+            &mut b,
+            labels.into_iter(),
+            &Sample {
+                value: 675.0,
+                timestamp: 1698732988354,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(b.clone()).unwrap(),
+            r#"{"__name__":"up","job":"api\"x","value":"675.0","timestamp":"1698732988354"}"#
+        );
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["job"], "api\"x");
+    }
+}

@@ -1,0 +1,173 @@
+//! Compiled value predicates: the strategy for each pattern is chosen once, at config load.
+//!
+//! Like regex-automata's meta engine, the cheapest strategy that gives the same answer wins:
+//! an exact literal compares bytes, an alternation of literals is a set lookup, `lit.*` /
+//! `.*lit` / `.*lit.*` use `starts_with` / `ends_with` / memchr's substring finder, `.*` and `.+`
+//! need no look at the bytes. Everything else runs a dense DFA (no per-search cache, so it is
+//! shared freely between threads), or the meta regex when the DFA would be too large or the
+//! pattern needs an assertion a DFA cannot do. The table tests pin that every strategy answers
+//! exactly as the full regex would.
+
+use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::{Anchored, Input, meta};
+
+/// A predicate over one label value.
+#[derive(Debug)]
+pub enum Predicate {
+    Literal(Box<[u8]>),
+    /// Sorted, de-duplicated alternatives.
+    Set(Box<[Box<[u8]>]>),
+    Prefix(Box<[u8]>),
+    Suffix(Box<[u8]>),
+    Contains(memchr::memmem::Finder<'static>),
+    /// `.*`: every value.
+    Any,
+    /// `.+`: every non-empty value.
+    NonEmpty,
+    Dfa(Box<dense::DFA<Vec<u32>>>, Box<meta::Regex>),
+    Meta(Box<meta::Regex>),
+}
+
+/// Upper bound on one matcher's DFA; larger patterns use the meta regex (lazy DFA).
+const DFA_SIZE_LIMIT: usize = 2 << 20;
+
+impl Predicate {
+    pub fn literal(value: &str) -> Predicate {
+        Predicate::Literal(value.as_bytes().into())
+    }
+
+    /// Compile a fully anchored regex, as Prometheus does (`^(?s:pattern)$`).
+    ///
+    /// # Errors
+    /// The regex syntax error, as text, when the pattern does not compile.
+    pub fn regex(pattern: &str) -> Result<Predicate, String> {
+        let anchored = format!("^(?s:{pattern})$");
+        let meta = meta::Regex::new(&anchored).map_err(|e| e.to_string())?;
+        if let Some(fast) = fast_path(pattern) {
+            return Ok(fast);
+        }
+        let dfa = dense::Builder::new()
+            .configure(
+                dense::Config::new()
+                    .start_kind(StartKind::Anchored)
+                    .dfa_size_limit(Some(DFA_SIZE_LIMIT))
+                    .determinize_size_limit(Some(DFA_SIZE_LIMIT)),
+            )
+            .build(&anchored);
+        Ok(match dfa {
+            Ok(dfa) => Predicate::Dfa(Box::new(dfa), Box::new(meta)),
+            Err(_) => Predicate::Meta(Box::new(meta)),
+        })
+    }
+
+    /// A short name of the strategy, for logs, docs and tests.
+    pub fn strategy(&self) -> &'static str {
+        match self {
+            Predicate::Literal(_) => "literal",
+            Predicate::Set(_) => "set",
+            Predicate::Prefix(_) => "prefix",
+            Predicate::Suffix(_) => "suffix",
+            Predicate::Contains(_) => "contains",
+            Predicate::Any => "any",
+            Predicate::NonEmpty => "non-empty",
+            Predicate::Dfa(..) => "dfa",
+            Predicate::Meta(_) => "meta",
+        }
+    }
+
+    /// A rough rank of the per-value cost, used to evaluate cheap conditions first.
+    pub fn cost(&self) -> u8 {
+        match self {
+            Predicate::Any | Predicate::NonEmpty => 0,
+            Predicate::Literal(_) => 1,
+            Predicate::Prefix(_) | Predicate::Suffix(_) => 2,
+            Predicate::Set(_) => 3,
+            Predicate::Contains(_) => 4,
+            Predicate::Dfa(..) => 5,
+            Predicate::Meta(_) => 6,
+        }
+    }
+
+    #[inline]
+    pub fn is_match(&self, value: &[u8]) -> bool {
+        match self {
+            Predicate::Literal(lit) => value == &**lit,
+            Predicate::Set(set) => {
+                if set.len() <= 16 {
+                    set.iter().any(|s| value == &**s)
+                } else {
+                    set.binary_search_by(|s| (**s).cmp(value)).is_ok()
+                }
+            }
+            Predicate::Prefix(p) => value.starts_with(p),
+            Predicate::Suffix(s) => value.ends_with(s),
+            Predicate::Contains(f) => f.find(value).is_some(),
+            Predicate::Any => true,
+            Predicate::NonEmpty => !value.is_empty(),
+            Predicate::Dfa(dfa, meta) => {
+                match dfa.try_search_fwd(&Input::new(value).anchored(Anchored::Yes)) {
+                    Ok(found) => found.is_some(),
+                    // A dense DFA built without quit bytes cannot fail; stay correct anyway.
+                    Err(_) => meta.is_match(value),
+                }
+            }
+            Predicate::Meta(meta) => meta.is_match(value),
+        }
+    }
+}
+
+/// Recognise the patterns that need no automaton. Returns `None` for anything else.
+fn fast_path(pattern: &str) -> Option<Predicate> {
+    match pattern {
+        ".*" => return Some(Predicate::Any),
+        ".+" => return Some(Predicate::NonEmpty),
+        _ => {}
+    }
+    if let Some(rest) = pattern.strip_prefix(".*") {
+        if let Some(mid) = rest.strip_suffix(".*") {
+            let lit = plain_literal(mid)?;
+            return Some(if lit.is_empty() {
+                Predicate::Any
+            } else {
+                Predicate::Contains(memchr::memmem::Finder::new(lit.as_bytes()).into_owned())
+            });
+        }
+        return plain_literal(rest).map(|lit| Predicate::Suffix(lit.into_bytes().into()));
+    }
+    if let Some(head) = pattern.strip_suffix(".*") {
+        return plain_literal(head).map(|lit| Predicate::Prefix(lit.into_bytes().into()));
+    }
+    let mut alternatives = Vec::new();
+    for alt in pattern.split('|') {
+        alternatives.push(plain_literal(alt)?.into_bytes().into_boxed_slice());
+    }
+    if alternatives.len() == 1 {
+        return alternatives.pop().map(Predicate::Literal);
+    }
+    alternatives.sort();
+    alternatives.dedup();
+    Some(Predicate::Set(alternatives.into_boxed_slice()))
+}
+
+/// The text a pattern matches when it is a plain literal: no metacharacter except escaped ASCII
+/// punctuation (`\.` means a dot). `None` when the pattern is anything more.
+fn plain_literal(pattern: &str) -> Option<String> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let next = chars.next()?;
+                if !next.is_ascii_punctuation() {
+                    return None; // \d, \w, \b, \n …: a class or an assertion
+                }
+                out.push(next);
+            }
+            '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' => {
+                return None;
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}

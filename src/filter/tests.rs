@@ -1,0 +1,251 @@
+use super::*;
+use crate::batch::SeriesBatch;
+use crate::proto::{Label, Sample, TimeSeries, WriteRequest};
+use prost::Message;
+
+/// (pattern, value, expected for an anchored regex match, expected strategy)
+const REGEX_TABLE: &[(&str, &str, bool, &str)] = &[
+    (
+        "AliyunEcs_CPUUtilization",
+        "AliyunEcs_CPUUtilization",
+        true,
+        "literal",
+    ),
+    (
+        "AliyunEcs_CPUUtilization",
+        "AliyunEcs_CPUUtilization_x",
+        false,
+        "literal",
+    ),
+    (
+        "AliyunEcs_CPUUtilization",
+        "xAliyunEcs_CPUUtilization",
+        false,
+        "literal",
+    ),
+    ("a\\.b", "a.b", true, "literal"),
+    ("a\\.b", "axb", false, "literal"),
+    ("", "", true, "literal"),
+    ("", "x", false, "literal"),
+    (
+        "AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization",
+        "AliyunEcs_memory_usedutilization",
+        true,
+        "set",
+    ),
+    (
+        "AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization",
+        "AliyunEcs_CPUUtilization",
+        true,
+        "set",
+    ),
+    (
+        "AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization",
+        "AliyunEcs_CPU",
+        false,
+        "set",
+    ),
+    ("a|", "", true, "set"),
+    ("a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q|r|s", "s", true, "set"),
+    ("a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q|r|s", "t", false, "set"),
+    ("i-2ze0mxp.*", "i-2ze0mxp000001", true, "prefix"),
+    ("i-2ze0mxp.*", "i-2ze0mxp", true, "prefix"),
+    ("i-2ze0mxp.*", "x-i-2ze0mxp1", false, "prefix"),
+    (".*_total", "http_requests_total", true, "suffix"),
+    (".*_total", "http_requests_total_x", false, "suffix"),
+    (".*ecs.*", "my-ecs-host", true, "contains"),
+    (".*ecs.*", "ec", false, "contains"),
+    (".*", "", true, "any"),
+    (".*", "anything\nwith newline", true, "any"),
+    (".+", "", false, "non-empty"),
+    (".+", "x", true, "non-empty"),
+    ("cn-(hangzhou|beijing)", "cn-beijing", true, "dfa"),
+    ("cn-(hangzhou|beijing)", "cn-beijing2", false, "dfa"),
+    ("cn-(hangzhou|beijing)", "xcn-beijing", false, "dfa"),
+    ("[0-9]+", "12345", true, "dfa"),
+    ("[0-9]+", "123a", false, "dfa"),
+    ("(?i)error", "ERROR", true, "dfa"),
+    ("a.c", "a\nc", true, "dfa"), // (?s): dot matches newline, as in Prometheus
+    ("foo\\d", "foo1", true, "dfa"),
+    ("a|b.*", "bxx", true, "dfa"),
+    ("a|b.*", "axx", false, "dfa"),
+    ("\\bfoo\\b", "foo", true, "meta"), // Unicode word boundary: no dense DFA
+];
+
+#[test]
+fn every_strategy_answers_like_the_anchored_regex() {
+    for &(pattern, value, want, strategy) in REGEX_TABLE {
+        let m = Matcher::new("l", MatchOp::Regex, pattern).unwrap();
+        assert_eq!(m.strategy(), strategy, "strategy of {pattern:?}");
+        assert_eq!(
+            m.matches_value(value.as_bytes()),
+            want,
+            "{pattern:?} =~ {value:?}"
+        );
+        let truth = regex_automata::meta::Regex::new(&format!("^(?s:{pattern})$")).unwrap();
+        assert_eq!(
+            truth.is_match(value),
+            want,
+            "table row {pattern:?} {value:?} is wrong"
+        );
+        let neg = Matcher::new("l", MatchOp::NotRegex, pattern).unwrap();
+        assert_eq!(
+            neg.matches_value(value.as_bytes()),
+            !want,
+            "{pattern:?} !~ {value:?}"
+        );
+    }
+}
+
+#[test]
+fn parses_every_operator() {
+    let cases: &[(&str, &str, MatchOp, &str)] = &[
+        ("__name__=up|down", "__name__", MatchOp::Regex, "up|down"),
+        ("job=~api.*", "job", MatchOp::Regex, "api.*"),
+        ("job==a.b", "job", MatchOp::Equal, "a.b"),
+        ("job!=a.b", "job", MatchOp::NotEqual, "a.b"),
+        ("job!~a.*", "job", MatchOp::NotRegex, "a.*"),
+        ("  job = \"x y\"  ", "job", MatchOp::Regex, "x y"),
+        (
+            "job=\"say \\\"hi\\\" \\. ok\"",
+            "job",
+            MatchOp::Regex,
+            "say \"hi\" \\. ok",
+        ),
+        ("_a1=", "_a1", MatchOp::Regex, ""),
+    ];
+    for &(line, name, op, pattern) in cases {
+        let m = Matcher::parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(
+            (m.name(), m.op(), m.pattern()),
+            (name.as_bytes(), op, pattern),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn literal_operators_do_not_interpret_regex() {
+    let eq = Matcher::parse("job==a.b").unwrap();
+    assert!(eq.matches_value(b"a.b"));
+    assert!(!eq.matches_value(b"axb"));
+    let ne = Matcher::parse("job!=a.b").unwrap();
+    assert!(!ne.matches_value(b"a.b"));
+    assert!(ne.matches_value(b"axb"));
+}
+
+#[test]
+fn refuses_bad_conditions_with_reasons() {
+    let cases: &[(&str, &str)] = &[
+        ("=x", "expected a label name"),
+        ("1abc=x", "expected a label name"),
+        ("job", "expected one of"),
+        ("job~x", "expected one of"),
+        ("job=\"unterminated", "quoted value"),
+        ("job=(", "bad regex \"(\""),
+    ];
+    for &(line, want) in cases {
+        let err = Matcher::parse(line).unwrap_err();
+        assert!(err.to_string().contains(want), "{line}: {err}");
+    }
+}
+
+fn batch_of(series: &[&[(&str, &str)]]) -> SeriesBatch {
+    let req = WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|labels| TimeSeries {
+                labels: labels.iter().map(|(n, v)| Label::new(n, v)).collect(),
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 1,
+                }],
+                ..Default::default()
+            })
+            .collect(),
+        metadata: vec![],
+    };
+    let mut b = SeriesBatch::new();
+    b.decode_protobuf(&req.encode_to_vec()).unwrap();
+    b
+}
+
+#[test]
+fn seed_example_filter_keeps_exactly_the_matching_series() {
+    let filter = Filter::parse(
+        "__name__=AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization\nregionId=cn-hangzhou\nid=i-2ze0mxp.*\n"
+            .lines(),
+    )
+    .unwrap();
+    let batch = batch_of(&[
+        &[
+            ("__name__", "AliyunEcs_CPUUtilization"),
+            ("regionId", "cn-hangzhou"),
+            ("id", "i-2ze0mxp1"),
+        ],
+        &[
+            ("__name__", "AliyunEcs_memory_usedutilization"),
+            ("regionId", "cn-hangzhou"),
+            ("id", "i-2ze0mxpZ"),
+        ],
+        &[
+            ("__name__", "AliyunEcs_CPUUtilization"),
+            ("regionId", "cn-beijing"),
+            ("id", "i-2ze0mxp1"),
+        ],
+        &[
+            ("__name__", "AliyunEcs_CPUUtilization"),
+            ("regionId", "cn-hangzhou"),
+            ("id", "i-other"),
+        ],
+        &[
+            ("__name__", "AliyunEcs_CPUUtilization"),
+            ("regionId", "cn-hangzhou"),
+        ],
+        &[
+            ("__name__", "node_load1"),
+            ("regionId", "cn-hangzhou"),
+            ("id", "i-2ze0mxp1"),
+        ],
+    ]);
+    let kept: Vec<bool> = batch.iter().map(|s| filter.matches(&s)).collect();
+    assert_eq!(kept, [true, true, false, false, false, false]);
+}
+
+#[test]
+fn missing_label_matches_as_empty_string() {
+    let batch = batch_of(&[
+        &[("__name__", "up")],
+        &[("__name__", "up"), ("env", "prod")],
+    ]);
+    let cases: &[(&str, [bool; 2])] = &[
+        ("env=", [true, false]),
+        ("env!=prod", [true, false]),
+        ("env=~.*", [true, true]),
+        ("env=~.+", [false, true]),
+        ("env!~.+", [true, false]),
+        ("env==prod", [false, true]),
+    ];
+    for &(line, want) in cases {
+        let f = Filter::parse([line]).unwrap();
+        let got: Vec<bool> = batch.iter().map(|s| f.matches(&s)).collect();
+        assert_eq!(got, want, "{line}");
+    }
+}
+
+#[test]
+fn empty_filter_keeps_everything_and_comments_are_skipped() {
+    let f = Filter::parse("\n# nothing here\n   \n".lines()).unwrap();
+    assert!(f.is_empty());
+    let batch = batch_of(&[&[("a", "b")]]);
+    assert!(f.matches(&batch.series(0)));
+}
+
+#[test]
+fn name_condition_runs_first_and_errors_carry_the_line() {
+    let f = Filter::parse(["job=~a.*b", "__name__=x"]).unwrap();
+    assert_eq!(f.matchers()[0].name(), b"__name__");
+    let (line, err) = Filter::parse(["job=a", "", "bad"]).unwrap_err();
+    assert_eq!(line, 2);
+    assert!(matches!(err, FilterError::MissingOperator(_)));
+}

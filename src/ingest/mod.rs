@@ -1,0 +1,212 @@
+//! The HTTP server: remote-write ingest per source, self-metrics and health endpoints.
+//!
+//! Answers follow the remote-write 1.0 spec, so senders retry exactly what is worth retrying:
+//!
+//! | answer | when |
+//! |---|---|
+//! | 204 | the request was taken by every task's targets |
+//! | 400 | the body does not decode (bad snappy or protobuf, a series without labels, an empty or duplicate label name, invalid UTF-8) |
+//! | 404 | unknown path or source |
+//! | 405 | wrong method (`Allow` says which) |
+//! | 413 | body over `max_body_bytes`, or snappy header declaring more than `max_decoded_bytes` |
+//! | 415 | `Content-Encoding` other than snappy, or a `Content-Type`/`proto=` not remote-write 1.0 |
+//! | 503 (or 429) + `Retry-After` | a target queue is full |
+//!
+//! 503 is the default backpressure answer because Prometheus 2.42 retries every 5xx but drops a
+//! batch answered 429 unless `retry_on_http_429` is set in its `queue_config`.
+
+use crate::config::ServerConfig;
+use crate::pipeline::{IngestError, Pipeline};
+use crate::telemetry::Metrics;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What every request handler shares.
+pub struct IngestState {
+    pub pipeline: Pipeline,
+    pub metrics: Arc<Metrics>,
+    pub server: ServerConfig,
+    /// False once shutdown has begun: `/-/ready` answers 503.
+    pub ready: AtomicBool,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, body: impl Into<String>) -> Resp {
+    let mut body = body.into();
+    body.push('\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn method_not_allowed(allow: &'static str) -> Resp {
+    let mut r = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed; use {allow}"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// Route and answer one request. Never fails: every problem is an HTTP answer.
+pub async fn handle(
+    state: Arc<IngestState>,
+    req: Request<Incoming>,
+) -> Result<Resp, std::convert::Infallible> {
+    let path = req.uri().path();
+    let source = if path == "/api/v1/write" {
+        Some("default")
+    } else {
+        path.strip_prefix("/sources/")
+            .and_then(|rest| rest.strip_suffix("/api/v1/write"))
+            .filter(|name| !name.is_empty() && !name.contains('/'))
+    };
+    if let Some(name) = source {
+        if req.method() != Method::POST {
+            return Ok(method_not_allowed("POST"));
+        }
+        let Some(index) = state.pipeline.source(name) else {
+            return Ok(text(
+                StatusCode::NOT_FOUND,
+                format!("unknown source {name:?}"),
+            ));
+        };
+        let name = name.to_owned();
+        let resp = write(&state, index, req).await;
+        state.metrics.request(&name, resp.status().as_u16());
+        return Ok(resp);
+    }
+    let resp = match path {
+        "/metrics" | "/-/healthy" | "/-/ready"
+            if req.method() != Method::GET && req.method() != Method::HEAD =>
+        {
+            method_not_allowed("GET")
+        }
+        "/metrics" => {
+            let mut r = text(StatusCode::OK, state.metrics.render());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        "/-/healthy" => text(StatusCode::OK, "promrelay is healthy"),
+        "/-/ready" if state.ready.load(Ordering::Acquire) => {
+            text(StatusCode::OK, "promrelay is ready")
+        }
+        "/-/ready" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "promrelay is shutting down",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; remote-write goes to /api/v1/write or /sources/{name}/api/v1/write",
+        ),
+    };
+    Ok(resp)
+}
+
+/// Check the headers a remote-write 1.0 request must carry; `Some(answer)` when it is refused.
+fn check_headers(req: &Request<Incoming>) -> Option<Resp> {
+    let h = req.headers();
+    let encoding = h
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
+    if encoding.as_deref() != Some("snappy") {
+        return Some(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported Content-Encoding {:?}: remote-write bodies must be snappy-compressed",
+                encoding.unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(ct) = h.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let mut parts = ct.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        if media != "application/x-protobuf" {
+            return Some(text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Type {ct:?}: expected application/x-protobuf"),
+            ));
+        }
+        for p in parts {
+            if let Some(proto) = p.strip_prefix("proto=") {
+                if proto.trim_matches('"') != "prometheus.WriteRequest" {
+                    return Some(text(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        format!(
+                            "unsupported proto={proto}: this relay speaks remote-write 1.0 (prometheus.WriteRequest)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn write(state: &IngestState, source: usize, req: Request<Incoming>) -> Resp {
+    if let Some(refused) = check_headers(&req) {
+        return refused;
+    }
+    let max = state.server.max_body_bytes;
+    let too_large = || {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds max_body_bytes ({max} bytes)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}"),
+            );
+        }
+    };
+    match state.pipeline.process(source, &body) {
+        Ok(_) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Err(IngestError::Decode(e)) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            text(status, format!("cannot decode remote-write request: {e}"))
+        }
+        Err(full @ IngestError::QueueFull { .. }) => {
+            let status = StatusCode::from_u16(state.server.backpressure_status)
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut r = text(status, full.to_string());
+            let secs = state.server.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+    }
+}

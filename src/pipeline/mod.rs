@@ -1,0 +1,299 @@
+//! The data path of one request: decode → per task: match → relabel → encode → queue.
+//!
+//! All per-request state lives in a [`Scratch`] taken from a pool and returned afterwards, so a
+//! steady stream of requests reuses the same buffers: the decode buffer, the batch vectors and
+//! one encode buffer per target lane. The per-series loop does no allocation, logging or metric
+//! updates; counts are kept in locals and published once per request.
+//!
+//! Admission is all or nothing: every task's output is encoded into scratch first, then room is
+//! reserved in every target's queue, and only if all reservations succeed is anything appended.
+//! Otherwise the request is refused (503/429 + `Retry-After`) and the sender retries it whole,
+//! so no target gets a duplicate and none is skipped.
+
+use crate::batch::SeriesBatch;
+use crate::config::Config;
+use crate::decode::{DecodeError, DecodeLimits};
+use crate::encode::{json, remote_write};
+use crate::filter::Filter;
+use crate::relabel::{LabelSet, merge};
+use crate::sink::queue::Chunk;
+use crate::sink::{Format, Target};
+use crate::telemetry::{Metrics, SourceMetrics, TaskMetrics};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A task as the data path runs it.
+struct TaskRuntime {
+    filter: Filter,
+    labels: LabelSet,
+    /// Indices into [`Pipeline::targets`].
+    targets: Vec<usize>,
+    metrics: TaskMetrics,
+}
+
+struct SourceRoute {
+    tasks: Vec<TaskRuntime>,
+    metrics: SourceMetrics,
+}
+
+/// Per-target scratch of one request.
+#[derive(Default)]
+struct TargetScratch {
+    lanes: Vec<Chunk>,
+    samples: usize,
+    unsupported: usize,
+    touched: bool,
+}
+
+/// Reused per-request state. See the module docs.
+#[derive(Default)]
+pub struct Scratch {
+    batch: SeriesBatch,
+    targets: Vec<TargetScratch>,
+    touched: Vec<usize>,
+}
+
+/// What a successful request did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestStats {
+    pub series: usize,
+    pub samples: usize,
+    /// Samples queued, summed over targets.
+    pub queued: usize,
+}
+
+/// Why a request was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("queue of target {target:?} (task {task:?}) is full; retry later")]
+    QueueFull { task: String, target: String },
+}
+
+/// The compiled routing table: sources → tasks → targets.
+pub struct Pipeline {
+    sources: Vec<SourceRoute>,
+    source_index: HashMap<String, usize>,
+    targets: Vec<Arc<Target>>,
+    limits: DecodeLimits,
+    pool: Mutex<Vec<Box<Scratch>>>,
+}
+
+impl Pipeline {
+    /// Build the routing table from a checked config. Disabled tasks are left out: they
+    /// receive nothing. Targets are numbered in config order (enabled tasks only), which is the
+    /// order of [`Pipeline::targets`].
+    pub fn new(config: Config, metrics: &Metrics) -> Pipeline {
+        let mut sources: Vec<SourceRoute> = config
+            .sources
+            .iter()
+            .map(|s| SourceRoute {
+                tasks: Vec::new(),
+                metrics: metrics.source(s),
+            })
+            .collect();
+        let source_index: HashMap<String, usize> = config
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i))
+            .collect();
+        let mut targets = Vec::new();
+        for task in config.tasks.into_iter().filter(|t| t.enabled) {
+            let mut idx = Vec::new();
+            for t in &task.targets {
+                idx.push(targets.len());
+                targets.push(Arc::new(Target::new(
+                    &task.name,
+                    t,
+                    metrics.target(&task.name, &t.name),
+                )));
+            }
+            sources[source_index[&task.source]].tasks.push(TaskRuntime {
+                filter: task.filter,
+                labels: task.labels,
+                targets: idx,
+                metrics: metrics.task(&task.name),
+            });
+        }
+        Pipeline {
+            sources,
+            source_index,
+            targets,
+            limits: DecodeLimits {
+                max_decoded_bytes: config.server.max_decoded_bytes,
+            },
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The index of a named source, for [`Pipeline::process`].
+    pub fn source(&self, name: &str) -> Option<usize> {
+        self.source_index.get(name).copied()
+    }
+
+    pub fn targets(&self) -> &[Arc<Target>] {
+        &self.targets
+    }
+
+    fn take_scratch(&self) -> Box<Scratch> {
+        let mut s = self
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
+        if s.targets.len() != self.targets.len() {
+            s.targets = self
+                .targets
+                .iter()
+                .map(|t| TargetScratch {
+                    lanes: (0..t.queue.lanes()).map(|_| Chunk::default()).collect(),
+                    ..Default::default()
+                })
+                .collect();
+        }
+        s
+    }
+
+    fn put_scratch(&self, mut s: Box<Scratch>) {
+        for &t in &s.touched {
+            let ts = &mut s.targets[t];
+            ts.lanes.iter_mut().for_each(Chunk::clear);
+            ts.samples = 0;
+            ts.unsupported = 0;
+            ts.touched = false;
+        }
+        s.touched.clear();
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+    }
+
+    /// Run one snappy-compressed remote-write body from `source` through every task.
+    ///
+    /// # Errors
+    /// [`IngestError::Decode`] for a body that does not decode (nothing is delivered);
+    /// [`IngestError::QueueFull`] when a target has no room (nothing is delivered).
+    pub fn process(&self, source: usize, body: &[u8]) -> Result<IngestStats, IngestError> {
+        let mut scratch = self.take_scratch();
+        let result = self.process_in(&mut scratch, source, body);
+        self.put_scratch(scratch);
+        result
+    }
+
+    fn process_in(
+        &self,
+        scratch: &mut Scratch,
+        source: usize,
+        body: &[u8],
+    ) -> Result<IngestStats, IngestError> {
+        let Scratch {
+            batch,
+            targets: outs,
+            touched,
+        } = scratch;
+        batch.decode_snappy(body, self.limits)?;
+        let route = &self.sources[source];
+        let received = batch.sample_count() + batch.histogram_count();
+        route.metrics.series.inc_by(batch.len() as u64);
+        route.metrics.samples.inc_by(batch.sample_count() as u64);
+        route
+            .metrics
+            .histograms
+            .inc_by(batch.histogram_count() as u64);
+        route.metrics.metadata.inc_by(batch.metadata_count() as u64);
+
+        for task in &route.tasks {
+            let mut matched = 0usize;
+            for series in batch.iter() {
+                if !task.filter.matches(&series) {
+                    continue;
+                }
+                let samples = series.samples();
+                let histograms = series.histogram_count() as usize;
+                matched += samples.len() + histograms;
+                for &ti in &task.targets {
+                    let target = &self.targets[ti];
+                    let out = &mut outs[ti];
+                    if !out.touched {
+                        out.touched = true;
+                        touched.push(ti);
+                    }
+                    let labels = || {
+                        merge(
+                            series.buf(),
+                            series.label_refs(),
+                            &task.labels,
+                            &target.external_labels,
+                        )
+                    };
+                    match target.format {
+                        Format::RemoteWrite => {
+                            let lane = (series.hash() % out.lanes.len() as u64) as usize;
+                            let chunk = &mut out.lanes[lane];
+                            remote_write::encode_series(
+                                &mut chunk.bytes,
+                                labels(),
+                                samples,
+                                series.extras(),
+                            );
+                            chunk.end_series(samples.len() + histograms);
+                            out.samples += samples.len() + histograms;
+                        }
+                        Format::JsonLines => {
+                            if samples.is_empty() && histograms == 0 {
+                                continue;
+                            }
+                            let chunk = &mut out.lanes[0];
+                            for s in samples {
+                                json::write_sample(&mut chunk.bytes, labels(), s);
+                                chunk.bytes.push(b'\n');
+                            }
+                            chunk.end_series(samples.len());
+                            out.samples += samples.len();
+                            out.unsupported += histograms;
+                        }
+                    }
+                }
+            }
+            task.metrics.matched.inc_by(matched as u64);
+            task.metrics.filtered.inc_by((received - matched) as u64);
+        }
+
+        // All or nothing: reserve everywhere first.
+        for (k, &ti) in touched.iter().enumerate() {
+            if !self.targets[ti].queue.try_reserve(outs[ti].samples) {
+                for &undo in &touched[..k] {
+                    self.targets[undo].queue.release(outs[undo].samples);
+                }
+                let t = &self.targets[ti];
+                return Err(IngestError::QueueFull {
+                    task: t.task.clone(),
+                    target: t.name.clone(),
+                });
+            }
+        }
+        let mut queued = 0;
+        for &ti in touched.iter() {
+            let target = &self.targets[ti];
+            let out = &outs[ti];
+            for (lane, chunk) in out.lanes.iter().enumerate() {
+                if !chunk.is_empty() {
+                    target.queue.append(lane, chunk);
+                }
+            }
+            queued += out.samples;
+            target.metrics.queued.inc_by(out.samples as u64);
+            target
+                .metrics
+                .dropped_unsupported
+                .inc_by(out.unsupported as u64);
+            target.metrics.queue_depth.set(target.queue.held() as i64);
+        }
+        Ok(IngestStats {
+            series: batch.len(),
+            samples: received,
+            queued,
+        })
+    }
+}

@@ -1,0 +1,178 @@
+//! Delivery targets: one folder per kind, each a [`Service`] that sends one batch; the queue and
+//! the retry loop around it are shared by all kinds and live here.
+//!
+//! Layering, from the data path outwards: [`queue::SinkQueue`] (bounded, lanes by series hash)
+//! → [`run_lane`] (one task per lane: take a batch, send, retry with capped exponential backoff,
+//! count) → the kind's service (HTTP POST, file append).
+
+pub mod file;
+pub mod queue;
+pub mod remote_write;
+
+use crate::config::{QueueConfig, TargetConfig, TargetKind};
+use crate::relabel::LabelSet;
+use crate::telemetry::TargetMetrics;
+use bytes::Bytes;
+use queue::SinkQueue;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the data path writes for a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Remote-write 1.0 `timeseries` fields; the batch is a `WriteRequest`.
+    RemoteWrite,
+    /// One flat JSON sample object per line.
+    JsonLines,
+}
+
+/// A running target: what the data path needs to hand it data.
+pub struct Target {
+    pub task: String,
+    pub name: String,
+    pub external_labels: LabelSet,
+    pub format: Format,
+    pub queue: Arc<SinkQueue>,
+    pub metrics: TargetMetrics,
+    pub queue_config: QueueConfig,
+}
+
+/// How one send attempt ended.
+#[derive(Debug)]
+pub enum SendResult {
+    Delivered,
+    /// Worth another try: 5xx, 429, a network error. `after` is the target's `Retry-After`.
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
+    /// Retrying cannot help (a 4xx other than 429): the batch is dropped and counted.
+    Reject {
+        why: String,
+    },
+}
+
+/// The kinds of service a lane sends through.
+pub enum Service {
+    RemoteWrite(remote_write::RemoteWriteService),
+    File(file::FileService),
+}
+
+/// Why a target could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("target {target:?}: {message}")]
+pub struct SinkError {
+    pub target: String,
+    pub message: String,
+}
+
+impl Service {
+    /// Build the service for a configured target.
+    ///
+    /// # Errors
+    /// TLS material that does not load, a file that cannot be opened.
+    pub fn new(cfg: &TargetConfig) -> Result<Service, SinkError> {
+        let err = |message: String| SinkError {
+            target: cfg.name.clone(),
+            message,
+        };
+        Ok(match &cfg.kind {
+            TargetKind::RemoteWrite(rw) => {
+                Service::RemoteWrite(remote_write::RemoteWriteService::new(rw).map_err(err)?)
+            }
+            TargetKind::File(f) => Service::File(file::FileService::open(f).map_err(err)?),
+        })
+    }
+
+    /// Turn a batch into the payload sent (compressed for remote-write), once per batch so
+    /// retries resend the same bytes.
+    fn prepare(&mut self, body: &[u8]) -> Bytes {
+        match self {
+            Service::RemoteWrite(s) => s.prepare(body),
+            Service::File(_) => Bytes::copy_from_slice(body),
+        }
+    }
+
+    async fn send(&self, payload: Bytes) -> SendResult {
+        match self {
+            Service::RemoteWrite(s) => s.send(payload).await,
+            Service::File(s) => s.send(payload).await,
+        }
+    }
+}
+
+impl Target {
+    pub fn new(task: &str, cfg: &TargetConfig, metrics: TargetMetrics) -> Target {
+        let q = &cfg.queue;
+        Target {
+            task: task.to_owned(),
+            name: cfg.name.clone(),
+            external_labels: cfg.external_labels.clone(),
+            format: match cfg.kind {
+                TargetKind::RemoteWrite(_) => Format::RemoteWrite,
+                TargetKind::File(_) => Format::JsonLines,
+            },
+            queue: Arc::new(SinkQueue::new(
+                q.shards,
+                q.capacity,
+                q.max_samples_per_send,
+                q.batch_send_deadline,
+            )),
+            metrics,
+            queue_config: q.clone(),
+        }
+    }
+}
+
+/// The longest `Retry-After` honoured; a longer one is shortened so a misconfigured target
+/// cannot park a lane for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Send every batch of one lane until the queue is closed and the lane is empty.
+pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
+    let cfg = &target.queue_config;
+    let m = &target.metrics;
+    let mut backoff = cfg.min_backoff;
+    while let Some(batch) = target.queue.next_batch(lane).await {
+        let payload = service.prepare(&batch.body);
+        let mut failures = 0u32;
+        loop {
+            let started = Instant::now();
+            let result = service.send(payload.clone()).await;
+            m.send_seconds.observe(started.elapsed().as_secs_f64());
+            match result {
+                SendResult::Delivered => {
+                    m.delivered.inc_by(batch.samples as u64);
+                    m.batches.inc();
+                    m.bytes.inc_by(payload.len() as u64);
+                    backoff = cfg.min_backoff;
+                    if failures > 0 {
+                        tracing::info!(task = %target.task, target = %target.name, failures, "target recovered");
+                    }
+                    break;
+                }
+                SendResult::Retry { after, why } => {
+                    m.retries.inc();
+                    failures += 1;
+                    // One line per failure would flood the log during a long outage.
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(task = %target.task, target = %target.name, failures, "send failed, retrying: {why}");
+                    }
+                    let wait = after.map_or(backoff, |a| a.min(MAX_RETRY_AFTER));
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(cfg.max_backoff);
+                }
+                SendResult::Reject { why } => {
+                    m.dropped_4xx.inc_by(batch.samples as u64);
+                    tracing::error!(
+                        task = %target.task, target = %target.name, samples = batch.samples,
+                        "target refused a batch, dropping it (not retried): {why}"
+                    );
+                    break;
+                }
+            }
+        }
+        target.queue.finish(lane, batch);
+        m.queue_depth.set(target.queue.held() as i64);
+    }
+}

@@ -1,0 +1,306 @@
+//! The bounded per-target queue between the data path and the senders.
+//!
+//! Capacity is counted in samples and covers everything the target holds: reserved by an
+//! ingest request, batching, sealed, and in flight. Ingest *reserves* first for every target a
+//! request touches and only then appends, so a request is either taken whole or refused whole
+//! (answered 503/429, and the sender retries it): no target ever sees half a request, and memory
+//! never grows past capacity plus one request.
+//!
+//! Each queue has `shards` independent lanes. A series always goes to the same lane (by label
+//! hash), and each lane sends one batch at a time, so a series' samples reach the target in the
+//! order they arrived. A lane's buffer is protobuf `timeseries` fields (or JSON lines) appended
+//! back to back: that is already the request body.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Encoded series for one lane, produced by one request, with the series boundaries so the
+/// queue can cut batches between series.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub bytes: Vec<u8>,
+    /// `(end offset in bytes, samples)` per series, in order.
+    pub series: Vec<(u32, u32)>,
+}
+
+impl Chunk {
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.series.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Record that the bytes appended since the last call form one series of `samples` samples.
+    #[inline]
+    pub fn end_series(&mut self, samples: usize) {
+        self.series.push((self.bytes.len() as u32, samples as u32));
+    }
+}
+
+/// A sealed batch: a request body and how many samples it carries.
+#[derive(Debug)]
+pub struct Batch {
+    pub body: Vec<u8>,
+    pub samples: usize,
+}
+
+#[derive(Default)]
+struct LaneState {
+    building: Vec<u8>,
+    building_samples: usize,
+    since: Option<Instant>,
+    ready: VecDeque<Batch>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl LaneState {
+    fn seal(&mut self) {
+        if self.building.is_empty() {
+            return;
+        }
+        let fresh = self.spare.pop().unwrap_or_default();
+        let body = std::mem::replace(&mut self.building, fresh);
+        self.ready.push_back(Batch {
+            body,
+            samples: self.building_samples,
+        });
+        self.building_samples = 0;
+        self.since = None;
+    }
+}
+
+struct Lane {
+    state: Mutex<LaneState>,
+    notify: Notify,
+}
+
+/// See the module docs.
+pub struct SinkQueue {
+    lanes: Box<[Lane]>,
+    capacity: usize,
+    max_per_send: usize,
+    send_deadline: Duration,
+    held: AtomicUsize,
+    closed: AtomicBool,
+}
+
+/// Spare buffers kept per lane for reuse; more would only hold memory.
+const SPARES: usize = 4;
+
+impl SinkQueue {
+    pub fn new(
+        lanes: usize,
+        capacity: usize,
+        max_per_send: usize,
+        send_deadline: Duration,
+    ) -> SinkQueue {
+        SinkQueue {
+            lanes: (0..lanes.max(1))
+                .map(|_| Lane {
+                    state: Mutex::new(LaneState::default()),
+                    notify: Notify::new(),
+                })
+                .collect(),
+            capacity,
+            max_per_send: max_per_send.max(1),
+            send_deadline,
+            held: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Samples held now (reserved, batching, queued, in flight).
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Reserve room for `n` samples. Fails when they do not fit, except into an empty queue, so
+    /// that a request larger than the whole capacity is still taken (alone) rather than refused
+    /// forever.
+    pub fn try_reserve(&self, n: usize) -> bool {
+        let mut cur = self.held.load(Ordering::Acquire);
+        loop {
+            if cur != 0 && cur + n > self.capacity {
+                return false;
+            }
+            match self
+                .held
+                .compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Give back room reserved with [`SinkQueue::try_reserve`] or held by a finished batch.
+    pub fn release(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Append a chunk (already reserved) to a lane, cutting batches between series at
+    /// `max_samples_per_send`.
+    pub fn append(&self, lane: usize, chunk: &Chunk) {
+        let lane = &self.lanes[lane];
+        let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.since.is_none() {
+            st.since = Some(Instant::now());
+        }
+        let mut sealed = false;
+        let mut run_start = 0usize;
+        let mut prev_end = 0usize;
+        for &(end, n) in &chunk.series {
+            let n = n as usize;
+            if st.building_samples > 0 && st.building_samples + n > self.max_per_send {
+                st.building
+                    .extend_from_slice(&chunk.bytes[run_start..prev_end]);
+                run_start = prev_end;
+                st.seal();
+                st.since = Some(Instant::now());
+                sealed = true;
+            }
+            st.building_samples += n;
+            prev_end = end as usize;
+        }
+        st.building.extend_from_slice(&chunk.bytes[run_start..]);
+        if st.building_samples >= self.max_per_send {
+            st.seal();
+            sealed = true;
+        }
+        drop(st);
+        if sealed {
+            lane.notify.notify_one();
+        }
+    }
+
+    /// Stop taking data; senders flush what is batching and finish when their lane is empty.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for lane in self.lanes.iter() {
+            lane.notify.notify_one();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The next batch of a lane: a sealed one, or the batching one once `batch_send_deadline`
+    /// has passed since its first series (immediately after [`SinkQueue::close`]). `None` once
+    /// the queue is closed and the lane is empty.
+    pub async fn next_batch(&self, lane: usize) -> Option<Batch> {
+        let l = &self.lanes[lane];
+        loop {
+            let wait_until = {
+                let mut st = l.state.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(b) = st.ready.pop_front() {
+                    return Some(b);
+                }
+                if !st.building.is_empty() {
+                    let deadline = st.since.unwrap_or_else(Instant::now) + self.send_deadline;
+                    if self.is_closed() || Instant::now() >= deadline {
+                        st.seal();
+                        return st.ready.pop_front();
+                    }
+                    Some(deadline)
+                } else if self.is_closed() {
+                    return None;
+                } else {
+                    None
+                }
+            };
+            match wait_until {
+                Some(t) => {
+                    let _ = tokio::time::timeout_at(t.into(), l.notify.notified()).await;
+                }
+                None => l.notify.notified().await,
+            }
+        }
+    }
+
+    /// A batch was delivered or dropped: release its samples and keep its buffer for reuse.
+    pub fn finish(&self, lane: usize, mut batch: Batch) {
+        self.release(batch.samples);
+        batch.body.clear();
+        let mut st = self.lanes[lane]
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if st.spare.len() < SPARES {
+            st.spare.push(batch.body);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(series: &[(u8, u32)]) -> Chunk {
+        let mut c = Chunk::default();
+        for &(byte, n) in series {
+            c.bytes.push(byte);
+            c.end_series(n as usize);
+        }
+        c
+    }
+
+    #[test]
+    fn reserve_respects_capacity_but_always_admits_into_an_empty_queue() {
+        let q = SinkQueue::new(1, 10, 5, Duration::from_secs(1));
+        assert!(
+            q.try_reserve(25),
+            "an empty queue takes an oversized request"
+        );
+        assert!(!q.try_reserve(1));
+        q.release(25);
+        assert!(q.try_reserve(6));
+        assert!(q.try_reserve(4));
+        assert!(!q.try_reserve(1));
+        assert_eq!(q.held(), 10);
+    }
+
+    #[tokio::test]
+    async fn batches_are_cut_between_series_at_max_samples_per_send() {
+        let q = SinkQueue::new(1, 100, 5, Duration::from_secs(3600));
+        q.append(0, &chunk(&[(1, 2), (2, 2), (3, 2), (4, 3), (5, 1)]));
+        let b = q.next_batch(0).await.unwrap();
+        assert_eq!((b.body.as_slice(), b.samples), (&[1u8, 2][..], 4));
+        let b = q.next_batch(0).await.unwrap();
+        assert_eq!((b.body.as_slice(), b.samples), (&[3u8, 4][..], 5));
+        // A series that would overflow the batching one seals it; a series larger than
+        // max_samples_per_send is sent alone, never split.
+        q.append(0, &chunk(&[(6, 9)]));
+        let b = q.next_batch(0).await.unwrap();
+        assert_eq!((b.body.as_slice(), b.samples), (&[5u8][..], 1));
+        let b = q.next_batch(0).await.unwrap();
+        assert_eq!((b.body.as_slice(), b.samples), (&[6u8][..], 9));
+    }
+
+    #[tokio::test]
+    async fn a_partial_batch_goes_out_at_the_deadline_or_on_close() {
+        let q = SinkQueue::new(1, 100, 50, Duration::from_millis(20));
+        q.append(0, &chunk(&[(7, 1)]));
+        let b = q.next_batch(0).await.unwrap();
+        assert_eq!(b.body, [7]);
+        let q = SinkQueue::new(1, 100, 50, Duration::from_secs(3600));
+        q.append(0, &chunk(&[(8, 1)]));
+        q.close();
+        assert_eq!(q.next_batch(0).await.unwrap().body, [8]);
+        assert!(q.next_batch(0).await.is_none());
+    }
+}

@@ -1,0 +1,272 @@
+//! Self-metrics (Prometheus text at `GET /metrics`) and log setup.
+//!
+//! Handles for every task, target and source are created once at start, so the data path only
+//! bumps atomics, once per request, never per sample, and never looks anything up by name.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// Why samples were dropped: the `reason` label of `promrelay_target_dropped_samples_total`.
+pub mod reason {
+    /// The target answered a 4xx other than 429: retrying cannot help.
+    pub const HTTP_4XX: &str = "http_4xx";
+    /// The sample cannot be represented in the target's format (native histograms in JSON).
+    pub const UNSUPPORTED: &str = "unsupported_by_format";
+    /// Still queued when the shutdown timeout ran out.
+    pub const SHUTDOWN: &str = "shutdown";
+    /// The file target could not write and is shutting down.
+    pub const WRITE_ERROR: &str = "write_error";
+}
+
+/// All metric families, registered under the `promrelay_` prefix.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    received_samples: Family<Labels, Counter>,
+    received_series: Family<Labels, Counter>,
+    received_histograms: Family<Labels, Counter>,
+    metadata_ignored: Family<Labels, Counter>,
+    task_matched: Family<Labels, Counter>,
+    task_filtered: Family<Labels, Counter>,
+    target_queued: Family<Labels, Counter>,
+    target_delivered: Family<Labels, Counter>,
+    target_batches: Family<Labels, Counter>,
+    target_retries: Family<Labels, Counter>,
+    target_dropped: Family<Labels, Counter>,
+    target_queue_depth: Family<Labels, Gauge>,
+    target_send_seconds: Family<Labels, Histogram>,
+    target_sent_bytes: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("promrelay");
+        let requests = Family::default();
+        let received_samples = Family::default();
+        let received_series = Family::default();
+        let received_histograms = Family::default();
+        let metadata_ignored = Family::default();
+        let task_matched = Family::default();
+        let task_filtered = Family::default();
+        let target_queued = Family::default();
+        let target_delivered = Family::default();
+        let target_batches = Family::default();
+        let target_retries = Family::default();
+        let target_dropped = Family::default();
+        let target_queue_depth = Family::default();
+        let target_sent_bytes = Family::default();
+        let target_send_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        registry.register(
+            "requests",
+            "Ingest requests by source and HTTP status code",
+            requests.clone(),
+        );
+        registry.register(
+            "received_samples",
+            "Float samples received (in requests that decoded)",
+            received_samples.clone(),
+        );
+        registry.register(
+            "received_series",
+            "Series received (in requests that decoded)",
+            received_series.clone(),
+        );
+        registry.register(
+            "received_histograms",
+            "Native histogram samples received",
+            received_histograms.clone(),
+        );
+        registry.register(
+            "metadata_ignored",
+            "MetricMetadata entries received and not relayed",
+            metadata_ignored.clone(),
+        );
+        registry.register(
+            "task_matched_samples",
+            "Samples that passed the task's filter",
+            task_matched.clone(),
+        );
+        registry.register(
+            "task_filtered_samples",
+            "Samples the task's filter removed",
+            task_filtered.clone(),
+        );
+        registry.register(
+            "target_queued_samples",
+            "Samples accepted into the target's queue",
+            target_queued.clone(),
+        );
+        registry.register(
+            "target_delivered_samples",
+            "Samples the target acknowledged",
+            target_delivered.clone(),
+        );
+        registry.register(
+            "target_sent_batches",
+            "Batches the target acknowledged",
+            target_batches.clone(),
+        );
+        registry.register(
+            "target_sent_bytes",
+            "Payload bytes the target acknowledged (after compression)",
+            target_sent_bytes.clone(),
+        );
+        registry.register(
+            "target_retries",
+            "Send attempts that failed and were retried",
+            target_retries.clone(),
+        );
+        registry.register(
+            "target_dropped_samples",
+            "Samples dropped, by reason",
+            target_dropped.clone(),
+        );
+        registry.register(
+            "target_queue_samples",
+            "Samples held by the target's queue now",
+            target_queue_depth.clone(),
+        );
+        registry.register(
+            "target_send_duration_seconds",
+            "Time of one send attempt",
+            target_send_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            received_samples,
+            received_series,
+            received_histograms,
+            metadata_ignored,
+            task_matched,
+            task_filtered,
+            target_queued,
+            target_delivered,
+            target_batches,
+            target_retries,
+            target_dropped,
+            target_queue_depth,
+            target_send_seconds,
+            target_sent_bytes,
+        }
+    }
+
+    /// Count one ingest answer.
+    pub fn request(&self, source: &str, code: u16) {
+        self.requests
+            .get_or_create(&labels(&[("source", source), ("code", &code.to_string())]))
+            .inc();
+    }
+
+    pub fn source(&self, source: &str) -> SourceMetrics {
+        let l = labels(&[("source", source)]);
+        SourceMetrics {
+            samples: self.received_samples.get_or_create(&l).clone(),
+            series: self.received_series.get_or_create(&l).clone(),
+            histograms: self.received_histograms.get_or_create(&l).clone(),
+            metadata: self.metadata_ignored.get_or_create(&l).clone(),
+        }
+    }
+
+    pub fn task(&self, task: &str) -> TaskMetrics {
+        let l = labels(&[("task", task)]);
+        TaskMetrics {
+            matched: self.task_matched.get_or_create(&l).clone(),
+            filtered: self.task_filtered.get_or_create(&l).clone(),
+        }
+    }
+
+    pub fn target(&self, task: &str, target: &str) -> TargetMetrics {
+        let l = labels(&[("task", task), ("target", target)]);
+        let dropped = |r: &str| {
+            self.target_dropped
+                .get_or_create(&labels(&[
+                    ("task", task),
+                    ("target", target),
+                    ("reason", r),
+                ]))
+                .clone()
+        };
+        TargetMetrics {
+            queued: self.target_queued.get_or_create(&l).clone(),
+            delivered: self.target_delivered.get_or_create(&l).clone(),
+            batches: self.target_batches.get_or_create(&l).clone(),
+            bytes: self.target_sent_bytes.get_or_create(&l).clone(),
+            retries: self.target_retries.get_or_create(&l).clone(),
+            queue_depth: self.target_queue_depth.get_or_create(&l).clone(),
+            send_seconds: self.target_send_seconds.get_or_create(&l).clone(),
+            dropped_4xx: dropped(reason::HTTP_4XX),
+            dropped_unsupported: dropped(reason::UNSUPPORTED),
+            dropped_shutdown: dropped(reason::SHUTDOWN),
+            dropped_write_error: dropped(reason::WRITE_ERROR),
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[derive(Clone)]
+pub struct SourceMetrics {
+    pub samples: Counter,
+    pub series: Counter,
+    pub histograms: Counter,
+    pub metadata: Counter,
+}
+
+#[derive(Clone)]
+pub struct TaskMetrics {
+    pub matched: Counter,
+    pub filtered: Counter,
+}
+
+#[derive(Clone)]
+pub struct TargetMetrics {
+    pub queued: Counter,
+    pub delivered: Counter,
+    pub batches: Counter,
+    pub bytes: Counter,
+    pub retries: Counter,
+    pub queue_depth: Gauge,
+    pub send_seconds: Histogram,
+    pub dropped_4xx: Counter,
+    pub dropped_unsupported: Counter,
+    pub dropped_shutdown: Counter,
+    pub dropped_write_error: Counter,
+}
+
+/// Log to stderr; `RUST_LOG` overrides the level (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
