@@ -160,7 +160,9 @@ impl SinkQueue {
         if st.since.is_none() {
             st.since = Some(Instant::now());
         }
-        let mut sealed = false;
+        // The sender of an idle lane waits without a deadline: wake it so it starts the
+        // batch_send_deadline clock for the batch that begins now.
+        let mut wake = st.building.is_empty();
         let mut run_start = 0usize;
         let mut prev_end = 0usize;
         for &(end, n) in &chunk.series {
@@ -171,7 +173,7 @@ impl SinkQueue {
                 run_start = prev_end;
                 st.seal();
                 st.since = Some(Instant::now());
-                sealed = true;
+                wake = true;
             }
             st.building_samples += n;
             prev_end = end as usize;
@@ -179,10 +181,10 @@ impl SinkQueue {
         st.building.extend_from_slice(&chunk.bytes[run_start..]);
         if st.building_samples >= self.max_per_send {
             st.seal();
-            sealed = true;
+            wake = true;
         }
         drop(st);
-        if sealed {
+        if wake {
             lane.notify.notify_one();
         }
     }
@@ -302,5 +304,18 @@ mod tests {
         q.close();
         assert_eq!(q.next_batch(0).await.unwrap().body, [8]);
         assert!(q.next_batch(0).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_sender_wakes_for_a_partial_batch() {
+        let q = std::sync::Arc::new(SinkQueue::new(1, 100, 50, Duration::from_millis(20)));
+        let waiter = tokio::spawn({
+            let q = q.clone();
+            async move { q.next_batch(0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await; // the sender is parked, lane empty
+        q.append(0, &chunk(&[(9, 1)]));
+        let got = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+        assert_eq!(got.expect("sender never woke").unwrap().unwrap().body, [9]);
     }
 }

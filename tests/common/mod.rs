@@ -1,0 +1,380 @@
+//! Shared helpers for the integration tests: real processes on free loopback ports, a small
+//! HTTP client, and Prometheus' query API. Every process is killed and every directory removed
+//! when its guard drops, even when a test fails.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("promrelay-it-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (is it installed? `bash .ci/run` installs the test dependencies)"));
+        Proc {
+            child,
+            name: name.to_owned(),
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- log of {} -----\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+pub struct HttpResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn http(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<HttpResponse, String> {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub async fn get(url: &str) -> Result<HttpResponse, String> {
+    http(Method::GET, url, &[], Vec::new()).await
+}
+
+/// POST a remote-write 1.0 body the way Prometheus does.
+pub async fn remote_write(url: &str, snappy_body: Vec<u8>) -> HttpResponse {
+    http(
+        Method::POST,
+        url,
+        &[
+            ("Content-Encoding", "snappy"),
+            ("Content-Type", "application/x-protobuf"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ],
+        snappy_body,
+    )
+    .await
+    .unwrap()
+}
+
+/// Poll `check` every 200 ms until it returns `Some`, for at most `limit`. Used to wait for
+/// asynchronous delivery; a bound on waiting, never an assertion about speed.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + limit;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match check().await {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("gave up waiting for {what} after {limit:?}; last state: {last}");
+}
+
+pub async fn wait_ready(base: &str, proc: &mut Proc) {
+    let url = format!("{base}/-/ready");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            panic!(
+                "{} exited with {status} before it was ready:\n{}",
+                proc.name,
+                proc.log_text()
+            );
+        }
+        if let Ok(r) = get(&url).await {
+            if r.status == StatusCode::OK {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{} was not ready within 60 s:\n{}",
+        proc.name,
+        proc.log_text()
+    );
+}
+
+/// A real Prometheus server (Debian's `prometheus` package), killed on drop.
+pub struct Prometheus {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl Prometheus {
+    /// Start Prometheus with a config (YAML text, `{port}` replaced by its own port); as a
+    /// remote-write receiver when `receiver`.
+    pub async fn start(config: &str, receiver: bool) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let port = free_port();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, config.replace("{port}", &port.to_string())).unwrap();
+        let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn");
+        if receiver {
+            cmd.arg("--web.enable-remote-write-receiver");
+        }
+        let mut proc = Proc::spawn("prometheus", &mut cmd, dir.path().join("prometheus.log"));
+        wait_ready(&format!("http://127.0.0.1:{port}"), &mut proc).await;
+        Prometheus { proc, port, dir }
+    }
+
+    /// A receiver as the delivery docs require: remote-write receiver on, out-of-order window set.
+    pub async fn receiver() -> Prometheus {
+        Prometheus::start(
+            "global:\n  scrape_interval: 1h\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
+            true,
+        )
+        .await
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.base())
+    }
+
+    /// Every raw sample of every series matching `selector` in the last `range` at `time_ms`:
+    /// a map from the sorted label set to its (timestamp ms, value) pairs.
+    pub async fn raw_series(
+        &self,
+        selector: &str,
+        range: &str,
+        time_ms: i64,
+    ) -> Result<SeriesMap, String> {
+        let q = format!("{selector}[{range}]");
+        let url = format!(
+            "{}/api/v1/query?query={}&time={}",
+            self.base(),
+            urlencode(&q),
+            time_ms as f64 / 1000.0
+        );
+        let r = get(&url).await?;
+        if r.status != StatusCode::OK {
+            return Err(format!("query {q}: HTTP {} {}", r.status, r.text()));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+        let mut out = SeriesMap::new();
+        for s in v["data"]["result"].as_array().ok_or("no result array")? {
+            let labels: BTreeMap<String, String> = s["metric"]
+                .as_object()
+                .ok_or("no metric")?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            let mut points = Vec::new();
+            for p in s["values"].as_array().ok_or("no values")? {
+                let ts = (p[0].as_f64().ok_or("bad ts")? * 1000.0).round() as i64;
+                let val: f64 = p[1]
+                    .as_str()
+                    .ok_or("bad value")?
+                    .parse()
+                    .map_err(|_| "bad value")?;
+                points.push((ts, val));
+            }
+            out.insert(labels, points);
+        }
+        Ok(out)
+    }
+}
+
+pub type SeriesMap = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The promrelay binary under test, on a config written to a temp dir, killed on drop.
+pub struct Relay {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+pub fn relay_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_promrelay")
+}
+
+impl Relay {
+    /// Start the relay. `config` is YAML without the `server:` section's `listen`, which is
+    /// added here (a free port); `{dir}` in the text is replaced by the relay's temp dir.
+    pub async fn start(config: &str) -> Relay {
+        let dir = TempDir::new("relay");
+        let port = free_port();
+        let text = format!(
+            "server:\n  listen: \"127.0.0.1:{port}\"\n{}",
+            config.replace("{dir}", &dir.path().display().to_string())
+        );
+        let cfg = dir.path().join("promrelay.yaml");
+        std::fs::write(&cfg, text).unwrap();
+        let mut cmd = Command::new(relay_bin());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "info");
+        let mut proc = Proc::spawn("promrelay", &mut cmd, dir.path().join("promrelay.log"));
+        wait_ready(&format!("http://127.0.0.1:{port}"), &mut proc).await;
+        Relay { proc, port, dir }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.base())
+    }
+
+    /// The value of one self-metric sample, by its exact exposition line prefix
+    /// (`promrelay_requests_total{source="default",code="204"}`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = get(&format!("{}/metrics", self.base())).await.ok()?.text();
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+    }
+}

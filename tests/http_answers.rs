@@ -1,0 +1,195 @@
+//! The ingest answers of the remote-write spec, against the real binary over loopback HTTP.
+//!
+//! The backpressure case needs a receiver that accepts connections and never answers. No real
+//! Prometheus can be made to do that on demand, so a bare TCP listener in this test plays the
+//! stalled receiver (fault injection; the only stand-in in these tests).
+
+mod common;
+
+use common::*;
+use hyper::Method;
+use promrelay::proto;
+use promrelay::workload::WorkloadSpec;
+
+fn body(series: usize) -> Vec<u8> {
+    proto::encode_snappy(
+        &WorkloadSpec {
+            series,
+            ..Default::default()
+        }
+        .request(0),
+    )
+}
+
+const SNAPPY: (&str, &str) = ("Content-Encoding", "snappy");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_follow_the_remote_write_spec() {
+    // A stalled receiver: accepts, reads nothing, answers nothing.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_url = format!("http://{}/api/v1/write", stalled.local_addr().unwrap());
+    let accept = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = stalled.accept().await {
+            held.push(s);
+        }
+    });
+    let relay = Relay::start(&format!(
+        r#"
+  max_body_bytes: 20000
+  max_decoded_bytes: 200000
+  retry_after: 2s
+tasks:
+  - name: all
+    targets:
+      - name: stalled
+        type: remote_write
+        url: {stalled_url}
+        timeout: 60s
+        queue: {{capacity: 150, max_samples_per_send: 100, shards: 1, batch_send_deadline: 50ms}}
+"#
+    ))
+    .await;
+    let url = relay.write_url();
+
+    // 204: an empty queue takes a request.
+    let r = remote_write(&url, body(100)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    // 503 + Retry-After: 100 held (in flight to the stalled receiver) + 100 > capacity 150.
+    let r = remote_write(&url, body(100)).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.headers.get("retry-after").unwrap(), "2");
+    assert!(
+        r.text().contains("queue of target \"stalled\""),
+        "{}",
+        r.text()
+    );
+
+    // 400: not snappy; snappy but not protobuf; a series without labels.
+    let r = http(
+        Method::POST,
+        &url,
+        &[SNAPPY],
+        b"definitely not snappy".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("snappy"), "{}", r.text());
+    let junk = snap::raw::Encoder::new().compress_vec(&[0xff; 64]).unwrap();
+    let r = http(Method::POST, &url, &[SNAPPY], junk).await.unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    let no_labels = proto::WriteRequest {
+        timeseries: vec![proto::TimeSeries::default()],
+        metadata: vec![],
+    };
+    let r = remote_write(&url, proto::encode_snappy(&no_labels)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("no labels"), "{}", r.text());
+    let dup = proto::WriteRequest {
+        timeseries: vec![proto::TimeSeries {
+            labels: vec![proto::Label::new("a", "1"), proto::Label::new("a", "2")],
+            ..Default::default()
+        }],
+        metadata: vec![],
+    };
+    let r = remote_write(&url, proto::encode_snappy(&dup)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("duplicate label name"), "{}", r.text());
+
+    // 413: a body over max_body_bytes; a snappy header declaring more than max_decoded_bytes.
+    let r = remote_write(&url, vec![0u8; 30000]).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    let r = remote_write(&url, vec![0xff, 0xff, 0xff, 0xff, 0x0f]).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("exceeds the limit"), "{}", r.text());
+
+    // 415: other encodings, other content types, remote-write 2.0.
+    let r = http(Method::POST, &url, &[("Content-Encoding", "gzip")], body(1))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 415, "{}", r.text());
+    let r = http(Method::POST, &url, &[], body(1)).await.unwrap();
+    assert_eq!(r.status, 415, "{}", r.text());
+    let r = http(
+        Method::POST,
+        &url,
+        &[SNAPPY, ("Content-Type", "application/json")],
+        body(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 415, "{}", r.text());
+    let v2 = (
+        "Content-Type",
+        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+    );
+    let r = http(Method::POST, &url, &[SNAPPY, v2], body(1))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 415, "{}", r.text());
+    assert!(r.text().contains("remote-write 1.0"), "{}", r.text());
+    let v1 = (
+        "Content-Type",
+        "application/x-protobuf;proto=prometheus.WriteRequest",
+    );
+    let r = http(
+        Method::POST,
+        &format!("{}/sources/default/api/v1/write", relay.base()),
+        &[SNAPPY, v1],
+        body(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status,
+        204,
+        "an explicit proto=prometheus.WriteRequest is remote-write 1.0: {}",
+        r.text()
+    );
+
+    // 404: unknown source, unknown path. 405: wrong method, with Allow.
+    let r = remote_write(
+        &format!("{}/sources/nope/api/v1/write", relay.base()),
+        body(1),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("unknown source \"nope\""), "{}", r.text());
+    let r = get(&format!("{}/nothing/here", relay.base()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let r = get(&url).await.unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers.get("allow").unwrap(), "POST");
+
+    // Health and metrics.
+    assert_eq!(
+        get(&format!("{}/-/healthy", relay.base()))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        relay
+            .metric("promrelay_requests_total{source=\"default\",code=\"503\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        relay
+            .metric("promrelay_requests_total{source=\"default\",code=\"413\"}")
+            .await,
+        Some(2.0)
+    );
+    assert_eq!(
+        relay
+            .metric("promrelay_target_queue_samples{task=\"all\",target=\"stalled\"}")
+            .await,
+        Some(101.0)
+    );
+    accept.abort();
+}

@@ -1,0 +1,271 @@
+//! promrelay → a real Prometheus 2.42 receiver (`--web.enable-remote-write-receiver`, an
+//! out-of-order window), checked through Prometheus' query API: exactly the filtered series
+//! arrive, with task labels and external labels applied, with exact values and timestamps; a
+//! second task on a named source is routed separately; the file target writes the same samples
+//! as seed-format JSON lines.
+
+mod common;
+
+use common::*;
+use promrelay::proto::{self, Label, Sample, TimeSeries, WriteRequest};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn series(labels: &[(&str, &str)], points: &[(i64, f64)]) -> TimeSeries {
+    TimeSeries {
+        labels: labels.iter().map(|(n, v)| Label::new(n, v)).collect(),
+        samples: points
+            .iter()
+            .map(|&(timestamp, value)| Sample { value, timestamp })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_exactly_the_filtered_labelled_series_to_prometheus() {
+    let receiver = Prometheus::receiver().await;
+    let config = format!(
+        r#"
+sources:
+  - name: cluster-a
+tasks:
+  - name: ecs-to-central
+    description: the seed's example filter
+    filter: |
+      __name__=AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization
+      regionId=cn-hangzhou
+      id=i-2ze0mxp.*
+    labels: |
+      deliver_test_key1=ssss
+      deliver_test_key2=yyyy
+    targets:
+      - name: central
+        type: remote_write
+        url: {url}
+        external_labels: {{source_cluster: cluster-01}}
+        queue: {{batch_send_deadline: 100ms, shards: 2}}
+      - name: debug
+        type: file
+        path: "{{dir}}/delivered.jsonl"
+        queue: {{batch_send_deadline: 100ms}}
+  - name: cluster-a-load
+    source: cluster-a
+    filter: ["__name__=node_load1"]
+    labels: {{route: cluster-a}}
+    targets:
+      - name: central
+        type: remote_write
+        url: {url}
+        queue: {{batch_send_deadline: 100ms}}
+  - name: switched-off
+    enabled: false
+    filter: ["__name__=.+"]
+    labels: {{should_not: appear}}
+    targets:
+      - name: central
+        type: remote_write
+        url: {url}
+"#,
+        url = receiver.write_url()
+    );
+    let relay = Relay::start(&config).await;
+    let t0 = now_ms() - 60_000;
+    let p = |k: i64, v: f64| (t0 + k * 1000, v);
+
+    // Unsorted labels on purpose for the first series: the relay must sort them.
+    let default_req = WriteRequest {
+        timeseries: vec![
+            series(
+                &[
+                    ("regionId", "cn-hangzhou"),
+                    ("id", "i-2ze0mxp001"),
+                    ("__name__", "AliyunEcs_CPUUtilization"),
+                ],
+                &[p(0, 675.0), p(1, 0.25)],
+            ),
+            series(
+                &[
+                    ("__name__", "AliyunEcs_memory_usedutilization"),
+                    ("id", "i-2ze0mxp002"),
+                    ("regionId", "cn-hangzhou"),
+                    ("source_cluster", "mine"),
+                    ("deliver_test_key1", "old"),
+                ],
+                &[p(2, 1e-7)],
+            ),
+            // Filtered out: wrong region, wrong id, wrong name, missing id.
+            series(
+                &[
+                    ("__name__", "AliyunEcs_CPUUtilization"),
+                    ("id", "i-2ze0mxp001"),
+                    ("regionId", "cn-beijing"),
+                ],
+                &[p(0, 1.0)],
+            ),
+            series(
+                &[
+                    ("__name__", "AliyunEcs_CPUUtilization"),
+                    ("id", "i-other"),
+                    ("regionId", "cn-hangzhou"),
+                ],
+                &[p(0, 2.0)],
+            ),
+            series(
+                &[
+                    ("__name__", "node_load1"),
+                    ("id", "i-2ze0mxp001"),
+                    ("regionId", "cn-hangzhou"),
+                ],
+                &[p(0, 3.0)],
+            ),
+            series(
+                &[
+                    ("__name__", "AliyunEcs_CPUUtilization"),
+                    ("regionId", "cn-hangzhou"),
+                ],
+                &[p(0, 4.0)],
+            ),
+        ],
+        metadata: vec![],
+    };
+    let r = remote_write(&relay.write_url(), proto::encode_snappy(&default_req)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    let cluster_req = WriteRequest {
+        timeseries: vec![
+            series(
+                &[("__name__", "node_load1"), ("instance", "a:9100")],
+                &[p(3, 1.5), p(4, 2.5)],
+            ),
+            series(
+                &[
+                    ("__name__", "AliyunEcs_CPUUtilization"),
+                    ("id", "i-2ze0mxp009"),
+                    ("regionId", "cn-hangzhou"),
+                ],
+                &[p(3, 9.0)],
+            ),
+        ],
+        metadata: vec![],
+    };
+    let r = remote_write(
+        &format!("{}/sources/cluster-a/api/v1/write", relay.base()),
+        proto::encode_snappy(&cluster_req),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    let mut want = SeriesMap::new();
+    want.insert(
+        labels(&[
+            ("__name__", "AliyunEcs_CPUUtilization"),
+            ("deliver_test_key1", "ssss"),
+            ("deliver_test_key2", "yyyy"),
+            ("id", "i-2ze0mxp001"),
+            ("regionId", "cn-hangzhou"),
+            ("source_cluster", "cluster-01"),
+        ]),
+        vec![p(0, 675.0), p(1, 0.25)],
+    );
+    want.insert(
+        labels(&[
+            ("__name__", "AliyunEcs_memory_usedutilization"),
+            ("deliver_test_key1", "ssss"),
+            ("deliver_test_key2", "yyyy"),
+            ("id", "i-2ze0mxp002"),
+            ("regionId", "cn-hangzhou"),
+            ("source_cluster", "mine"),
+        ]),
+        vec![p(2, 1e-7)],
+    );
+    want.insert(
+        labels(&[
+            ("__name__", "node_load1"),
+            ("instance", "a:9100"),
+            ("route", "cluster-a"),
+        ]),
+        vec![p(3, 1.5), p(4, 2.5)],
+    );
+
+    let got = eventually(
+        Duration::from_secs(30),
+        "the receiver to hold exactly the filtered series",
+        || async {
+            let got = receiver
+                .raw_series("{__name__=~\".+\"}", "10m", now_ms())
+                .await?;
+            if got == want {
+                Ok(got)
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(got, want);
+
+    // The file target wrote the same two ECS series as seed-format JSON lines.
+    let path = relay.dir.path().join("delivered.jsonl");
+    let lines: Vec<serde_json::Value> =
+        eventually(Duration::from_secs(10), "the JSON lines file", || async {
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if lines.len() == 3 {
+                Ok(lines)
+            } else {
+                Err(text)
+            }
+        })
+        .await;
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"__name__": "AliyunEcs_CPUUtilization", "deliver_test_key1": "ssss", "deliver_test_key2": "yyyy",
+            "id": "i-2ze0mxp001", "regionId": "cn-hangzhou", "value": "675.0", "timestamp": t0.to_string()})
+    );
+    assert_eq!(lines[1]["value"], "0.25");
+    assert_eq!(lines[2]["value"], "1e-7");
+    assert_eq!(lines[2]["source_cluster"], "mine");
+
+    // Self-metrics count what happened.
+    assert_eq!(
+        relay
+            .metric("promrelay_task_matched_samples_total{task=\"ecs-to-central\"}")
+            .await,
+        Some(3.0)
+    );
+    assert_eq!(
+        relay
+            .metric("promrelay_task_filtered_samples_total{task=\"ecs-to-central\"}")
+            .await,
+        Some(4.0)
+    );
+    assert_eq!(
+        relay
+            .metric("promrelay_task_matched_samples_total{task=\"cluster-a-load\"}")
+            .await,
+        Some(2.0)
+    );
+    let delivered = relay
+        .metric(
+            "promrelay_target_delivered_samples_total{task=\"ecs-to-central\",target=\"central\"}",
+        )
+        .await;
+    assert_eq!(delivered, Some(3.0));
+    assert_eq!(
+        relay
+            .metric("promrelay_requests_total{source=\"cluster-a\",code=\"204\"}")
+            .await,
+        Some(1.0)
+    );
+}
