@@ -13,10 +13,13 @@
 
 use crate::batch::LabelRef;
 
+/// One owned label: name and value bytes.
+type Pair = (Box<[u8]>, Box<[u8]>);
+
 /// An owned, sorted, unique set of labels from the config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSet {
-    pairs: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pairs: Vec<Pair>,
 }
 
 /// Why a configured label set was refused.
@@ -45,7 +48,7 @@ impl LabelSet {
     pub fn new<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<LabelSet, LabelSetError> {
-        let mut out: Vec<(Box<[u8]>, Box<[u8]>)> = Vec::new();
+        let mut out: Vec<Pair> = Vec::new();
         for (name, value) in pairs {
             if !is_valid_label_name(name) {
                 return Err(LabelSetError::BadName(name.to_owned()));
@@ -98,8 +101,8 @@ impl LabelSet {
 pub struct MergedLabels<'a> {
     buf: &'a [u8],
     series: &'a [LabelRef],
-    task: &'a [(Box<[u8]>, Box<[u8]>)],
-    external: &'a [(Box<[u8]>, Box<[u8]>)],
+    task: &'a [Pair],
+    external: &'a [Pair],
 }
 
 /// Merge a series' labels (sorted spans into `buf`) with a task's and a target's label sets.
@@ -145,7 +148,7 @@ impl<'a> Iterator for MergedLabels<'a> {
                 self.external = &self.external[1..];
             }
             match chosen {
-                Some((_, v)) if v.is_empty() => continue,
+                Some((_, [])) => continue,
                 other => return other,
             }
         }

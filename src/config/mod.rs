@@ -73,6 +73,8 @@ pub struct TargetConfig {
     pub kind: TargetKind,
 }
 
+// Built once at start; the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum TargetKind {
     RemoteWrite(RemoteWriteConfig),

@@ -91,6 +91,8 @@ fn default_source() -> String {
     "default".into()
 }
 
+// Read once at start; the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RawTarget {

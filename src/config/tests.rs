@@ -135,7 +135,7 @@ fn errors_name_the_field() {
         ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', external_labels: {'a-b': c}}]}]".into(), "tasks[0].targets[0].external_labels: label name \"a-b\""),
         ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', colour: red}]}]".into(), "unknown field `colour`"),
         ("tasks: [{name: a, targets: [{name: r, type: carrier_pigeon}]}]".into(), "unknown variant `carrier_pigeon`"),
-        (format!("tasks: [{{name: a, targets: [{{name: f, type: file, path: x}}, {{name: f, type: file, path: y}}]}}]"), "tasks[0].targets[1].name: target \"f\" is defined twice"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x}, {name: f, type: file, path: y}]}]".to_string(), "tasks[0].targets[1].name: target \"f\" is defined twice"),
     ];
     for (yaml, want) in cases {
         let err = Config::from_yaml(&yaml, Path::new("."))

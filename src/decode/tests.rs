@@ -3,8 +3,11 @@ use crate::proto::{self, Exemplar, Histogram, Label, MetricMetadata, TimeSeries,
 use crate::workload::{Rng, WorkloadSpec};
 use prost::Message;
 
+/// Labels and (value bits, timestamp) per series: comparable across decoders, NaN included.
+type Owned = Vec<(Vec<(String, String)>, Vec<(u64, i64)>)>;
+
 /// The owned view of a batch, comparable with a prost `WriteRequest`.
-fn owned(batch: &SeriesBatch) -> Vec<(Vec<(String, String)>, Vec<(u64, i64)>)> {
+fn owned(batch: &SeriesBatch) -> Owned {
     batch
         .iter()
         .map(|s| {
@@ -27,7 +30,7 @@ fn owned(batch: &SeriesBatch) -> Vec<(Vec<(String, String)>, Vec<(u64, i64)>)> {
         .collect()
 }
 
-fn reference(req: &WriteRequest) -> Vec<(Vec<(String, String)>, Vec<(u64, i64)>)> {
+fn reference(req: &WriteRequest) -> Owned {
     req.timeseries
         .iter()
         .map(|ts| {

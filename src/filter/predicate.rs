@@ -19,7 +19,7 @@ pub enum Predicate {
     Set(Box<[Box<[u8]>]>),
     Prefix(Box<[u8]>),
     Suffix(Box<[u8]>),
-    Contains(memchr::memmem::Finder<'static>),
+    Contains(Box<memchr::memmem::Finder<'static>>),
     /// `.*`: every value.
     Any,
     /// `.+`: every non-empty value.
@@ -129,7 +129,9 @@ fn fast_path(pattern: &str) -> Option<Predicate> {
             return Some(if lit.is_empty() {
                 Predicate::Any
             } else {
-                Predicate::Contains(memchr::memmem::Finder::new(lit.as_bytes()).into_owned())
+                Predicate::Contains(Box::new(
+                    memchr::memmem::Finder::new(lit.as_bytes()).into_owned(),
+                ))
             });
         }
         return plain_literal(rest).map(|lit| Predicate::Suffix(lit.into_bytes().into()));

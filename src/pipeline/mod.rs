@@ -77,7 +77,7 @@ pub struct Pipeline {
     source_index: HashMap<String, usize>,
     targets: Vec<Arc<Target>>,
     limits: DecodeLimits,
-    pool: Mutex<Vec<Box<Scratch>>>,
+    pool: Mutex<Vec<Scratch>>,
 }
 
 impl Pipeline {
@@ -137,7 +137,7 @@ impl Pipeline {
         &self.targets
     }
 
-    fn take_scratch(&self) -> Box<Scratch> {
+    fn take_scratch(&self) -> Scratch {
         let mut s = self
             .pool
             .lock()
@@ -157,7 +157,7 @@ impl Pipeline {
         s
     }
 
-    fn put_scratch(&self, mut s: Box<Scratch>) {
+    fn put_scratch(&self, mut s: Scratch) {
         for &t in &s.touched {
             let ts = &mut s.targets[t];
             ts.lanes.iter_mut().for_each(Chunk::clear);

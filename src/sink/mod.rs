@@ -52,7 +52,8 @@ pub enum SendResult {
     },
 }
 
-/// The kinds of service a lane sends through.
+/// The kinds of service a lane sends through. One per lane, never moved in a hot loop.
+#[allow(clippy::large_enum_variant)]
 pub enum Service {
     RemoteWrite(remote_write::RemoteWriteService),
     File(file::FileService),
