@@ -127,25 +127,36 @@ impl<'a> Iterator for MergedLabels<'a> {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         loop {
+            // Written out rather than as a generic k-way merge: this runs once per label per
+            // encoded series, and the common case (no task or external label at this position)
+            // is a single comparison.
             let s = self
                 .series
                 .first()
                 .map(|l| (&self.buf[l.name.range()], &self.buf[l.value.range()]));
             let t = self.task.first().map(|(n, v)| (&**n, &**v));
             let e = self.external.first().map(|(n, v)| (&**n, &**v));
-            // The smallest name among the three heads is emitted next.
-            let name = [s, t, e].into_iter().flatten().map(|(n, _)| n).min()?;
-            let take = |head: Option<(&'a [u8], &'a [u8])>| head.filter(|(n, _)| *n == name);
-            let (st, tt, et) = (take(s), take(t), take(e));
-            let chosen = tt.or(st).or(et);
-            if st.is_some() {
-                self.series = &self.series[1..];
+            let mut name = match (s, t) {
+                (Some((sn, _)), Some((tn, _))) => sn.min(tn),
+                (Some((sn, _)), None) => sn,
+                (None, Some((tn, _))) => tn,
+                (None, None) => e?.0,
+            };
+            if let Some((en, _)) = e {
+                name = name.min(en);
             }
-            if tt.is_some() {
-                self.task = &self.task[1..];
-            }
-            if et.is_some() {
+            let mut chosen = None;
+            if let Some(x) = e.filter(|(n, _)| *n == name) {
                 self.external = &self.external[1..];
+                chosen = Some(x);
+            }
+            if let Some(x) = s.filter(|(n, _)| *n == name) {
+                self.series = &self.series[1..];
+                chosen = Some(x);
+            }
+            if let Some(x) = t.filter(|(n, _)| *n == name) {
+                self.task = &self.task[1..];
+                chosen = Some(x);
             }
             match chosen {
                 Some((_, [])) => continue,

@@ -20,8 +20,6 @@ pub mod reason {
     pub const UNSUPPORTED: &str = "unsupported_by_format";
     /// Still queued when the shutdown timeout ran out.
     pub const SHUTDOWN: &str = "shutdown";
-    /// The file target could not write and is shutting down.
-    pub const WRITE_ERROR: &str = "write_error";
 }
 
 /// All metric families, registered under the `promrelay_` prefix.
@@ -219,7 +217,6 @@ impl Metrics {
             dropped_4xx: dropped(reason::HTTP_4XX),
             dropped_unsupported: dropped(reason::UNSUPPORTED),
             dropped_shutdown: dropped(reason::SHUTDOWN),
-            dropped_write_error: dropped(reason::WRITE_ERROR),
         }
     }
 
@@ -258,7 +255,6 @@ pub struct TargetMetrics {
     pub dropped_4xx: Counter,
     pub dropped_unsupported: Counter,
     pub dropped_shutdown: Counter,
-    pub dropped_write_error: Counter,
 }
 
 /// Log to stderr; `RUST_LOG` overrides the level (default `info`).

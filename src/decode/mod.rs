@@ -218,8 +218,20 @@ const WIRE_I64: u8 = 1;
 const WIRE_LEN: u8 = 2;
 const WIRE_I32: u8 = 5;
 
-#[inline]
+#[inline(always)]
 fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
+    // Fast path: tags and most lengths in a remote-write body fit in one byte.
+    if let Some(&b) = buf.get(*pos) {
+        if b < 0x80 {
+            *pos += 1;
+            return Ok(u64::from(b));
+        }
+    }
+    read_varint_slow(buf, pos)
+}
+
+#[cold]
+fn read_varint_slow(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     let mut value = 0u64;
     for shift in (0..70).step_by(7) {
         let Some(&byte) = buf.get(*pos) else {
@@ -237,7 +249,7 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     Err(DecodeError::Protobuf("varint longer than 10 bytes"))
 }
 
-#[inline]
+#[inline(always)]
 fn read_key(buf: &[u8], pos: &mut usize) -> Result<(u64, u8), DecodeError> {
     let key = read_varint(buf, pos)?;
     let field = key >> 3;
@@ -249,7 +261,7 @@ fn read_key(buf: &[u8], pos: &mut usize) -> Result<(u64, u8), DecodeError> {
 
 /// Read a length prefix and return the payload range, advancing past it. `buf` ends where the
 /// enclosing message ends.
-#[inline]
+#[inline(always)]
 fn read_len(buf: &[u8], pos: &mut usize) -> Result<(usize, usize), DecodeError> {
     let len = read_varint(buf, pos)?;
     let start = *pos;

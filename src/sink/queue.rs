@@ -234,6 +234,27 @@ impl SinkQueue {
         }
     }
 
+    /// Discard everything queued (sealed and batching) and release its room; returns the
+    /// samples discarded. For in-process benchmarks that measure the data path without a
+    /// sender; a running relay never calls it.
+    pub fn discard_all(&self) -> usize {
+        let mut discarded = 0;
+        for lane in self.lanes.iter() {
+            let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.seal();
+            while let Some(b) = st.ready.pop_front() {
+                discarded += b.samples;
+                if st.spare.len() < SPARES {
+                    let mut body = b.body;
+                    body.clear();
+                    st.spare.push(body);
+                }
+            }
+        }
+        self.release(discarded);
+        discarded
+    }
+
     /// A batch was delivered or dropped: release its samples and keep its buffer for reuse.
     pub fn finish(&self, lane: usize, mut batch: Batch) {
         self.release(batch.samples);

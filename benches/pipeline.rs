@@ -1,0 +1,132 @@
+//! Criterion benchmarks of the data path, one stage each, plus the whole in-process pipeline.
+//! Throughput is reported in samples/s (elements) and, for decode, decoded bytes/s.
+//!
+//! Workload: 2,000-series requests of node-exporter/Kubernetes-like label sets (10 labels per
+//! series, one sample each; `promrelay::workload`). The filter is the 2-condition one used in
+//! docs/performance.md, which keeps about 16 % of the series.
+//!
+//! Run: `cargo bench --bench pipeline`
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use promrelay::batch::SeriesBatch;
+use promrelay::config::Config;
+use promrelay::decode::DecodeLimits;
+use promrelay::encode::{json, remote_write};
+use promrelay::filter::Filter;
+use promrelay::pipeline::Pipeline;
+use promrelay::relabel::{LabelSet, merge};
+use promrelay::telemetry::Metrics;
+use promrelay::workload::WorkloadSpec;
+use prost::Message;
+use std::hint::black_box;
+use std::path::Path;
+
+const FILTER: [&str; 2] = [
+    "__name__=AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization",
+    "id=i-2ze0mxp.*",
+];
+
+fn workload() -> (Vec<u8>, Vec<u8>, usize) {
+    let req = WorkloadSpec::default().request(0);
+    let samples = req.timeseries.iter().map(|t| t.samples.len()).sum();
+    (
+        req.encode_to_vec(),
+        promrelay::proto::encode_snappy(&req),
+        samples,
+    )
+}
+
+fn decode(c: &mut Criterion) {
+    let (raw, snappy, samples) = workload();
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Bytes(raw.len() as u64));
+    let mut batch = SeriesBatch::new();
+    g.bench_function("protobuf_walk_bytes", |b| {
+        b.iter(|| batch.decode_protobuf(black_box(&raw)).unwrap())
+    });
+    g.throughput(Throughput::Elements(samples as u64));
+    g.bench_function("snappy_and_walk_samples", |b| {
+        b.iter(|| {
+            batch
+                .decode_snappy(black_box(&snappy), DecodeLimits::default())
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn filter(c: &mut Criterion) {
+    let (raw, _, samples) = workload();
+    let mut batch = SeriesBatch::new();
+    batch.decode_protobuf(&raw).unwrap();
+    let f = Filter::parse(FILTER).unwrap();
+    let mut g = c.benchmark_group("filter");
+    g.throughput(Throughput::Elements(samples as u64));
+    g.bench_function("seed_two_conditions", |b| {
+        b.iter(|| batch.iter().filter(|s| f.matches(s)).count())
+    });
+    g.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let (raw, _, samples) = workload();
+    let mut batch = SeriesBatch::new();
+    batch.decode_protobuf(&raw).unwrap();
+    let task = LabelSet::new([("deliver_test_key1", "ssss")]).unwrap();
+    let ext = LabelSet::new([("source_cluster", "cluster-01")]).unwrap();
+    let mut out = Vec::new();
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Elements(samples as u64));
+    g.bench_function("remote_write_with_labels", |b| {
+        b.iter(|| {
+            out.clear();
+            for s in batch.iter() {
+                remote_write::encode_series(
+                    &mut out,
+                    merge(s.buf(), s.label_refs(), &task, &ext),
+                    s.samples(),
+                    s.extras(),
+                );
+            }
+        })
+    });
+    g.bench_function("json_with_labels", |b| {
+        b.iter(|| {
+            out.clear();
+            for s in batch.iter() {
+                for x in s.samples() {
+                    json::write_sample(&mut out, merge(s.buf(), s.label_refs(), &task, &ext), x);
+                }
+            }
+        })
+    });
+    let mut enc = snap::raw::Encoder::new();
+    let mut compressed = vec![0; snap::raw::max_compress_len(raw.len())];
+    g.bench_function("snappy_compress_request", |b| {
+        b.iter(|| enc.compress(&raw, &mut compressed).unwrap())
+    });
+    g.finish();
+}
+
+fn pipeline(c: &mut Criterion) {
+    let (_, snappy, samples) = workload();
+    let yaml = format!(
+        "tasks:\n  - name: bench\n    filter: [{:?}, {:?}]\n    labels: {{deliver_test_key1: ssss}}\n    targets:\n      - name: sink\n        type: remote_write\n        url: http://127.0.0.1:9/api/v1/write\n        external_labels: {{source_cluster: cluster-01}}\n        queue: {{capacity: 100000000}}\n",
+        FILTER[0], FILTER[1]
+    );
+    let cfg = Config::from_yaml(&yaml, Path::new(".")).unwrap();
+    let p = Pipeline::new(cfg, &Metrics::new());
+    let source = p.source("default").unwrap();
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(samples as u64));
+    g.bench_function("decode_filter_relabel_encode_queue", |b| {
+        b.iter(|| {
+            p.process(source, black_box(&snappy)).unwrap();
+            p.targets()[0].queue.discard_all();
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, filter, encode, pipeline);
+criterion_main!(benches);
