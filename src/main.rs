@@ -34,6 +34,35 @@ enum Command {
         /// The YAML config file.
         file: PathBuf,
     },
+    /// Read a Kafka topic, decompress, and print one JSON sample per line.
+    KafkaTail {
+        /// Comma-separated host:port list.
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        /// Start at the oldest message instead of the newest.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after printing N samples.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// Consumer group (offsets are committed only with one).
+        #[arg(long)]
+        group: Option<String>,
+        /// Payload format written by the target: json (the default) or remote_write.
+        #[arg(long, default_value = "json", value_parser = ["json", "remote_write"])]
+        format: String,
+        /// Payload compression: snappy (raw block format, the default) or none.
+        #[arg(long, default_value = "snappy", value_parser = ["snappy", "none"])]
+        compression: String,
+        /// Exit after this many seconds without a message.
+        #[arg(long, value_name = "SECONDS")]
+        idle_exit: Option<f64>,
+        /// Extra librdkafka consumer setting, KEY=VALUE (repeatable), e.g. security.protocol=ssl.
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +86,44 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::KafkaTail {
+            brokers,
+            topic,
+            from_beginning,
+            limit,
+            group,
+            format,
+            compression,
+            idle_exit,
+            options,
+        } => {
+            let mut pairs = Vec::new();
+            for o in options {
+                let Some((k, v)) = o.split_once('=') else {
+                    eprintln!("--option {o:?}: expected KEY=VALUE");
+                    return ExitCode::from(2);
+                };
+                pairs.push((k.to_owned(), v.to_owned()));
+            }
+            let opts = promrelay::kafka_tail::TailOptions {
+                brokers,
+                topic,
+                from_beginning,
+                limit,
+                group,
+                remote_write: format == "remote_write",
+                uncompressed: compression == "none",
+                idle_exit: idle_exit.map(std::time::Duration::from_secs_f64),
+                options: pairs,
+            };
+            match promrelay::kafka_tail::tail(&opts, &mut std::io::stdout().lock()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("promrelay kafka-tail: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,

@@ -50,9 +50,7 @@ impl Relay {
         let mut services = Vec::new();
         for task in config.tasks.iter().filter(|t| t.enabled) {
             for t in &task.targets {
-                let lanes: Result<Vec<Service>, _> =
-                    (0..t.queue.shards).map(|_| Service::new(t)).collect();
-                services.push(lanes?);
+                services.push(Service::for_lanes(t)?);
             }
         }
         let server = config.server.clone();

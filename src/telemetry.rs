@@ -14,8 +14,9 @@ type Labels = Vec<(String, String)>;
 
 /// Why samples were dropped: the `reason` label of `promrelay_target_dropped_samples_total`.
 pub mod reason {
-    /// The target answered a 4xx other than 429: retrying cannot help.
-    pub const HTTP_4XX: &str = "http_4xx";
+    /// The target refused the data for good (an HTTP 4xx other than 429; a Kafka error such as
+    /// message too large or not authorised): retrying cannot help.
+    pub const REFUSED: &str = "refused";
     /// The sample cannot be represented in the target's format (native histograms in JSON).
     pub const UNSUPPORTED: &str = "unsupported_by_format";
     /// Still queued when the shutdown timeout ran out.
@@ -214,7 +215,7 @@ impl Metrics {
             retries: self.target_retries.get_or_create(&l).clone(),
             queue_depth: self.target_queue_depth.get_or_create(&l).clone(),
             send_seconds: self.target_send_seconds.get_or_create(&l).clone(),
-            dropped_4xx: dropped(reason::HTTP_4XX),
+            dropped_refused: dropped(reason::REFUSED),
             dropped_unsupported: dropped(reason::UNSUPPORTED),
             dropped_shutdown: dropped(reason::SHUTDOWN),
         }
@@ -252,7 +253,7 @@ pub struct TargetMetrics {
     pub retries: Counter,
     pub queue_depth: Gauge,
     pub send_seconds: Histogram,
-    pub dropped_4xx: Counter,
+    pub dropped_refused: Counter,
     pub dropped_unsupported: Counter,
     pub dropped_shutdown: Counter,
 }

@@ -79,6 +79,7 @@ pub struct TargetConfig {
 pub enum TargetKind {
     RemoteWrite(RemoteWriteConfig),
     File(FileConfig),
+    Kafka(KafkaConfig),
 }
 
 impl TargetKind {
@@ -86,8 +87,94 @@ impl TargetKind {
         match self {
             TargetKind::RemoteWrite(_) => "remote_write",
             TargetKind::File(_) => "file",
+            TargetKind::Kafka(_) => "kafka",
         }
     }
+}
+
+pub use raw::{KafkaCompression, KafkaFormat, KafkaKey};
+
+/// One piece of a topic template: literal text or a `{label}` placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicPart {
+    Text(String),
+    Label(String),
+}
+
+#[derive(Clone)]
+pub struct KafkaConfig {
+    pub topic: Vec<TopicPart>,
+    pub key: KafkaKey,
+    pub format: KafkaFormat,
+    pub compression: KafkaCompression,
+    pub max_message_bytes: usize,
+    /// Every librdkafka producer setting: the defaults, then sasl/tls, then `options`.
+    pub client: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    // The client settings may hold the SASL password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client: Vec<(&str, &str)> = self
+            .client
+            .iter()
+            .map(|(k, v)| (k.as_str(), if k.contains("password") { "<secret>" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("topic", &self.topic)
+            .field("key", &self.key)
+            .field("format", &self.format)
+            .field("compression", &self.compression)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("client", &client)
+            .finish()
+    }
+}
+
+impl KafkaConfig {
+    /// The topic when it has no placeholders.
+    pub fn fixed_topic(&self) -> Option<&str> {
+        match self.topic.as_slice() {
+            [TopicPart::Text(t)] => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Split `metrics.{__name__}` into text and label parts.
+///
+/// # Errors
+/// An unclosed brace, an empty or invalid label name, or characters Kafka does not allow in a
+/// topic name.
+pub fn parse_topic(text: &str) -> Result<Vec<TopicPart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        match rest.find('{') {
+            Some(0) => {
+                let close = rest.find('}').ok_or_else(|| format!("{text:?}: unclosed {{"))?;
+                let name = &rest[1..close];
+                if !is_valid_label_name(name) {
+                    return Err(format!("{text:?}: {{{name}}} is not a label name"));
+                }
+                parts.push(TopicPart::Label(name.to_owned()));
+                rest = &rest[close + 1..];
+            }
+            found => {
+                let end = found.unwrap_or(rest.len());
+                let lit = &rest[..end];
+                if let Some(bad) = lit.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
+                    return Err(format!("{text:?}: {bad:?} is not allowed in a Kafka topic name (use A-Z a-z 0-9 . _ -)"));
+                }
+                parts.push(TopicPart::Text(lit.to_owned()));
+                rest = &rest[end..];
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(parts)
 }
 
 #[derive(Debug, Clone)]
@@ -557,6 +644,7 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
                 }),
             })
         }
+        RawTarget::Kafka(k) => validate_kafka(k, at, base),
         RawTarget::File(f) => {
             if f.path.trim().is_empty() {
                 return Err(invalid(
@@ -579,6 +667,98 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
             })
         }
     }
+}
+
+fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfig, ConfigError> {
+    let brokers: Vec<&str> = k.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).collect();
+    if brokers.is_empty() {
+        return Err(invalid(format!("{at}.brokers"), "must list at least one host:port"));
+    }
+    if let Some(b) = brokers.iter().find(|b| !b.contains(':')) {
+        return Err(invalid(format!("{at}.brokers"), format!("{b:?} must be host:port")));
+    }
+    let topic = parse_topic(&k.topic).map_err(|m| invalid(format!("{at}.topic"), m))?;
+    let max_message_bytes = positive(k.max_message_bytes, &format!("{at}.max_message_bytes"))?;
+    // Defaults that lose nothing; the payload is already compressed, so Kafka's own
+    // compression stays off unless the user asks for it in `options`.
+    let mut client: Vec<(String, String)> = vec![
+        ("bootstrap.servers".into(), brokers.join(",")),
+        ("acks".into(), "all".into()),
+        ("enable.idempotence".into(), "true".into()),
+        ("compression.type".into(), "none".into()),
+        ("linger.ms".into(), "5".into()),
+        // librdkafka refuses messages over message.max.bytes; leave room above our cap for the
+        // framing and for a single oversized series.
+        ("message.max.bytes".into(), (max_message_bytes.max(1_000_000) * 2).min(1_000_000_000).to_string()),
+    ];
+    let mut protocol_tls = false;
+    if let Some(t) = &k.tls {
+        protocol_tls = true;
+        let file = |f: &Option<String>, name: &str| -> Result<Option<String>, ConfigError> {
+            match f {
+                None => Ok(None),
+                Some(f) => {
+                    let p = base.join(f);
+                    if !p.is_file() {
+                        return Err(invalid(format!("{at}.tls.{name}"), format!("{} is not a readable file", p.display())));
+                    }
+                    Ok(Some(p.display().to_string()))
+                }
+            }
+        };
+        if t.cert_file.is_some() != t.key_file.is_some() {
+            return Err(invalid(format!("{at}.tls"), "cert_file and key_file go together"));
+        }
+        if let Some(ca) = file(&t.ca_file, "ca_file")? {
+            client.push(("ssl.ca.location".into(), ca));
+        }
+        if let Some(c) = file(&t.cert_file, "cert_file")? {
+            client.push(("ssl.certificate.location".into(), c));
+        }
+        if let Some(kf) = file(&t.key_file, "key_file")? {
+            client.push(("ssl.key.location".into(), kf));
+        }
+        if t.insecure_skip_verify {
+            client.push(("enable.ssl.certificate.verification".into(), "false".into()));
+        }
+    }
+    if let Some(s) = &k.sasl {
+        let mechanism = s.mechanism.to_ascii_uppercase();
+        if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
+            return Err(invalid(format!("{at}.sasl.mechanism"), format!("{:?}: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.mechanism)));
+        }
+        let password = one_secret(&s.password, &s.password_file, base, &format!("{at}.sasl.password"))?;
+        client.push(("sasl.mechanism".into(), mechanism));
+        client.push(("sasl.username".into(), s.username.clone()));
+        client.push(("sasl.password".into(), password));
+    }
+    let protocol = match (k.sasl.is_some(), protocol_tls) {
+        (false, false) => "plaintext",
+        (false, true) => "ssl",
+        (true, false) => "sasl_plaintext",
+        (true, true) => "sasl_ssl",
+    };
+    client.push(("security.protocol".into(), protocol.into()));
+    for (key, value) in &k.options {
+        if key == "bootstrap.servers" {
+            return Err(invalid(format!("{at}.options"), "set brokers with `brokers:`, not bootstrap.servers"));
+        }
+        client.retain(|(k2, _)| k2 != key);
+        client.push((key.clone(), value.clone()));
+    }
+    Ok(TargetConfig {
+        external_labels: external_labels(&k.external_labels, &format!("{at}.external_labels"))?,
+        queue: queue(&k.queue, at)?,
+        name: k.name,
+        kind: TargetKind::Kafka(KafkaConfig {
+            topic,
+            key: k.key,
+            format: k.format,
+            compression: k.compression,
+            max_message_bytes,
+            client,
+        }),
+    })
 }
 
 #[cfg(test)]

@@ -98,6 +98,7 @@ fn default_source() -> String {
 pub enum RawTarget {
     RemoteWrite(RawRemoteWrite),
     File(RawFile),
+    Kafka(RawKafka),
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,4 +195,84 @@ fn file_queue() -> RawQueue {
         batch_send_deadline: "1s".into(),
         ..RawQueue::default()
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    pub name: String,
+    /// Comma-separated `host:port` list.
+    pub brokers: String,
+    /// Topic, possibly with `{label}` placeholders.
+    pub topic: String,
+    #[serde(default)]
+    pub key: KafkaKey,
+    #[serde(default)]
+    pub format: KafkaFormat,
+    #[serde(default)]
+    pub compression: KafkaCompression,
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    pub sasl: Option<RawSasl>,
+    pub tls: Option<RawTls>,
+    /// librdkafka producer settings, passed through as they are.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    #[serde(default = "kafka_queue")]
+    pub queue: RawQueue,
+}
+
+fn default_max_message_bytes() -> u64 {
+    1_000_000
+}
+
+fn kafka_queue() -> RawQueue {
+    RawQueue {
+        max_samples_per_send: 10_000,
+        batch_send_deadline: "1s".into(),
+        ..RawQueue::default()
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaKey {
+    /// Series are grouped by label hash; each message carries its group's key.
+    #[default]
+    Series,
+    /// Messages hold one metric name each and carry it as the key.
+    Metric,
+    /// No key: the producer's partitioner spreads messages.
+    None,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaFormat {
+    /// A JSON array of flat sample objects (the seed's format).
+    #[default]
+    Json,
+    /// A remote-write `WriteRequest` protobuf.
+    RemoteWrite,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaCompression {
+    /// Raw snappy (block format) of the whole payload, what `Snappy.uncompress` reads.
+    #[default]
+    Snappy,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSasl {
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub mechanism: String,
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
 }

@@ -11,7 +11,7 @@
 //! so no target gets a duplicate and none is skipped.
 
 use crate::batch::SeriesBatch;
-use crate::config::Config;
+use crate::config::{Config, KafkaFormat};
 use crate::decode::{DecodeError, DecodeLimits};
 use crate::encode::{json, remote_write};
 use crate::filter::Filter;
@@ -227,7 +227,7 @@ impl Pipeline {
                             &target.external_labels,
                         )
                     };
-                    match target.format {
+                    match &target.format {
                         Format::RemoteWrite => {
                             let lane = (series.hash() % out.lanes.len() as u64) as usize;
                             let chunk = &mut out.lanes[lane];
@@ -252,6 +252,23 @@ impl Pipeline {
                             chunk.end_series(samples.len());
                             out.samples += samples.len();
                             out.unsupported += histograms;
+                        }
+                        Format::Kafka(layout) => {
+                            let json = layout.format == KafkaFormat::Json;
+                            if json && samples.is_empty() {
+                                out.unsupported += histograms;
+                                continue;
+                            }
+                            let name = series.label(b"__name__").unwrap_or_default();
+                            let lane = layout.lane(series.hash(), name, out.lanes.len());
+                            let chunk = &mut out.lanes[lane];
+                            let n = layout.write_record(&mut chunk.bytes, labels(), samples, series.extras());
+                            let carried = if json { n } else { n + histograms };
+                            chunk.end_series(carried);
+                            out.samples += carried;
+                            if json {
+                                out.unsupported += histograms;
+                            }
                         }
                     }
                 }

@@ -6,6 +6,7 @@
 //! count) → the kind's service (HTTP POST, file append).
 
 pub mod file;
+pub mod kafka;
 pub mod queue;
 pub mod remote_write;
 
@@ -18,12 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the data path writes for a target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Format {
     /// Remote-write 1.0 `timeseries` fields; the batch is a `WriteRequest`.
     RemoteWrite,
     /// One flat JSON sample object per line.
     JsonLines,
+    /// Framed Kafka records (see [`kafka::layout`]).
+    Kafka(kafka::layout::KafkaLayout),
 }
 
 /// A running target: what the data path needs to hand it data.
@@ -57,6 +60,23 @@ pub enum SendResult {
 pub enum Service {
     RemoteWrite(remote_write::RemoteWriteService),
     File(file::FileService),
+    Kafka(kafka::KafkaService),
+}
+
+/// A batch prepared for sending, kept across retries.
+pub enum Payload {
+    Bytes(Bytes),
+    /// Kafka messages still to deliver (delivered ones are removed as they are acknowledged).
+    Messages(Vec<kafka::layout::KafkaMessage>),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Bytes(b) => b.len(),
+            Payload::Messages(m) => m.iter().map(|m| m.payload.len()).sum(),
+        }
+    }
 }
 
 /// Why a target could not be built.
@@ -68,36 +88,45 @@ pub struct SinkError {
 }
 
 impl Service {
-    /// Build the service for a configured target.
+    /// Build one service per lane of a configured target.
     ///
     /// # Errors
-    /// TLS material that does not load, a file that cannot be opened.
-    pub fn new(cfg: &TargetConfig) -> Result<Service, SinkError> {
+    /// TLS material that does not load, a file that cannot be opened, a Kafka setting
+    /// librdkafka refuses.
+    pub fn for_lanes(cfg: &TargetConfig) -> Result<Vec<Service>, SinkError> {
         let err = |message: String| SinkError {
             target: cfg.name.clone(),
             message,
         };
-        Ok(match &cfg.kind {
-            TargetKind::RemoteWrite(rw) => {
-                Service::RemoteWrite(remote_write::RemoteWriteService::new(rw).map_err(err)?)
-            }
-            TargetKind::File(f) => Service::File(file::FileService::open(f).map_err(err)?),
-        })
-    }
-
-    /// Turn a batch into the payload sent (compressed for remote-write), once per batch so
-    /// retries resend the same bytes.
-    fn prepare(&mut self, body: &[u8]) -> Bytes {
-        match self {
-            Service::RemoteWrite(s) => s.prepare(body),
-            Service::File(_) => Bytes::copy_from_slice(body),
+        let lanes = cfg.queue.shards;
+        match &cfg.kind {
+            TargetKind::RemoteWrite(rw) => (0..lanes)
+                .map(|_| remote_write::RemoteWriteService::new(rw).map(Service::RemoteWrite).map_err(err))
+                .collect(),
+            TargetKind::File(f) => Ok(vec![Service::File(file::FileService::open(f).map_err(err)?)]),
+            TargetKind::Kafka(k) => Ok(kafka::services(k, lanes).map_err(err)?.into_iter().map(Service::Kafka).collect()),
         }
     }
 
-    async fn send(&self, payload: Bytes) -> SendResult {
+    /// Turn a batch into the payload sent (compressed for remote-write, messages for Kafka),
+    /// once per batch so retries resend the same bytes.
+    fn prepare(&mut self, body: &[u8]) -> Payload {
         match self {
-            Service::RemoteWrite(s) => s.send(payload).await,
-            Service::File(s) => s.send(payload).await,
+            Service::RemoteWrite(s) => Payload::Bytes(s.prepare(body)),
+            Service::File(_) => Payload::Bytes(Bytes::copy_from_slice(body)),
+            Service::Kafka(s) => Payload::Messages(s.prepare(body)),
+        }
+    }
+
+    /// One attempt. `dropped` collects samples refused for good in a partial refusal (Kafka).
+    async fn send(&self, payload: &mut Payload, dropped: &mut usize) -> SendResult {
+        match (self, payload) {
+            (Service::RemoteWrite(s), Payload::Bytes(b)) => s.send(b.clone()).await,
+            (Service::File(s), Payload::Bytes(b)) => s.send(b.clone()).await,
+            (Service::Kafka(s), Payload::Messages(m)) => s.send(m, dropped).await,
+            _ => SendResult::Reject {
+                why: "internal error: payload does not match the target kind".into(),
+            },
         }
     }
 }
@@ -109,9 +138,10 @@ impl Target {
             task: task.to_owned(),
             name: cfg.name.clone(),
             external_labels: cfg.external_labels.clone(),
-            format: match cfg.kind {
+            format: match &cfg.kind {
                 TargetKind::RemoteWrite(_) => Format::RemoteWrite,
                 TargetKind::File(_) => Format::JsonLines,
+                TargetKind::Kafka(k) => Format::Kafka(kafka::layout::KafkaLayout::new(k)),
             },
             queue: Arc::new(SinkQueue::new(
                 q.shards,
@@ -135,17 +165,20 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
     let m = &target.metrics;
     let mut backoff = cfg.min_backoff;
     while let Some(batch) = target.queue.next_batch(lane).await {
-        let payload = service.prepare(&batch.body);
+        let mut payload = service.prepare(&batch.body);
+        let bytes = payload.len();
+        let mut dropped = 0usize;
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
-            let result = service.send(payload.clone()).await;
+            let result = service.send(&mut payload, &mut dropped).await;
             m.send_seconds.observe(started.elapsed().as_secs_f64());
             match result {
                 SendResult::Delivered => {
-                    m.delivered.inc_by(batch.samples as u64);
+                    m.delivered.inc_by((batch.samples - dropped.min(batch.samples)) as u64);
+                    m.dropped_refused.inc_by(dropped as u64);
                     m.batches.inc();
-                    m.bytes.inc_by(payload.len() as u64);
+                    m.bytes.inc_by(bytes as u64);
                     backoff = cfg.min_backoff;
                     if failures > 0 {
                         tracing::info!(task = %target.task, target = %target.name, failures, "target recovered");
@@ -164,7 +197,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     backoff = (backoff * 2).min(cfg.max_backoff);
                 }
                 SendResult::Reject { why } => {
-                    m.dropped_4xx.inc_by(batch.samples as u64);
+                    m.dropped_refused.inc_by(batch.samples as u64);
                     tracing::error!(
                         task = %target.task, target = %target.name, samples = batch.samples,
                         "target refused a batch, dropping it (not retried): {why}"

@@ -1,0 +1,365 @@
+//! How Kafka-bound series travel through a queue lane, and how a lane's batch becomes messages.
+//!
+//! The data path writes one *record* per series into the lane buffer:
+//!
+//! ```text
+//! [u16 topic length][topic]   length 0: the configured fixed topic
+//! [u16 key length][key]       length 0: the lane's group key (key: series) or no key
+//! [u32 samples]
+//! [u32 body length][body]     JSON objects joined by ',' (json) or a `timeseries` field (remote_write)
+//! ```
+//!
+//! (little-endian). The queue cuts batches between records like between any series. The sender
+//! then groups a batch's records by (topic, key) in arrival order and packs each group into
+//! messages of at most `max_message_bytes` before compression: `[` + bodies joined by `,` + `]`
+//! for JSON, the concatenated fields (a `WriteRequest`) for remote_write. A single record larger
+//! than the cap goes out alone.
+//!
+//! Partitioning: with `key: series` a series' lane is picked by its label hash and every message
+//! of lane N carries the key `series-group-N`, so a series always reaches the same partition, in
+//! order. With `key: metric` the lane is picked by the metric name and the key is the metric
+//! name. With `key: none` messages have no key.
+
+use crate::batch::Sample;
+use crate::config::{KafkaConfig, KafkaFormat, KafkaKey, TopicPart};
+use crate::decode::SeriesHasher;
+use crate::encode::{json, remote_write};
+use std::collections::HashMap;
+
+/// What the data path needs to know to write records for one Kafka target.
+#[derive(Debug, Clone)]
+pub struct KafkaLayout {
+    pub format: KafkaFormat,
+    pub key: KafkaKey,
+    /// `None` for a fixed topic.
+    topic: Option<Vec<TopicPart>>,
+}
+
+/// Longest topic name Kafka accepts.
+const MAX_TOPIC: usize = 249;
+
+impl KafkaLayout {
+    pub fn new(cfg: &KafkaConfig) -> KafkaLayout {
+        KafkaLayout {
+            format: cfg.format,
+            key: cfg.key,
+            topic: cfg.fixed_topic().is_none().then(|| cfg.topic.clone()),
+        }
+    }
+
+    /// The lane a series goes to (see the module docs).
+    #[inline]
+    pub fn lane(&self, series_hash: u64, metric: &[u8], lanes: usize) -> usize {
+        let h = match self.key {
+            KafkaKey::Metric => {
+                let mut h = SeriesHasher::new();
+                h.write(metric);
+                h.finish()
+            }
+            KafkaKey::Series | KafkaKey::None => series_hash,
+        };
+        (h % lanes as u64) as usize
+    }
+
+    /// Append one series' record. `labels` are the delivered (merged) labels. Returns the
+    /// number of samples the record carries.
+    pub fn write_record<'a, L, E>(&self, out: &mut Vec<u8>, labels: L, samples: &[Sample], extras: E) -> usize
+    where
+        L: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+        E: Iterator<Item = &'a [u8]> + Clone,
+    {
+        // Topic.
+        let at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        if let Some(parts) = &self.topic {
+            for part in parts {
+                match part {
+                    TopicPart::Text(t) => out.extend_from_slice(t.as_bytes()),
+                    TopicPart::Label(name) => {
+                        let v = labels.clone().find(|(n, _)| *n == name.as_bytes()).map_or(&b""[..], |(_, v)| v);
+                        // Kafka allows only [a-zA-Z0-9._-] in topic names.
+                        out.extend(v.iter().map(|&b| if b.is_ascii_alphanumeric() || b"._-".contains(&b) { b } else { b'_' }));
+                    }
+                }
+            }
+            let len = (out.len() - at - 2).min(MAX_TOPIC);
+            out.truncate(at + 2 + len);
+            out[at..at + 2].copy_from_slice(&(len as u16).to_le_bytes());
+        }
+        // Key.
+        let at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        if self.key == KafkaKey::Metric {
+            let name = labels.clone().find(|(n, _)| *n == b"__name__").map_or(&b""[..], |(_, v)| v);
+            let name = &name[..name.len().min(u16::MAX as usize)];
+            out.extend_from_slice(name);
+            out[at..at + 2].copy_from_slice(&(name.len() as u16).to_le_bytes());
+        }
+        // Sample count, then the body.
+        let count_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let samples_written = match self.format {
+            KafkaFormat::Json => {
+                for (i, s) in samples.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json::write_sample(out, labels.clone(), s);
+                }
+                samples.len()
+            }
+            KafkaFormat::RemoteWrite => {
+                remote_write::encode_series(out, labels, samples, extras);
+                samples.len()
+            }
+        };
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        out[count_at..count_at + 4].copy_from_slice(&(samples_written as u32).to_le_bytes());
+        samples_written
+    }
+}
+
+/// One message ready for the producer.
+#[derive(Debug, Clone)]
+pub struct KafkaMessage {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub samples: usize,
+}
+
+/// A record read back from a lane batch.
+struct Record<'a> {
+    topic: &'a [u8],
+    key: &'a [u8],
+    body: &'a [u8],
+    samples: usize,
+}
+
+fn records(mut buf: &[u8]) -> impl Iterator<Item = Record<'_>> {
+    std::iter::from_fn(move || {
+        fn take<'b>(buf: &mut &'b [u8], n: usize) -> Option<&'b [u8]> {
+            if buf.len() < n {
+                return None;
+            }
+            let (a, b) = buf.split_at(n);
+            *buf = b;
+            Some(a)
+        }
+        let tl = u16::from_le_bytes(take(&mut buf, 2)?.try_into().ok()?) as usize;
+        let topic = take(&mut buf, tl)?;
+        let kl = u16::from_le_bytes(take(&mut buf, 2)?.try_into().ok()?) as usize;
+        let key = take(&mut buf, kl)?;
+        let samples = u32::from_le_bytes(take(&mut buf, 4)?.try_into().ok()?) as usize;
+        let bl = u32::from_le_bytes(take(&mut buf, 4)?.try_into().ok()?) as usize;
+        let body = take(&mut buf, bl)?;
+        Some(Record {
+            topic,
+            key,
+            body,
+            samples,
+        })
+    })
+}
+
+/// Turns lane batches into messages: see the module docs.
+pub struct MessageBuilder {
+    pub format: KafkaFormat,
+    pub key: KafkaKey,
+    pub fixed_topic: String,
+    pub lane_key: Vec<u8>,
+    pub max_message_bytes: usize,
+    pub snappy: bool,
+    encoder: snap::raw::Encoder,
+}
+
+struct Open {
+    topic: String,
+    key: Option<Vec<u8>>,
+    buf: Vec<u8>,
+    samples: usize,
+    records: usize,
+}
+
+impl MessageBuilder {
+    pub fn new(cfg: &KafkaConfig, lane: usize) -> MessageBuilder {
+        MessageBuilder {
+            format: cfg.format,
+            key: cfg.key,
+            fixed_topic: cfg.fixed_topic().unwrap_or_default().to_owned(),
+            lane_key: format!("series-group-{lane}").into_bytes(),
+            max_message_bytes: cfg.max_message_bytes,
+            snappy: cfg.compression == crate::config::KafkaCompression::Snappy,
+            encoder: snap::raw::Encoder::new(),
+        }
+    }
+
+    /// Split a lane batch into messages.
+    pub fn build(&mut self, batch: &[u8]) -> Vec<KafkaMessage> {
+        let mut out = Vec::new();
+        let mut open: Vec<Open> = Vec::new();
+        let mut index: HashMap<(Vec<u8>, Vec<u8>), usize> = HashMap::new();
+        let json = self.format == KafkaFormat::Json;
+        for rec in records(batch) {
+            let samples = rec.samples;
+            let topic = if rec.topic.is_empty() { self.fixed_topic.as_bytes() } else { rec.topic };
+            let key: Option<&[u8]> = match self.key {
+                KafkaKey::Series => Some(&self.lane_key),
+                KafkaKey::Metric => Some(rec.key),
+                KafkaKey::None => None,
+            };
+            let slot = *index.entry((topic.to_vec(), key.unwrap_or_default().to_vec())).or_insert_with(|| {
+                open.push(Open {
+                    topic: String::from_utf8_lossy(topic).into_owned(),
+                    key: key.map(<[u8]>::to_vec),
+                    buf: Vec::new(),
+                    samples: 0,
+                    records: 0,
+                });
+                open.len() - 1
+            });
+            let o = &mut open[slot];
+            let extra = rec.body.len() + usize::from(json) * 2;
+            if o.records > 0 && o.buf.len() + extra > self.max_message_bytes {
+                out.push(self.finish(o));
+            }
+            if json {
+                o.buf.push(if o.records == 0 { b'[' } else { b',' });
+            }
+            o.buf.extend_from_slice(rec.body);
+            o.samples += samples;
+            o.records += 1;
+        }
+        for o in &mut open {
+            if o.records > 0 {
+                out.push(self.finish(o));
+            }
+        }
+        out
+    }
+
+    fn finish(&mut self, o: &mut Open) -> KafkaMessage {
+        if self.format == KafkaFormat::Json {
+            o.buf.push(b']');
+        }
+        let payload = if self.snappy {
+            // compress_vec only fails for inputs over ~4 GiB, which a message never is.
+            self.encoder.compress_vec(&o.buf).unwrap_or_default()
+        } else {
+            o.buf.clone()
+        };
+        let m = KafkaMessage {
+            topic: o.topic.clone(),
+            key: o.key.clone(),
+            payload,
+            samples: o.samples,
+        };
+        o.buf.clear();
+        o.samples = 0;
+        o.records = 0;
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KafkaCompression, parse_topic};
+
+    fn cfg(topic: &str, key: KafkaKey, format: KafkaFormat, max: usize) -> KafkaConfig {
+        KafkaConfig {
+            topic: parse_topic(topic).unwrap(),
+            key,
+            format,
+            compression: KafkaCompression::Snappy,
+            max_message_bytes: max,
+            client: vec![],
+        }
+    }
+
+    fn labels<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
+        pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+    }
+
+    fn unsnappy(m: &KafkaMessage) -> serde_json::Value {
+        let raw = snap::raw::Decoder::new().decompress_vec(&m.payload).unwrap();
+        serde_json::from_slice(&raw).unwrap()
+    }
+
+    #[test]
+    fn json_messages_are_snappy_arrays_split_by_size_and_grouped_by_topic() {
+        let c = cfg("metrics.{__name__}", KafkaKey::Series, KafkaFormat::Json, 200);
+        let layout = KafkaLayout::new(&c);
+        let mut buf = Vec::new();
+        let s = |v: f64| Sample { value: v, timestamp: 1698732988354 };
+        for (name, v) in [("up", 1.0), ("cpu/x", 2.0), ("up", 3.0), ("up", 4.0)] {
+            let l = [("__name__", name), ("job", "a\"b")];
+            layout.write_record(&mut buf, labels(&l), &[s(v), s(v + 0.5)], std::iter::empty());
+        }
+        let mut b = MessageBuilder::new(&c, 3);
+        let msgs = b.build(&buf);
+        let summary: Vec<(String, usize)> = msgs.iter().map(|m| (m.topic.clone(), m.samples)).collect();
+        // Each record is ~150 bytes, so two never fit in 200: one message per record, the two
+        // groups kept apart, each group in arrival order (full messages go first, then the
+        // groups' last messages in the order the groups appeared).
+        assert_eq!(summary, [("metrics.up".to_string(), 2), ("metrics.up".into(), 2), ("metrics.up".into(), 2), ("metrics.cpu_x".into(), 2)]);
+        assert_eq!(unsnappy(&msgs[2])[0]["value"], "4.0");
+        assert!(msgs.iter().all(|m| m.key.as_deref() == Some(&b"series-group-3"[..])));
+        let first = unsnappy(&msgs[0]);
+        assert_eq!(
+            first,
+            serde_json::json!([
+                {"__name__": "up", "job": "a\"b", "value": "1.0", "timestamp": "1698732988354"},
+                {"__name__": "up", "job": "a\"b", "value": "1.5", "timestamp": "1698732988354"}
+            ])
+        );
+        assert_eq!(unsnappy(&msgs[1])[0]["value"], "3.0");
+
+        // With a generous cap, the three `up` records share one message.
+        let c = cfg("metrics.{__name__}", KafkaKey::Series, KafkaFormat::Json, 1_000_000);
+        let msgs = MessageBuilder::new(&c, 0).build(&buf);
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(unsnappy(&msgs[0]).as_array().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn metric_keys_and_keyless_messages() {
+        for (key, want) in [(KafkaKey::Metric, vec![Some(b"up".to_vec()), Some(b"load".to_vec())]), (KafkaKey::None, vec![None])] {
+            let c = cfg("metrics", key, KafkaFormat::Json, 1_000_000);
+            let layout = KafkaLayout::new(&c);
+            let mut buf = Vec::new();
+            for name in ["up", "load", "up"] {
+                let l = [("__name__", name)];
+                layout.write_record(&mut buf, labels(&l), &[Sample::default()], std::iter::empty());
+            }
+            let msgs = MessageBuilder::new(&c, 0).build(&buf);
+            let keys: Vec<Option<Vec<u8>>> = msgs.iter().map(|m| m.key.clone()).collect();
+            assert_eq!(keys, want, "{key:?}");
+            assert!(msgs.iter().all(|m| m.topic == "metrics"));
+        }
+        let c = cfg("m", KafkaKey::Metric, KafkaFormat::Json, 1);
+        let layout = KafkaLayout::new(&c);
+        assert_eq!(layout.lane(1, b"up", 8), layout.lane(2, b"up", 8), "metric lanes ignore the series hash");
+    }
+
+    #[test]
+    fn remote_write_messages_are_write_requests() {
+        use prost::Message;
+        let c = cfg("rw", KafkaKey::Series, KafkaFormat::RemoteWrite, 1_000_000);
+        let layout = KafkaLayout::new(&c);
+        let mut buf = Vec::new();
+        for v in [1.0, 2.0] {
+            let l = [("__name__", "up")];
+            layout.write_record(&mut buf, labels(&l), &[Sample { value: v, timestamp: 7 }], std::iter::empty());
+        }
+        let msgs = MessageBuilder::new(&c, 0).build(&buf);
+        assert_eq!(msgs.len(), 1);
+        let raw = snap::raw::Decoder::new().decompress_vec(&msgs[0].payload).unwrap();
+        let req = crate::proto::WriteRequest::decode(&raw[..]).unwrap();
+        assert_eq!(req.timeseries.len(), 2);
+        assert_eq!(req.timeseries[1].samples[0].value, 2.0);
+    }
+}
