@@ -39,7 +39,11 @@ pub enum TailError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("message at partition {partition} offset {offset}: {why}")]
-    BadMessage { partition: i32, offset: i64, why: String },
+    BadMessage {
+        partition: i32,
+        offset: i64,
+        why: String,
+    },
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -50,20 +54,31 @@ pub enum TailError {
 /// A consumer that cannot be created or subscribed, a message that does not decompress or
 /// parse, or an output that cannot be written.
 pub fn tail(opts: &TailOptions, out: &mut impl Write) -> Result<u64, TailError> {
-    let group = opts
-        .group
-        .clone()
-        .unwrap_or_else(|| {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            format!("promrelay-kafka-tail-{}-{nanos}", std::process::id())
-        });
+    let group = opts.group.clone().unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("promrelay-kafka-tail-{}-{nanos}", std::process::id())
+    });
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &opts.brokers)
         .set("group.id", &group)
-        .set("enable.auto.commit", if opts.group.is_some() { "true" } else { "false" })
-        .set("auto.offset.reset", if opts.from_beginning { "earliest" } else { "latest" });
+        .set(
+            "enable.auto.commit",
+            if opts.group.is_some() {
+                "true"
+            } else {
+                "false"
+            },
+        )
+        .set(
+            "auto.offset.reset",
+            if opts.from_beginning {
+                "earliest"
+            } else {
+                "latest"
+            },
+        );
     for (k, v) in &opts.options {
         cfg.set(k, v);
     }
@@ -81,7 +96,9 @@ pub fn tail(opts: &TailOptions, out: &mut impl Write) -> Result<u64, TailError> 
         if opts.idle_exit.is_some_and(|d| last.elapsed() >= d) {
             break;
         }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         let msg = msg?;
         last = Instant::now();
         let bad = |why: String| TailError::BadMessage {
@@ -93,11 +110,15 @@ pub fn tail(opts: &TailOptions, out: &mut impl Write) -> Result<u64, TailError> 
         let raw = if opts.uncompressed {
             payload.to_vec()
         } else {
-            decoder.decompress_vec(payload).map_err(|e| bad(format!("not raw snappy: {e}")))?
+            decoder
+                .decompress_vec(payload)
+                .map_err(|e| bad(format!("not raw snappy: {e}")))?
         };
         let remaining = |printed: u64| opts.limit.map_or(u64::MAX, |l| l - printed);
         if opts.remote_write {
-            batch.decode_protobuf(&raw).map_err(|e| bad(e.to_string()))?;
+            batch
+                .decode_protobuf(&raw)
+                .map_err(|e| bad(e.to_string()))?;
             'series: for s in batch.iter() {
                 for sample in s.samples() {
                     if remaining(printed) == 0 {
@@ -111,8 +132,12 @@ pub fn tail(opts: &TailOptions, out: &mut impl Write) -> Result<u64, TailError> 
                 }
             }
         } else {
-            let items: Vec<&RawValue> = serde_json::from_slice(&raw).map_err(|e| bad(format!("not a JSON array: {e}")))?;
-            for item in items.into_iter().take(remaining(printed).min(usize::MAX as u64) as usize) {
+            let items: Vec<&RawValue> =
+                serde_json::from_slice(&raw).map_err(|e| bad(format!("not a JSON array: {e}")))?;
+            for item in items
+                .into_iter()
+                .take(remaining(printed).min(usize::MAX as u64) as usize)
+            {
                 writeln!(out, "{}", item.get())?;
                 printed += 1;
             }

@@ -118,7 +118,16 @@ impl std::fmt::Debug for KafkaConfig {
         let client: Vec<(&str, &str)> = self
             .client
             .iter()
-            .map(|(k, v)| (k.as_str(), if k.contains("password") { "<secret>" } else { v.as_str() }))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if k.contains("password") {
+                        "<secret>"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
             .collect();
         f.debug_struct("KafkaConfig")
             .field("topic", &self.topic)
@@ -152,7 +161,9 @@ pub fn parse_topic(text: &str) -> Result<Vec<TopicPart>, String> {
     while !rest.is_empty() {
         match rest.find('{') {
             Some(0) => {
-                let close = rest.find('}').ok_or_else(|| format!("{text:?}: unclosed {{"))?;
+                let close = rest
+                    .find('}')
+                    .ok_or_else(|| format!("{text:?}: unclosed {{"))?;
                 let name = &rest[1..close];
                 if !is_valid_label_name(name) {
                     return Err(format!("{text:?}: {{{name}}} is not a label name"));
@@ -163,8 +174,13 @@ pub fn parse_topic(text: &str) -> Result<Vec<TopicPart>, String> {
             found => {
                 let end = found.unwrap_or(rest.len());
                 let lit = &rest[..end];
-                if let Some(bad) = lit.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
-                    return Err(format!("{text:?}: {bad:?} is not allowed in a Kafka topic name (use A-Z a-z 0-9 . _ -)"));
+                if let Some(bad) = lit
+                    .chars()
+                    .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+                {
+                    return Err(format!(
+                        "{text:?}: {bad:?} is not allowed in a Kafka topic name (use A-Z a-z 0-9 . _ -)"
+                    ));
                 }
                 parts.push(TopicPart::Text(lit.to_owned()));
                 rest = &rest[end..];
@@ -670,12 +686,23 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
 }
 
 fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfig, ConfigError> {
-    let brokers: Vec<&str> = k.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).collect();
+    let brokers: Vec<&str> = k
+        .brokers
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .collect();
     if brokers.is_empty() {
-        return Err(invalid(format!("{at}.brokers"), "must list at least one host:port"));
+        return Err(invalid(
+            format!("{at}.brokers"),
+            "must list at least one host:port",
+        ));
     }
     if let Some(b) = brokers.iter().find(|b| !b.contains(':')) {
-        return Err(invalid(format!("{at}.brokers"), format!("{b:?} must be host:port")));
+        return Err(invalid(
+            format!("{at}.brokers"),
+            format!("{b:?} must be host:port"),
+        ));
     }
     let topic = parse_topic(&k.topic).map_err(|m| invalid(format!("{at}.topic"), m))?;
     let max_message_bytes = positive(k.max_message_bytes, &format!("{at}.max_message_bytes"))?;
@@ -689,7 +716,12 @@ fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfi
         ("linger.ms".into(), "5".into()),
         // librdkafka refuses messages over message.max.bytes; leave room above our cap for the
         // framing and for a single oversized series.
-        ("message.max.bytes".into(), (max_message_bytes.max(1_000_000) * 2).min(1_000_000_000).to_string()),
+        (
+            "message.max.bytes".into(),
+            (max_message_bytes.max(1_000_000) * 2)
+                .min(1_000_000_000)
+                .to_string(),
+        ),
     ];
     let mut protocol_tls = false;
     if let Some(t) = &k.tls {
@@ -700,14 +732,20 @@ fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfi
                 Some(f) => {
                     let p = base.join(f);
                     if !p.is_file() {
-                        return Err(invalid(format!("{at}.tls.{name}"), format!("{} is not a readable file", p.display())));
+                        return Err(invalid(
+                            format!("{at}.tls.{name}"),
+                            format!("{} is not a readable file", p.display()),
+                        ));
                     }
                     Ok(Some(p.display().to_string()))
                 }
             }
         };
         if t.cert_file.is_some() != t.key_file.is_some() {
-            return Err(invalid(format!("{at}.tls"), "cert_file and key_file go together"));
+            return Err(invalid(
+                format!("{at}.tls"),
+                "cert_file and key_file go together",
+            ));
         }
         if let Some(ca) = file(&t.ca_file, "ca_file")? {
             client.push(("ssl.ca.location".into(), ca));
@@ -725,9 +763,20 @@ fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfi
     if let Some(s) = &k.sasl {
         let mechanism = s.mechanism.to_ascii_uppercase();
         if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
-            return Err(invalid(format!("{at}.sasl.mechanism"), format!("{:?}: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.mechanism)));
+            return Err(invalid(
+                format!("{at}.sasl.mechanism"),
+                format!(
+                    "{:?}: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    s.mechanism
+                ),
+            ));
         }
-        let password = one_secret(&s.password, &s.password_file, base, &format!("{at}.sasl.password"))?;
+        let password = one_secret(
+            &s.password,
+            &s.password_file,
+            base,
+            &format!("{at}.sasl.password"),
+        )?;
         client.push(("sasl.mechanism".into(), mechanism));
         client.push(("sasl.username".into(), s.username.clone()));
         client.push(("sasl.password".into(), password));
@@ -741,7 +790,10 @@ fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfi
     client.push(("security.protocol".into(), protocol.into()));
     for (key, value) in &k.options {
         if key == "bootstrap.servers" {
-            return Err(invalid(format!("{at}.options"), "set brokers with `brokers:`, not bootstrap.servers"));
+            return Err(invalid(
+                format!("{at}.options"),
+                "set brokers with `brokers:`, not bootstrap.servers",
+            ));
         }
         client.retain(|(k2, _)| k2 != key);
         client.push((key.clone(), value.clone()));

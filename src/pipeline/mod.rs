@@ -262,7 +262,12 @@ impl Pipeline {
                             let name = series.label(b"__name__").unwrap_or_default();
                             let lane = layout.lane(series.hash(), name, out.lanes.len());
                             let chunk = &mut out.lanes[lane];
-                            let n = layout.write_record(&mut chunk.bytes, labels(), samples, series.extras());
+                            let n = layout.write_record(
+                                &mut chunk.bytes,
+                                labels(),
+                                samples,
+                                series.extras(),
+                            );
                             let carried = if json { n } else { n + histograms };
                             chunk.end_series(carried);
                             out.samples += carried;

@@ -101,10 +101,20 @@ impl Service {
         let lanes = cfg.queue.shards;
         match &cfg.kind {
             TargetKind::RemoteWrite(rw) => (0..lanes)
-                .map(|_| remote_write::RemoteWriteService::new(rw).map(Service::RemoteWrite).map_err(err))
+                .map(|_| {
+                    remote_write::RemoteWriteService::new(rw)
+                        .map(Service::RemoteWrite)
+                        .map_err(err)
+                })
                 .collect(),
-            TargetKind::File(f) => Ok(vec![Service::File(file::FileService::open(f).map_err(err)?)]),
-            TargetKind::Kafka(k) => Ok(kafka::services(k, lanes).map_err(err)?.into_iter().map(Service::Kafka).collect()),
+            TargetKind::File(f) => Ok(vec![Service::File(
+                file::FileService::open(f).map_err(err)?,
+            )]),
+            TargetKind::Kafka(k) => Ok(kafka::services(k, lanes)
+                .map_err(err)?
+                .into_iter()
+                .map(Service::Kafka)
+                .collect()),
         }
     }
 
@@ -175,7 +185,8 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
             m.send_seconds.observe(started.elapsed().as_secs_f64());
             match result {
                 SendResult::Delivered => {
-                    m.delivered.inc_by((batch.samples - dropped.min(batch.samples)) as u64);
+                    m.delivered
+                        .inc_by((batch.samples - dropped.min(batch.samples)) as u64);
                     m.dropped_refused.inc_by(dropped as u64);
                     m.batches.inc();
                     m.bytes.inc_by(bytes as u64);

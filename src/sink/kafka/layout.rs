@@ -63,7 +63,13 @@ impl KafkaLayout {
 
     /// Append one series' record. `labels` are the delivered (merged) labels. Returns the
     /// number of samples the record carries.
-    pub fn write_record<'a, L, E>(&self, out: &mut Vec<u8>, labels: L, samples: &[Sample], extras: E) -> usize
+    pub fn write_record<'a, L, E>(
+        &self,
+        out: &mut Vec<u8>,
+        labels: L,
+        samples: &[Sample],
+        extras: E,
+    ) -> usize
     where
         L: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
         E: Iterator<Item = &'a [u8]> + Clone,
@@ -76,9 +82,18 @@ impl KafkaLayout {
                 match part {
                     TopicPart::Text(t) => out.extend_from_slice(t.as_bytes()),
                     TopicPart::Label(name) => {
-                        let v = labels.clone().find(|(n, _)| *n == name.as_bytes()).map_or(&b""[..], |(_, v)| v);
+                        let v = labels
+                            .clone()
+                            .find(|(n, _)| *n == name.as_bytes())
+                            .map_or(&b""[..], |(_, v)| v);
                         // Kafka allows only [a-zA-Z0-9._-] in topic names.
-                        out.extend(v.iter().map(|&b| if b.is_ascii_alphanumeric() || b"._-".contains(&b) { b } else { b'_' }));
+                        out.extend(v.iter().map(|&b| {
+                            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                                b
+                            } else {
+                                b'_'
+                            }
+                        }));
                     }
                 }
             }
@@ -90,7 +105,10 @@ impl KafkaLayout {
         let at = out.len();
         out.extend_from_slice(&[0, 0]);
         if self.key == KafkaKey::Metric {
-            let name = labels.clone().find(|(n, _)| *n == b"__name__").map_or(&b""[..], |(_, v)| v);
+            let name = labels
+                .clone()
+                .find(|(n, _)| *n == b"__name__")
+                .map_or(&b""[..], |(_, v)| v);
             let name = &name[..name.len().min(u16::MAX as usize)];
             out.extend_from_slice(name);
             out[at..at + 2].copy_from_slice(&(name.len() as u16).to_le_bytes());
@@ -205,22 +223,28 @@ impl MessageBuilder {
         let json = self.format == KafkaFormat::Json;
         for rec in records(batch) {
             let samples = rec.samples;
-            let topic = if rec.topic.is_empty() { self.fixed_topic.as_bytes() } else { rec.topic };
+            let topic = if rec.topic.is_empty() {
+                self.fixed_topic.as_bytes()
+            } else {
+                rec.topic
+            };
             let key: Option<&[u8]> = match self.key {
                 KafkaKey::Series => Some(&self.lane_key),
                 KafkaKey::Metric => Some(rec.key),
                 KafkaKey::None => None,
             };
-            let slot = *index.entry((topic.to_vec(), key.unwrap_or_default().to_vec())).or_insert_with(|| {
-                open.push(Open {
-                    topic: String::from_utf8_lossy(topic).into_owned(),
-                    key: key.map(<[u8]>::to_vec),
-                    buf: Vec::new(),
-                    samples: 0,
-                    records: 0,
+            let slot = *index
+                .entry((topic.to_vec(), key.unwrap_or_default().to_vec()))
+                .or_insert_with(|| {
+                    open.push(Open {
+                        topic: String::from_utf8_lossy(topic).into_owned(),
+                        key: key.map(<[u8]>::to_vec),
+                        buf: Vec::new(),
+                        samples: 0,
+                        records: 0,
+                    });
+                    open.len() - 1
                 });
-                open.len() - 1
-            });
             let o = &mut open[slot];
             let extra = rec.body.len() + usize::from(json) * 2;
             if o.records > 0 && o.buf.len() + extra > self.max_message_bytes {
@@ -280,34 +304,63 @@ mod tests {
         }
     }
 
-    fn labels<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
+    fn labels<'a>(
+        pairs: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
         pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
     }
 
     fn unsnappy(m: &KafkaMessage) -> serde_json::Value {
-        let raw = snap::raw::Decoder::new().decompress_vec(&m.payload).unwrap();
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&m.payload)
+            .unwrap();
         serde_json::from_slice(&raw).unwrap()
     }
 
     #[test]
     fn json_messages_are_snappy_arrays_split_by_size_and_grouped_by_topic() {
-        let c = cfg("metrics.{__name__}", KafkaKey::Series, KafkaFormat::Json, 200);
+        let c = cfg(
+            "metrics.{__name__}",
+            KafkaKey::Series,
+            KafkaFormat::Json,
+            200,
+        );
         let layout = KafkaLayout::new(&c);
         let mut buf = Vec::new();
-        let s = |v: f64| Sample { value: v, timestamp: 1698732988354 };
+        let s = |v: f64| Sample {
+            value: v,
+            timestamp: 1698732988354,
+        };
         for (name, v) in [("up", 1.0), ("cpu/x", 2.0), ("up", 3.0), ("up", 4.0)] {
             let l = [("__name__", name), ("job", "a\"b")];
-            layout.write_record(&mut buf, labels(&l), &[s(v), s(v + 0.5)], std::iter::empty());
+            layout.write_record(
+                &mut buf,
+                labels(&l),
+                &[s(v), s(v + 0.5)],
+                std::iter::empty(),
+            );
         }
         let mut b = MessageBuilder::new(&c, 3);
         let msgs = b.build(&buf);
-        let summary: Vec<(String, usize)> = msgs.iter().map(|m| (m.topic.clone(), m.samples)).collect();
+        let summary: Vec<(String, usize)> =
+            msgs.iter().map(|m| (m.topic.clone(), m.samples)).collect();
         // Each record is ~150 bytes, so two never fit in 200: one message per record, the two
         // groups kept apart, each group in arrival order (full messages go first, then the
         // groups' last messages in the order the groups appeared).
-        assert_eq!(summary, [("metrics.up".to_string(), 2), ("metrics.up".into(), 2), ("metrics.up".into(), 2), ("metrics.cpu_x".into(), 2)]);
+        assert_eq!(
+            summary,
+            [
+                ("metrics.up".to_string(), 2),
+                ("metrics.up".into(), 2),
+                ("metrics.up".into(), 2),
+                ("metrics.cpu_x".into(), 2)
+            ]
+        );
         assert_eq!(unsnappy(&msgs[2])[0]["value"], "4.0");
-        assert!(msgs.iter().all(|m| m.key.as_deref() == Some(&b"series-group-3"[..])));
+        assert!(
+            msgs.iter()
+                .all(|m| m.key.as_deref() == Some(&b"series-group-3"[..]))
+        );
         let first = unsnappy(&msgs[0]);
         assert_eq!(
             first,
@@ -319,7 +372,12 @@ mod tests {
         assert_eq!(unsnappy(&msgs[1])[0]["value"], "3.0");
 
         // With a generous cap, the three `up` records share one message.
-        let c = cfg("metrics.{__name__}", KafkaKey::Series, KafkaFormat::Json, 1_000_000);
+        let c = cfg(
+            "metrics.{__name__}",
+            KafkaKey::Series,
+            KafkaFormat::Json,
+            1_000_000,
+        );
         let msgs = MessageBuilder::new(&c, 0).build(&buf);
         assert_eq!(msgs.len(), 2);
         assert_eq!(unsnappy(&msgs[0]).as_array().unwrap().len(), 6);
@@ -327,13 +385,24 @@ mod tests {
 
     #[test]
     fn metric_keys_and_keyless_messages() {
-        for (key, want) in [(KafkaKey::Metric, vec![Some(b"up".to_vec()), Some(b"load".to_vec())]), (KafkaKey::None, vec![None])] {
+        for (key, want) in [
+            (
+                KafkaKey::Metric,
+                vec![Some(b"up".to_vec()), Some(b"load".to_vec())],
+            ),
+            (KafkaKey::None, vec![None]),
+        ] {
             let c = cfg("metrics", key, KafkaFormat::Json, 1_000_000);
             let layout = KafkaLayout::new(&c);
             let mut buf = Vec::new();
             for name in ["up", "load", "up"] {
                 let l = [("__name__", name)];
-                layout.write_record(&mut buf, labels(&l), &[Sample::default()], std::iter::empty());
+                layout.write_record(
+                    &mut buf,
+                    labels(&l),
+                    &[Sample::default()],
+                    std::iter::empty(),
+                );
             }
             let msgs = MessageBuilder::new(&c, 0).build(&buf);
             let keys: Vec<Option<Vec<u8>>> = msgs.iter().map(|m| m.key.clone()).collect();
@@ -342,7 +411,11 @@ mod tests {
         }
         let c = cfg("m", KafkaKey::Metric, KafkaFormat::Json, 1);
         let layout = KafkaLayout::new(&c);
-        assert_eq!(layout.lane(1, b"up", 8), layout.lane(2, b"up", 8), "metric lanes ignore the series hash");
+        assert_eq!(
+            layout.lane(1, b"up", 8),
+            layout.lane(2, b"up", 8),
+            "metric lanes ignore the series hash"
+        );
     }
 
     #[test]
@@ -353,11 +426,21 @@ mod tests {
         let mut buf = Vec::new();
         for v in [1.0, 2.0] {
             let l = [("__name__", "up")];
-            layout.write_record(&mut buf, labels(&l), &[Sample { value: v, timestamp: 7 }], std::iter::empty());
+            layout.write_record(
+                &mut buf,
+                labels(&l),
+                &[Sample {
+                    value: v,
+                    timestamp: 7,
+                }],
+                std::iter::empty(),
+            );
         }
         let msgs = MessageBuilder::new(&c, 0).build(&buf);
         assert_eq!(msgs.len(), 1);
-        let raw = snap::raw::Decoder::new().decompress_vec(&msgs[0].payload).unwrap();
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&msgs[0].payload)
+            .unwrap();
         let req = crate::proto::WriteRequest::decode(&raw[..]).unwrap();
         assert_eq!(req.timeseries.len(), 2);
         assert_eq!(req.timeseries[1].samples[0].value, 2.0);

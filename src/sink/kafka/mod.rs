@@ -34,7 +34,9 @@ pub fn services(cfg: &KafkaConfig, lanes: usize) -> Result<Vec<KafkaService>, St
     for (k, v) in &cfg.client {
         client.set(k, v);
     }
-    let producer: FutureProducer = client.create().map_err(|e| format!("kafka producer: {e}"))?;
+    let producer: FutureProducer = client
+        .create()
+        .map_err(|e| format!("kafka producer: {e}"))?;
     Ok((0..lanes)
         .map(|lane| KafkaService {
             producer: producer.clone(),
