@@ -105,6 +105,16 @@ fn main() -> ExitCode {
                 };
                 pairs.push((k.to_owned(), v.to_owned()));
             }
+            let idle_exit = match idle_exit
+                .map(std::time::Duration::try_from_secs_f64)
+                .transpose()
+            {
+                Ok(d) => d,
+                Err(_) => {
+                    eprintln!("--idle-exit: expected a non-negative number of seconds");
+                    return ExitCode::from(2);
+                }
+            };
             let opts = promrelay::kafka_tail::TailOptions {
                 brokers,
                 topic,
@@ -113,7 +123,7 @@ fn main() -> ExitCode {
                 group,
                 remote_write: format == "remote_write",
                 uncompressed: compression == "none",
-                idle_exit: idle_exit.map(std::time::Duration::from_secs_f64),
+                idle_exit,
                 options: pairs,
             };
             match promrelay::kafka_tail::tail(&opts, &mut std::io::stdout().lock()) {

@@ -36,6 +36,7 @@ pub struct Metrics {
     target_queued: Family<Labels, Counter>,
     target_delivered: Family<Labels, Counter>,
     target_batches: Family<Labels, Counter>,
+    target_messages: Family<Labels, Counter>,
     target_retries: Family<Labels, Counter>,
     target_dropped: Family<Labels, Counter>,
     target_queue_depth: Family<Labels, Gauge>,
@@ -69,6 +70,7 @@ impl Metrics {
         let target_queued = Family::default();
         let target_delivered = Family::default();
         let target_batches = Family::default();
+        let target_messages = Family::default();
         let target_retries = Family::default();
         let target_dropped = Family::default();
         let target_queue_depth = Family::default();
@@ -127,6 +129,11 @@ impl Metrics {
             target_batches.clone(),
         );
         registry.register(
+            "target_sent_messages",
+            "HTTP requests or Kafka messages the target acknowledged",
+            target_messages.clone(),
+        );
+        registry.register(
             "target_sent_bytes",
             "Payload bytes the target acknowledged (after compression)",
             target_sent_bytes.clone(),
@@ -163,6 +170,7 @@ impl Metrics {
             target_queued,
             target_delivered,
             target_batches,
+            target_messages,
             target_retries,
             target_dropped,
             target_queue_depth,
@@ -211,6 +219,7 @@ impl Metrics {
             queued: self.target_queued.get_or_create(&l).clone(),
             delivered: self.target_delivered.get_or_create(&l).clone(),
             batches: self.target_batches.get_or_create(&l).clone(),
+            messages: self.target_messages.get_or_create(&l).clone(),
             bytes: self.target_sent_bytes.get_or_create(&l).clone(),
             retries: self.target_retries.get_or_create(&l).clone(),
             queue_depth: self.target_queue_depth.get_or_create(&l).clone(),
@@ -249,6 +258,7 @@ pub struct TargetMetrics {
     pub queued: Counter,
     pub delivered: Counter,
     pub batches: Counter,
+    pub messages: Counter,
     pub bytes: Counter,
     pub retries: Counter,
     pub queue_depth: Gauge,

@@ -160,7 +160,7 @@ tasks:
             .metric("promrelay_target_delivered_samples_total{task=\"to-kafka\",target=\"lake\"}")
             .await
         {
-            Some(n) if n == 120.0 => Ok(()),
+            Some(120.0) => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })

@@ -14,4 +14,17 @@ if ! command -v prometheus >/dev/null 2>&1; then
 fi
 prometheus --version 2>&1 | head -1
 
+# A real Kafka-compatible broker: Tansu 0.6.0, built from crates.io (one-time, ~15 min on 2 cores).
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tansu >/dev/null 2>&1; then
+  echo "installing tansu 0.6.0 (cargo install, one time)…"
+  cargo install tansu --version 0.6.0 --features dynostore --locked --quiet
+fi
+
+# The independent Kafka client the tests read topics with.
+if ! python3 -c "import kafka, cramjam" >/dev/null 2>&1; then
+  echo "installing kafka-python and cramjam (pip)…"
+  python3 -m pip install --quiet --disable-pip-version-check kafka-python cramjam
+fi
+
 cargo test --locked --all-targets "$@"

@@ -71,6 +71,14 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// Requests or messages the payload is sent as.
+    fn messages(&self) -> usize {
+        match self {
+            Payload::Bytes(_) => 1,
+            Payload::Messages(m) => m.len(),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Payload::Bytes(b) => b.len(),
@@ -177,6 +185,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
     while let Some(batch) = target.queue.next_batch(lane).await {
         let mut payload = service.prepare(&batch.body);
         let bytes = payload.len();
+        let messages = payload.messages();
         let mut dropped = 0usize;
         let mut failures = 0u32;
         loop {
@@ -190,6 +199,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     m.dropped_refused.inc_by(dropped as u64);
                     m.batches.inc();
                     m.bytes.inc_by(bytes as u64);
+                    m.messages.inc_by(messages as u64);
                     backoff = cfg.min_backoff;
                     if failures > 0 {
                         tracing::info!(task = %target.task, target = %target.name, failures, "target recovered");

@@ -378,3 +378,106 @@ impl Relay {
         })
     }
 }
+
+/// A real Kafka-compatible broker: Tansu (`cargo install tansu`), in-memory storage, killed on
+/// drop.
+pub struct Tansu {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+pub fn tansu_bin() -> String {
+    std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into())
+}
+
+impl Tansu {
+    pub async fn start() -> Tansu {
+        let dir = TempDir::new("tansu");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut cmd = Command::new(tansu_bin());
+        cmd.args([
+            "broker",
+            "--storage-engine",
+            "memory://tansu/",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .env("RUST_LOG", "warn");
+        let mut proc = Proc::spawn("tansu", &mut cmd, dir.path().join("tansu.log"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!("tansu exited with {status}:\n{}", proc.log_text());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen within 60 s:\n{}",
+                proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Tansu { proc, port, dir }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu_bin())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+                "--partitions",
+                &partitions.to_string(),
+                name,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu topic create {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Read `want` samples back with the independent Python client (tests/kafka_read.py).
+    pub fn read_with_python(&self, topic: &str, want: usize) -> Vec<serde_json::Value> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_read.py");
+        let out = Command::new("python3")
+            .args([
+                script,
+                "--brokers",
+                &self.brokers(),
+                "--topic",
+                topic,
+                "--want",
+                &want.to_string(),
+                "--timeout",
+                "60",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("python3: {e}"));
+        assert!(
+            out.status.success(),
+            "kafka_read.py failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
