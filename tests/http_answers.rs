@@ -165,6 +165,21 @@ tasks:
     assert_eq!(r.status, 405);
     assert_eq!(r.headers.get("allow").unwrap(), "POST");
 
+    // h2c (HTTP/2 with prior knowledge, as some senders use) reaches the same handler.
+    let h2: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = hyper::Request::builder()
+        .method(Method::POST)
+        .uri(&url)
+        .header("Content-Encoding", "gzip")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body(1))))
+        .unwrap();
+    let resp = h2.request(req).await.unwrap();
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    assert_eq!(resp.status(), 415);
+
     // Health and metrics.
     assert_eq!(
         get(&format!("{}/-/healthy", relay.base()))
