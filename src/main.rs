@@ -154,7 +154,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: Config) -> anyhow::Result<()> {
+    // One runtime worker per pipeline shard: each runs requests start to finish with its own
+    // thread-local buffers (see promrelay::pipeline).
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.server.shards)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub backpressure_status: u16,
     pub retry_after: Duration,
     pub shutdown_timeout: Duration,
+    /// Pipeline shards: runtime worker threads, each with its own data-path buffers.
+    pub shards: usize,
 }
 
 #[derive(Debug)]
@@ -335,6 +337,11 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         },
         retry_after: duration(&s.retry_after, "server.retry_after")?,
         shutdown_timeout: duration(&s.shutdown_timeout, "server.shutdown_timeout")?,
+        shards: match s.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n if n <= 1024 => n as usize,
+            _ => return Err(invalid("server.shards", "must be at most 1024")),
+        },
     };
     if server.max_decoded_bytes > u32::MAX as usize {
         return Err(invalid("server.max_decoded_bytes", "must be below 4 GiB"));

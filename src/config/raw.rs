@@ -30,6 +30,8 @@ pub struct RawServer {
     pub retry_after: String,
     /// How long shutdown waits for queues to drain.
     pub shutdown_timeout: String,
+    /// Pipeline shards (runtime worker threads); 0 means one per CPU core.
+    pub shards: u64,
 }
 
 impl Default for RawServer {
@@ -41,6 +43,7 @@ impl Default for RawServer {
             backpressure_status: 503,
             retry_after: "1s".into(),
             shutdown_timeout: "30s".into(),
+            shards: 0,
         }
     }
 }

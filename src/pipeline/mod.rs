@@ -1,7 +1,8 @@
 //! The data path of one request: decode → per task: match → relabel → encode → queue.
 //!
-//! All per-request state lives in a [`Scratch`] taken from a pool and returned afterwards, so a
-//! steady stream of requests reuses the same buffers: the decode buffer, the batch vectors and
+//! All per-request state lives in a [`Scratch`] owned by the thread that runs the request (one
+//! per runtime worker: the pipeline shards), so a steady stream of requests reuses the same
+//! buffers: the decode buffer, the batch vectors and
 //! one encode buffer per target lane. The per-series loop does no allocation, logging or metric
 //! updates; counts are kept in locals and published once per request.
 //!
@@ -19,8 +20,17 @@ use crate::relabel::{LabelSet, merge};
 use crate::sink::queue::Chunk;
 use crate::sink::{Format, Target};
 use crate::telemetry::{Metrics, SourceMetrics, TaskMetrics};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT_PIPELINE_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's per-request state, tagged with the pipeline it was sized for.
+    static SCRATCH: RefCell<(u64, Scratch)> = RefCell::new((u64::MAX, Scratch::default()));
+}
 
 /// A task as the data path runs it.
 struct TaskRuntime {
@@ -77,7 +87,8 @@ pub struct Pipeline {
     source_index: HashMap<String, usize>,
     targets: Vec<Arc<Target>>,
     limits: DecodeLimits,
-    pool: Mutex<Vec<Scratch>>,
+    /// Distinguishes pipelines in the per-thread scratch.
+    id: u64,
 }
 
 impl Pipeline {
@@ -124,7 +135,7 @@ impl Pipeline {
             limits: DecodeLimits {
                 max_decoded_bytes: config.server.max_decoded_bytes,
             },
-            pool: Mutex::new(Vec::new()),
+            id: NEXT_PIPELINE_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -137,27 +148,21 @@ impl Pipeline {
         &self.targets
     }
 
-    fn take_scratch(&self) -> Scratch {
-        let mut s = self
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_default();
-        if s.targets.len() != self.targets.len() {
-            s.targets = self
+    fn new_scratch(&self) -> Scratch {
+        Scratch {
+            targets: self
                 .targets
                 .iter()
                 .map(|t| TargetScratch {
                     lanes: (0..t.queue.lanes()).map(|_| Chunk::default()).collect(),
                     ..Default::default()
                 })
-                .collect();
+                .collect(),
+            ..Default::default()
         }
-        s
     }
 
-    fn put_scratch(&self, mut s: Scratch) {
+    fn reset(s: &mut Scratch) {
         for &t in &s.touched {
             let ts = &mut s.targets[t];
             ts.lanes.iter_mut().for_each(Chunk::clear);
@@ -166,19 +171,32 @@ impl Pipeline {
             ts.touched = false;
         }
         s.touched.clear();
-        self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(s);
     }
 
     /// Run one snappy-compressed remote-write body from `source` through every task.
+    ///
+    /// Runs on the calling thread with that thread's own scratch: each runtime worker thread is
+    /// one pipeline shard, and no lock is taken on the way.
     ///
     /// # Errors
     /// [`IngestError::Decode`] for a body that does not decode (nothing is delivered);
     /// [`IngestError::QueueFull`] when a target has no room (nothing is delivered).
     pub fn process(&self, source: usize, body: &[u8]) -> Result<IngestStats, IngestError> {
-        let mut scratch = self.take_scratch();
-        let result = self.process_in(&mut scratch, source, body);
-        self.put_scratch(scratch);
-        result
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut slot) => {
+                let (owner, scratch) = &mut *slot;
+                if *owner != self.id {
+                    // Sized for another pipeline (tests and benchmarks build several).
+                    *scratch = self.new_scratch();
+                    *owner = self.id;
+                }
+                let result = self.process_in(scratch, source, body);
+                Self::reset(scratch);
+                result
+            }
+            // Not reachable (process never calls itself), but never worth a panic.
+            Err(_) => self.process_in(&mut self.new_scratch(), source, body),
+        })
     }
 
     fn process_in(
