@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch; // the arena-backed sample batch every stage speaks
+pub mod bench; // `promrelay bench` (filter throughput) and the blackhole receiver
 pub mod config; // YAML → checked, compiled configuration
 pub mod decode; // snappy + hand-written protobuf walk into a batch
 pub mod encode; // batch → remote-write protobuf / flat JSON, into reused buffers

@@ -34,6 +34,52 @@ enum Command {
         /// The YAML config file.
         file: PathBuf,
     },
+    /// Measure filter throughput: in-process through a config's tasks, or over HTTP against a
+    /// running relay (or any remote-write receiver) on this machine.
+    Bench {
+        /// Config whose tasks run in-process (default: a built-in 2-condition filter).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Drive this remote-write URL over HTTP instead (loopback addresses only).
+        #[arg(long)]
+        url: Option<String>,
+        /// With --url: the receiver's process id, to report its CPU seconds and peak RSS.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// With --url: concurrent connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// In-process: threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Series per request.
+        #[arg(long, default_value_t = 2000)]
+        series: usize,
+        /// Labels per series, including __name__ (6 to 18).
+        #[arg(long, default_value_t = 10)]
+        labels: usize,
+        /// Samples per series.
+        #[arg(long, default_value_t = 1)]
+        samples_per_series: usize,
+        /// Distinct hosts (the cardinality of instance/id).
+        #[arg(long, default_value_t = 500)]
+        hosts: usize,
+        /// Seed of the generated workload.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// A remote-write receiver that answers 204 to everything (a load target for benchmarks).
+    Blackhole {
+        /// Loopback address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9301")]
+        listen: std::net::SocketAddr,
+    },
     /// Read a Kafka topic, decompress, and print one JSON sample per line.
     KafkaTail {
         /// Comma-separated host:port list.
@@ -131,6 +177,88 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("promrelay kafka-tail: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            config,
+            url,
+            pid,
+            connections,
+            threads,
+            duration,
+            series,
+            labels,
+            samples_per_series,
+            hosts,
+            seed,
+            quiet,
+        } => {
+            let Ok(duration) = std::time::Duration::try_from_secs_f64(duration) else {
+                eprintln!("--duration: expected a non-negative number of seconds");
+                return ExitCode::from(2);
+            };
+            let spec = promrelay::workload::WorkloadSpec {
+                series,
+                labels_per_series: labels.clamp(6, 18),
+                samples_per_series: samples_per_series.max(1),
+                hosts: hosts.max(1),
+                seed,
+                ..Default::default()
+            };
+            let report = if let Some(url) = url {
+                let rt = match tokio::runtime::Runtime::new() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        eprintln!("promrelay bench: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                match rt.block_on(promrelay::bench::over_http(
+                    &url,
+                    pid,
+                    &spec,
+                    connections,
+                    duration,
+                    !quiet,
+                )) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("promrelay bench: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                let cfg = match config {
+                    Some(path) => match Config::load(&path) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            eprintln!("{}: {e}", path.display());
+                            return ExitCode::from(2);
+                        }
+                    },
+                    None => promrelay::bench::default_config(),
+                };
+                let threads = threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                promrelay::bench::in_process(cfg, &spec, threads, duration, !quiet)
+            };
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Command::Blackhole { listen } => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("promrelay blackhole: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(promrelay::bench::blackhole(listen, shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("promrelay blackhole: {e}");
+                    ExitCode::from(2)
                 }
             }
         }
