@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Race promrelay against vmagent on this machine, side by side, for every case in
+# perf/cases.tsv (or only the case named in $1):
+#   the same generated remote-write bodies (promrelay bench --url), an equivalent filter
+#   (promrelay: 2 conditions; vmagent: 2 `keep` relabel rules), both forwarding remote_write to
+#   the same local blackhole that answers 204; runs alternate (ROUNDS of each).
+# Prints samples/s, samples per CPU-second of the relay process (/proc/PID/stat) and its peak
+# RSS, with the ratio, and appends each figure to perf/results.tsv with the git revision.
+# Everything listens on 127.0.0.1 and every run is bounded by its duration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-2}
+only=${1:-}
+
+if ! command -v vmagent >/dev/null 2>&1; then
+  echo "installing vmagent (Debian package victoria-metrics)…"
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo=sudo; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq victoria-metrics >/dev/null
+fi
+cargo build --release --locked --quiet
+BIN=$PWD/target/release/promrelay
+REV=$(git rev-parse --short HEAD)$(git diff --quiet || echo "+dirty")
+VMAGENT_VERSION="vmagent $(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null || echo unknown)"
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+# The first word after a `promrelay bench` report key ("samples/s", "peak RSS", …).
+field() { awk -v k="$2" 'index($0, k " ") == 1 { s = substr($0, length(k) + 1); sub(/^ +/, "", s); split(s, a, " "); print a[1]; exit }' "$1"; }
+
+BH=$(free_port); PR=$(free_port); VM=$(free_port)
+"$BIN" blackhole --listen "127.0.0.1:$BH" 2>"$work/blackhole.log" & pids+=($!)
+wait_port "$BH"
+
+cat >"$work/promrelay.yaml" <<YAML
+server:
+  listen: "127.0.0.1:$PR"
+tasks:
+  - name: race
+    filter: |
+      __name__=AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization
+      id=i-2ze0mxp.*
+    targets:
+      - name: blackhole
+        type: remote_write
+        url: http://127.0.0.1:$BH/api/v1/write
+YAML
+cat >"$work/relabel.yml" <<YAML
+- action: keep
+  source_labels: [__name__]
+  regex: AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization
+- action: keep
+  source_labels: [id]
+  regex: i-2ze0mxp.*
+YAML
+RUST_LOG=warn "$BIN" run --config "$work/promrelay.yaml" 2>"$work/promrelay.log" & PR_PID=$!; pids+=($PR_PID)
+vmagent -httpListenAddr="127.0.0.1:$VM" -remoteWrite.url="http://127.0.0.1:$BH/api/v1/write" \
+  -remoteWrite.urlRelabelConfig="$work/relabel.yml" -remoteWrite.tmpDataPath="$work/vmagent-data" \
+  -loggerLevel=ERROR >"$work/vmagent.log" 2>&1 & VM_PID=$!; pids+=($VM_PID)
+wait_port "$PR"; wait_port "$VM"
+
+[ -f perf/results.tsv ] || printf 'date\trevision\tcase\trelay\tround\tsamples_per_s\tsamples_per_cpu_s\tpeak_rss_mib\tpeer_version\n' >perf/results.tsv
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); promrelay $REV; $VMAGENT_VERSION"
+printf '%-12s %-10s %14s %18s %12s\n' case relay "samples/s" "samples/cpu-s" "peak RSS MiB"
+grep -v '^#' perf/cases.tsv | while IFS=$'\t' read -r name series labels conns secs; do
+  [ -n "$name" ] || continue
+  [ -z "$only" ] || [ "$only" = "$name" ] || continue
+  declare -A sum_cpu=() sum_rate=() rss=()
+  for round in $(seq 1 "$ROUNDS"); do
+    for relay in promrelay vmagent; do
+      if [ "$relay" = promrelay ]; then port=$PR; pid=$PR_PID; else port=$VM; pid=$VM_PID; fi
+      out="$work/$name-$relay-$round.txt"
+      "$BIN" bench --quiet --url "http://127.0.0.1:$port/api/v1/write" --pid "$pid" \
+        --connections "$conns" --duration "$secs" --series "$series" --labels "$labels" >"$out"
+      rate=$(field "$out" "samples/s"); cpu=$(field "$out" "samples/cpu-second"); mem=$(field "$out" "peak RSS")
+      errors=$(field "$out" "errors")
+      [ "$errors" = 0 ] || echo "warning: $relay had $errors failed requests: $(grep '^errors' "$out")" >&2
+      printf '%-12s %-10s %14.0f %18.0f %12s   (round %s)\n' "$name" "$relay" "$rate" "$cpu" "$mem" "$round"
+      printf '%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\n' "$(date -u +%FT%TZ)" "$REV" "$name" "$relay" "$round" "$rate" "$cpu" "$mem" "$VMAGENT_VERSION" >>perf/results.tsv
+      sum_cpu[$relay]=$(python3 -c "print(${sum_cpu[$relay]:-0} + $cpu)")
+      sum_rate[$relay]=$(python3 -c "print(${sum_rate[$relay]:-0} + $rate)")
+      rss[$relay]=$mem
+    done
+  done
+  python3 - "$name" "${sum_rate[promrelay]}" "${sum_rate[vmagent]}" "${sum_cpu[promrelay]}" "${sum_cpu[vmagent]}" "$ROUNDS" <<'PY'
+import sys
+name, rp, rv, cp, cv, n = sys.argv[1], *map(float, sys.argv[2:6]), int(sys.argv[6])
+print(f"{name:<12} mean samples/s: promrelay {rp/n:,.0f}, vmagent {rv/n:,.0f} (x{rp/rv:.2f}); "
+      f"samples/cpu-s: promrelay {cp/n:,.0f}, vmagent {cv/n:,.0f} (x{cp/cv:.2f})")
+PY
+done
