@@ -59,7 +59,10 @@ pub struct SeriesRef {
 /// A decoded remote-write request. See the module docs for the invariants.
 #[derive(Debug, Default)]
 pub struct SeriesBatch {
+    /// Decoded bytes are `buf[..len]`. The buffer keeps its length between requests so the
+    /// next decompression needs no zero-fill (only growth is initialised).
     pub(crate) buf: Vec<u8>,
+    pub(crate) len: usize,
     pub(crate) labels: Vec<LabelRef>,
     pub(crate) series: Vec<SeriesRef>,
     pub(crate) samples: Vec<Sample>,
@@ -74,7 +77,7 @@ impl SeriesBatch {
 
     /// Forget the contents, keep every allocation for the next request.
     pub fn clear(&mut self) {
-        self.buf.clear();
+        self.len = 0;
         self.labels.clear();
         self.series.clear();
         self.samples.clear();
@@ -107,7 +110,7 @@ impl SeriesBatch {
 
     /// The decompressed request bytes every span points into.
     pub fn bytes(&self) -> &[u8] {
-        &self.buf
+        &self.buf[..self.len]
     }
 
     pub fn series(&self, i: usize) -> SeriesView<'_> {
@@ -159,7 +162,7 @@ impl<'a> SeriesView<'a> {
         let buf = &self.batch.buf;
         for l in self.label_refs() {
             let n = &buf[l.name.range()];
-            match n.cmp(name) {
+            match crate::decode::cmp_bytes(n, name) {
                 std::cmp::Ordering::Less => continue,
                 std::cmp::Ordering::Equal => return Some(&buf[l.value.range()]),
                 std::cmp::Ordering::Greater => return None,

@@ -206,12 +206,15 @@ fn progress(
     })
 }
 
-/// Run bodies through `config`'s tasks in this process on `threads` threads for `duration`.
+/// Run bodies through `config`'s tasks in this process on `threads` threads for `duration`,
+/// or until each thread has processed `max_requests` (a fixed amount of work, for counting
+/// instructions under callgrind).
 pub fn in_process(
     config: Config,
     spec: &WorkloadSpec,
     threads: usize,
     duration: Duration,
+    max_requests: Option<u64>,
     show_progress: bool,
 ) -> BenchReport {
     let pipeline = Arc::new(Pipeline::new(config, &Metrics::new()));
@@ -230,7 +233,9 @@ pub fn in_process(
                 let mut lat = Vec::new();
                 let (mut requests, mut errors, mut first_error) = (0u64, 0u64, None);
                 let mut i = t;
-                while start.elapsed() < duration {
+                while start.elapsed() < duration
+                    && max_requests.is_none_or(|m| requests + errors < m)
+                {
                     let t0 = Instant::now();
                     match pipeline.process(source, &bodies[i % bodies.len()]) {
                         Ok(_) => {
@@ -476,6 +481,7 @@ mod tests {
             &spec,
             1,
             Duration::from_millis(200),
+            None,
             false,
         );
         assert!(r.requests > 0 && r.errors == 0, "{r}");

@@ -55,6 +55,9 @@ enum Command {
         /// How long to run, in seconds.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// In-process: stop each thread after N requests (a fixed amount of work).
+        #[arg(long, value_name = "N")]
+        requests: Option<u64>,
         /// Series per request.
         #[arg(long, default_value_t = 2000)]
         series: usize,
@@ -187,6 +190,7 @@ fn main() -> ExitCode {
             connections,
             threads,
             duration,
+            requests,
             series,
             labels,
             samples_per_series,
@@ -241,7 +245,7 @@ fn main() -> ExitCode {
                 };
                 let threads = threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-                promrelay::bench::in_process(cfg, &spec, threads, duration, !quiet)
+                promrelay::bench::in_process(cfg, &spec, threads, duration, requests, !quiet)
             };
             println!("{report}");
             ExitCode::SUCCESS

@@ -36,31 +36,27 @@ fn sample_len(s: &Sample) -> usize {
     1 + 8 + 1 + varint_len(s.timestamp as u64)
 }
 
+/// Room left for the series' length prefix: 5 varint bytes cover 32 GiB.
+const LEN_ROOM: usize = 5;
+
 /// Append one `timeseries` field (tag, length, content) to `out`.
 ///
 /// `extras` are complete, already-encoded TimeSeries fields (exemplars, histograms) that are
-/// copied verbatim.
+/// copied verbatim. One pass over the labels: the content is written after room for the
+/// length, then shifted left over the unused room (a short memmove), which costs less than
+/// walking the label merge twice to size the series first.
+#[inline]
 pub fn encode_series<'a, L, E>(out: &mut Vec<u8>, labels: L, samples: &[Sample], extras: E)
 where
-    L: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
-    E: Iterator<Item = &'a [u8]> + Clone,
+    L: Iterator<Item = (&'a [u8], &'a [u8])>,
+    E: Iterator<Item = &'a [u8]>,
 {
-    let mut len = 0usize;
-    for (n, v) in labels.clone() {
-        let l = label_len(n, v);
-        len += 1 + varint_len(l as u64) + l;
-    }
-    for s in samples {
-        let l = sample_len(s);
-        len += 1 + varint_len(l as u64) + l;
-    }
-    for e in extras.clone() {
-        len += e.len();
-    }
-    out.reserve(len + 11);
+    let start = out.len();
     out.push(0x0a);
-    put_varint(out, len as u64);
+    out.extend_from_slice(&[0; LEN_ROOM]);
+    let body = out.len();
     for (n, v) in labels {
+        out.reserve(label_len(n, v) + 3);
         out.push(0x0a);
         put_varint(out, label_len(n, v) as u64);
         out.push(0x0a);
@@ -82,6 +78,21 @@ where
     for e in extras {
         out.extend_from_slice(e);
     }
+    let len = out.len() - body;
+    let width = varint_len(len as u64);
+    debug_assert!(width <= LEN_ROOM);
+    let mut v = len as u64;
+    let at = start + 1;
+    for i in 0..width {
+        out[at + i] = if i + 1 < width {
+            (v as u8) | 0x80
+        } else {
+            v as u8
+        };
+        v >>= 7;
+    }
+    out.copy_within(body.., at + width);
+    out.truncate(at + width + len);
 }
 
 #[cfg(test)]
