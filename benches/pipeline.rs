@@ -128,5 +128,43 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, filter, encode, pipeline);
+fn kafka(c: &mut Criterion) {
+    use promrelay::config::{KafkaCompression, KafkaFormat, KafkaKey, parse_topic};
+    use promrelay::sink::kafka::layout::{KafkaLayout, MessageBuilder};
+    let (raw, _, samples) = workload();
+    let mut batch = SeriesBatch::new();
+    batch.decode_protobuf(&raw).unwrap();
+    let cfg = promrelay::config::KafkaConfig {
+        topic: parse_topic("metrics").unwrap(),
+        key: KafkaKey::Series,
+        format: KafkaFormat::Json,
+        compression: KafkaCompression::Snappy,
+        max_message_bytes: 1_000_000,
+        client: vec![],
+    };
+    let layout = KafkaLayout::new(&cfg);
+    let mut builder = MessageBuilder::new(&cfg, 0);
+    let task = LabelSet::new([("deliver_test_key1", "ssss")]).unwrap();
+    let ext = LabelSet::new([("source_cluster", "cluster-01")]).unwrap();
+    let mut records = Vec::new();
+    let mut g = c.benchmark_group("kafka");
+    g.throughput(Throughput::Elements(samples as u64));
+    g.bench_function("json_records_messages_and_snappy", |b| {
+        b.iter(|| {
+            records.clear();
+            for s in batch.iter() {
+                layout.write_record(
+                    &mut records,
+                    merge(s.buf(), s.label_refs(), &task, &ext),
+                    s.samples(),
+                    s.extras(),
+                );
+            }
+            black_box(builder.build(&records))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, filter, encode, pipeline, kafka);
 criterion_main!(benches);

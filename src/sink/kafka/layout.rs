@@ -219,7 +219,9 @@ impl MessageBuilder {
     pub fn build(&mut self, batch: &[u8]) -> Vec<KafkaMessage> {
         let mut out = Vec::new();
         let mut open: Vec<Open> = Vec::new();
-        let mut index: HashMap<(Vec<u8>, Vec<u8>), usize> = HashMap::new();
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut lookup: Vec<u8> = Vec::new();
+        let mut last: Option<usize> = None;
         let json = self.format == KafkaFormat::Json;
         for rec in records(batch) {
             let samples = rec.samples;
@@ -233,18 +235,34 @@ impl MessageBuilder {
                 KafkaKey::Metric => Some(rec.key),
                 KafkaKey::None => None,
             };
-            let slot = *index
-                .entry((topic.to_vec(), key.unwrap_or_default().to_vec()))
-                .or_insert_with(|| {
-                    open.push(Open {
-                        topic: String::from_utf8_lossy(topic).into_owned(),
-                        key: key.map(<[u8]>::to_vec),
-                        buf: Vec::new(),
-                        samples: 0,
-                        records: 0,
-                    });
-                    open.len() - 1
-                });
+            // Group lookup without allocating: the previous record's group first (nearly always
+            // the same), then the index by the concatenated topic and key in a reused buffer.
+            let slot = match last
+                .filter(|&i| open[i].topic.as_bytes() == topic && open[i].key.as_deref() == key)
+            {
+                Some(i) => i,
+                None => {
+                    lookup.clear();
+                    lookup.extend_from_slice(topic);
+                    lookup.push(0xff); // never in a topic name, so the split is unambiguous
+                    lookup.extend_from_slice(key.unwrap_or_default());
+                    match index.get(&lookup[..]) {
+                        Some(&i) => i,
+                        None => {
+                            open.push(Open {
+                                topic: String::from_utf8_lossy(topic).into_owned(),
+                                key: key.map(<[u8]>::to_vec),
+                                buf: Vec::new(),
+                                samples: 0,
+                                records: 0,
+                            });
+                            index.insert(lookup.clone(), open.len() - 1);
+                            open.len() - 1
+                        }
+                    }
+                }
+            };
+            last = Some(slot);
             let o = &mut open[slot];
             let extra = rec.body.len() + usize::from(json) * 2;
             if o.records > 0 && o.buf.len() + extra > self.max_message_bytes {
