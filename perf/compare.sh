@@ -18,18 +18,8 @@ if ! command -v vmagent >/dev/null 2>&1; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq victoria-metrics >/dev/null
 fi
-cargo build --release --locked --quiet
-BIN=$PWD/target/release/promrelay
-REV=$(git rev-parse --short HEAD)$(git diff --quiet || echo "+dirty")
+source perf/lib.sh
 VMAGENT_VERSION="vmagent $(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null || echo unknown)"
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 # The first word after a `promrelay bench` report key ("samples/s", "peak RSS", …).
 field() { awk -v k="$2" 'index($0, k " ") == 1 { s = substr($0, length(k) + 1); sub(/^ +/, "", s); split(s, a, " "); print a[1]; exit }' "$1"; }
 
@@ -64,7 +54,6 @@ vmagent -httpListenAddr="127.0.0.1:$VM" -remoteWrite.url="http://127.0.0.1:$BH/a
   -loggerLevel=ERROR >"$work/vmagent.log" 2>&1 & VM_PID=$!; pids+=($VM_PID)
 wait_port "$PR"; wait_port "$VM"
 
-[ -f perf/results.tsv ] || printf 'date\trevision\tcase\trelay\tround\tsamples_per_s\tsamples_per_cpu_s\tpeak_rss_mib\tpeer_version\n' >perf/results.tsv
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); promrelay $REV; $VMAGENT_VERSION"
 printf '%-12s %-10s %14s %18s %12s\n' case relay "samples/s" "samples/cpu-s" "peak RSS MiB"
 grep -v '^#' perf/cases.tsv | while IFS=$'\t' read -r name series labels conns secs; do

@@ -6,15 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-600}
-cargo build --release --locked --quiet
-BIN=$PWD/target/release/promrelay
-REV=$(git rev-parse --short HEAD)$(git diff --quiet || echo "+dirty")
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+source perf/lib.sh
 BH=$(free_port); PR=$(free_port)
 "$BIN" blackhole --listen "127.0.0.1:$BH" 2>/dev/null & pids+=($!)
 cat >"$work/promrelay.yaml" <<YAML

@@ -74,7 +74,52 @@ pub struct BenchReport {
     pub first_error: Option<String>,
 }
 
+/// What one load worker saw.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    /// Count one request that started at `t0`; true when it succeeded.
+    fn record(&mut self, t0: Instant, outcome: Result<(), String>) -> bool {
+        self.latencies.push(t0.elapsed());
+        match outcome {
+            Ok(()) => {
+                self.requests += 1;
+                true
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+                false
+            }
+        }
+    }
+}
+
 impl BenchReport {
+    /// Fold the workers' tallies into the report: counts, elapsed time, percentiles.
+    fn add(&mut self, tallies: impl Iterator<Item = Tally>, start: Instant, per_request: u64) {
+        let mut lat = Vec::new();
+        for t in tallies {
+            lat.extend(t.latencies);
+            self.requests += t.requests;
+            self.errors += t.errors;
+            if self.first_error.is_none() {
+                self.first_error = t.first_error;
+            }
+        }
+        self.elapsed = start.elapsed();
+        self.samples = self.requests * per_request;
+        lat.sort_unstable();
+        self.p50 = percentile(&lat, 0.5);
+        self.p99 = percentile(&lat, 0.99);
+    }
+
     pub fn samples_per_second(&self) -> f64 {
         self.samples as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -230,30 +275,25 @@ pub fn in_process(
         .map(|t| {
             let (pipeline, bodies, samples) = (pipeline.clone(), bodies.clone(), samples.clone());
             std::thread::spawn(move || {
-                let mut lat = Vec::new();
-                let (mut requests, mut errors, mut first_error) = (0u64, 0u64, None);
+                let mut tally = Tally::default();
                 let mut i = t;
                 while start.elapsed() < duration
-                    && max_requests.is_none_or(|m| requests + errors < m)
+                    && max_requests.is_none_or(|m| tally.requests + tally.errors < m)
                 {
                     let t0 = Instant::now();
-                    match pipeline.process(source, &bodies[i % bodies.len()]) {
-                        Ok(_) => {
-                            requests += 1;
-                            samples.fetch_add(per_request, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            errors += 1;
-                            first_error.get_or_insert(e.to_string());
-                        }
-                    }
+                    let outcome = pipeline
+                        .process(source, &bodies[i % bodies.len()])
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
                     for target in pipeline.targets() {
                         target.queue.discard_all();
                     }
-                    lat.push(t0.elapsed());
+                    if tally.record(t0, outcome) {
+                        samples.fetch_add(per_request, Ordering::Relaxed);
+                    }
                     i += 1;
                 }
-                (lat, requests, errors, first_error)
+                tally
             })
         })
         .collect();
@@ -266,26 +306,12 @@ pub fn in_process(
         ),
         ..Default::default()
     };
-    let mut lat = Vec::new();
-    for w in workers {
-        if let Ok((l, r, e, fe)) = w.join() {
-            lat.extend(l);
-            report.requests += r;
-            report.errors += e;
-            if report.first_error.is_none() {
-                report.first_error = fe;
-            }
-        }
-    }
-    report.elapsed = start.elapsed();
+    let tallies = workers.into_iter().filter_map(|w| w.join().ok());
+    report.add(tallies, start, per_request);
     done.store(true, Ordering::Relaxed);
     let _ = bar.join();
-    report.samples = report.requests * per_request;
     report.cpu_seconds = cpu0.and_then(|c0| cpu_seconds(me).map(|c1| c1 - c0));
     report.peak_rss_bytes = peak_rss(me);
-    lat.sort_unstable();
-    report.p50 = percentile(&lat, 0.5);
-    report.p99 = percentile(&lat, 0.99);
     report
 }
 
@@ -323,8 +349,7 @@ pub async fn over_http(
         let (client, uri, bodies, samples) =
             (client.clone(), uri.clone(), bodies.clone(), samples.clone());
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let (mut requests, mut errors, mut first_error) = (0u64, 0u64, None::<String>);
+            let mut tally = Tally::default();
             let mut i = c;
             while start.elapsed() < duration {
                 let req = Request::builder()
@@ -355,21 +380,14 @@ pub async fn over_http(
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err("timeout".to_string()),
                 };
-                lat.push(t0.elapsed());
-                match outcome {
-                    Ok(()) => {
-                        requests += 1;
-                        samples.fetch_add(per_request, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert(e);
-                        // Back off a little so a refusing target is not hammered in a tight loop.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+                if tally.record(t0, outcome) {
+                    samples.fetch_add(per_request, Ordering::Relaxed);
+                } else {
+                    // Back off a little so a refusing target is not hammered in a tight loop.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
-            (lat, requests, errors, first_error)
+            tally
         }));
     }
     let mut report = BenchReport {
@@ -381,26 +399,17 @@ pub async fn over_http(
         ),
         ..Default::default()
     };
-    let mut lat = Vec::new();
+    let mut tallies = Vec::new();
     for t in tasks {
-        if let Ok((l, r, e, fe)) = t.await {
-            lat.extend(l);
-            report.requests += r;
-            report.errors += e;
-            if report.first_error.is_none() {
-                report.first_error = fe;
-            }
+        if let Ok(tally) = t.await {
+            tallies.push(tally);
         }
     }
-    report.elapsed = start.elapsed();
+    report.add(tallies.into_iter(), start, per_request);
     done.store(true, Ordering::Relaxed);
     let _ = bar.join();
-    report.samples = report.requests * per_request;
     report.cpu_seconds = pid.and_then(|p| Some(cpu_seconds(p)? - cpu0?));
     report.peak_rss_bytes = pid.and_then(peak_rss);
-    lat.sort_unstable();
-    report.p50 = percentile(&lat, 0.5);
-    report.p99 = percentile(&lat, 0.99);
     Ok(report)
 }
 

@@ -176,23 +176,7 @@ tasks:
         tansu.brokers()
     ))
     .await;
-    let _sender = Prometheus::start(
-        &format!(
-            r#"
-global:
-  scrape_interval: 1s
-scrape_configs:
-  - job_name: self
-    static_configs: [{{targets: ["127.0.0.1:{{port}}"]}}]
-remote_write:
-  - url: {}
-    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}
-"#,
-            relay.write_url()
-        ),
-        false,
-    )
-    .await;
+    let _sender = Prometheus::self_scraping_sender(&relay.write_url()).await;
     let lines = tansu.read_with_python("prom", 2);
     for l in &lines {
         let (labels, value, ts) = row(&l["sample"]);

@@ -229,7 +229,6 @@ pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
-    pub server_name: Option<String>,
     pub insecure_skip_verify: bool,
 }
 
@@ -603,35 +602,7 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
                             "is only used with an https:// url",
                         ));
                     }
-                    if t.cert_file.is_some() != t.key_file.is_some() {
-                        return Err(invalid(
-                            format!("{at}.tls"),
-                            "cert_file and key_file go together",
-                        ));
-                    }
-                    let file =
-                        |f: &Option<String>, name: &str| -> Result<Option<PathBuf>, ConfigError> {
-                            match f {
-                                None => Ok(None),
-                                Some(f) => {
-                                    let p = base.join(f);
-                                    if !p.is_file() {
-                                        return Err(invalid(
-                                            format!("{at}.tls.{name}"),
-                                            format!("{} is not a readable file", p.display()),
-                                        ));
-                                    }
-                                    Ok(Some(p))
-                                }
-                            }
-                        };
-                    TlsConfig {
-                        ca_file: file(&t.ca_file, "ca_file")?,
-                        cert_file: file(&t.cert_file, "cert_file")?,
-                        key_file: file(&t.key_file, "key_file")?,
-                        server_name: t.server_name,
-                        insecure_skip_verify: t.insecure_skip_verify,
-                    }
+                    tls_files(&t, at, base)?
                 }
             };
             let mut headers = Vec::new();
@@ -692,6 +663,34 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
     }
 }
 
+/// Check a `tls:` block: files that exist (resolved against the config's directory), and a
+/// client certificate only together with its key.
+fn tls_files(t: &raw::RawTls, at: &str, base: &Path) -> Result<TlsConfig, ConfigError> {
+    if t.cert_file.is_some() != t.key_file.is_some() {
+        return Err(invalid(
+            format!("{at}.tls"),
+            "cert_file and key_file go together",
+        ));
+    }
+    let file = |f: &Option<String>, name: &str| -> Result<Option<PathBuf>, ConfigError> {
+        let Some(f) = f else { return Ok(None) };
+        let p = base.join(f);
+        if !p.is_file() {
+            return Err(invalid(
+                format!("{at}.tls.{name}"),
+                format!("{} is not a readable file", p.display()),
+            ));
+        }
+        Ok(Some(p))
+    };
+    Ok(TlsConfig {
+        ca_file: file(&t.ca_file, "ca_file")?,
+        cert_file: file(&t.cert_file, "cert_file")?,
+        key_file: file(&t.key_file, "key_file")?,
+        insecure_skip_verify: t.insecure_skip_verify,
+    })
+}
+
 fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfig, ConfigError> {
     let brokers: Vec<&str> = k
         .brokers
@@ -733,37 +732,18 @@ fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfi
     let mut protocol_tls = false;
     if let Some(t) = &k.tls {
         protocol_tls = true;
-        let file = |f: &Option<String>, name: &str| -> Result<Option<String>, ConfigError> {
-            match f {
-                None => Ok(None),
-                Some(f) => {
-                    let p = base.join(f);
-                    if !p.is_file() {
-                        return Err(invalid(
-                            format!("{at}.tls.{name}"),
-                            format!("{} is not a readable file", p.display()),
-                        ));
-                    }
-                    Ok(Some(p.display().to_string()))
-                }
+        let tls = tls_files(t, at, base)?;
+        let settings = [
+            ("ssl.ca.location", &tls.ca_file),
+            ("ssl.certificate.location", &tls.cert_file),
+            ("ssl.key.location", &tls.key_file),
+        ];
+        for (key, path) in settings {
+            if let Some(p) = path {
+                client.push((key.into(), p.display().to_string()));
             }
-        };
-        if t.cert_file.is_some() != t.key_file.is_some() {
-            return Err(invalid(
-                format!("{at}.tls"),
-                "cert_file and key_file go together",
-            ));
         }
-        if let Some(ca) = file(&t.ca_file, "ca_file")? {
-            client.push(("ssl.ca.location".into(), ca));
-        }
-        if let Some(c) = file(&t.cert_file, "cert_file")? {
-            client.push(("ssl.certificate.location".into(), c));
-        }
-        if let Some(kf) = file(&t.key_file, "key_file")? {
-            client.push(("ssl.key.location".into(), kf));
-        }
-        if t.insecure_skip_verify {
+        if tls.insecure_skip_verify {
             client.push(("enable.ssl.certificate.verification".into(), "false".into()));
         }
     }

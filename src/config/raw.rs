@@ -150,7 +150,6 @@ pub struct RawTls {
     pub ca_file: Option<String>,
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
-    pub server_name: Option<String>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
 }

@@ -261,6 +261,15 @@ impl Prometheus {
         .await
     }
 
+    /// A sender: scrapes its own `/metrics` every second as job `self` and remote-writes to
+    /// `write_url` with short batch deadlines and backoffs.
+    pub async fn self_scraping_sender(write_url: &str) -> Prometheus {
+        let config = format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs: [{{targets: [\"127.0.0.1:{{port}}\"]}}]\nremote_write:\n  - url: {write_url}\n    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}\n"
+        );
+        Prometheus::start(&config, false).await
+    }
+
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
