@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the data path, one stage each, plus the whole in-process pipeline.
-//! Throughput is reported in samples/s (elements) and, for decode, decoded bytes/s.
+//! Throughput is reported in samples/s (elements; series/s for filters, labels/s for relabel)
+//! and, for decode, decoded bytes/s.
 //!
 //! Workload: 2,000-series requests of node-exporter/Kubernetes-like label sets (10 labels per
 //! series, one sample each; `promrelay::workload`). The filter is the 2-condition one used in
@@ -64,6 +65,54 @@ fn filter(c: &mut Criterion) {
     g.throughput(Throughput::Elements(samples as u64));
     g.bench_function("seed_two_conditions", |b| {
         b.iter(|| batch.iter().filter(|s| f.matches(s)).count())
+    });
+    // One condition per matcher strategy, over the same series (see filter/predicate.rs).
+    for (kind, cond) in [
+        ("literal", "job==node-exporter"),
+        (
+            "set",
+            "__name__=AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization|node_cpu_seconds_total",
+        ),
+        ("prefix", "id=i-2ze0mxp00.*"),
+        ("suffix", "__name__=.*_total"),
+        ("contains", "instance=.*\\.1\\..*"),
+        ("dfa", "namespace=(kube|mon)[a-z-]+"),
+        ("negated_regex", "namespace!~kube-system|monitoring"),
+    ] {
+        let f = Filter::parse([cond]).unwrap();
+        let strategy = f.matchers()[0].strategy();
+        g.bench_function(format!("{kind}_{strategy}"), |b| {
+            b.iter(|| batch.iter().filter(|s| f.matches(s)).count())
+        });
+    }
+    g.finish();
+}
+
+fn relabel(c: &mut Criterion) {
+    let (raw, _, _) = workload();
+    let mut batch = SeriesBatch::new();
+    batch.decode_protobuf(&raw).unwrap();
+    let labels: usize = batch.iter().map(|s| s.label_refs().len()).sum();
+    let task = LabelSet::new([("deliver_test_key1", "ssss"), ("job", "relabelled")]).unwrap();
+    let ext = LabelSet::new([("source_cluster", "cluster-01")]).unwrap();
+    let none = LabelSet::default();
+    let mut g = c.benchmark_group("relabel");
+    g.throughput(Throughput::Elements(labels as u64));
+    g.bench_function("merge_task_and_external_labels", |b| {
+        b.iter(|| {
+            batch
+                .iter()
+                .map(|s| merge(s.buf(), s.label_refs(), &task, &ext).count())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("merge_nothing_to_add", |b| {
+        b.iter(|| {
+            batch
+                .iter()
+                .map(|s| merge(s.buf(), s.label_refs(), &none, &none).count())
+                .sum::<usize>()
+        })
     });
     g.finish();
 }
@@ -166,5 +215,5 @@ fn kafka(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, filter, encode, pipeline, kafka);
+criterion_group!(benches, decode, filter, relabel, encode, pipeline, kafka);
 criterion_main!(benches);
