@@ -220,6 +220,28 @@ pub async fn wait_ready(base: &str, proc: &mut Proc) {
     );
 }
 
+/// Wait until a child listens on a loopback port.
+pub async fn wait_port(port: u16, proc: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            panic!("{} exited with {status}:\n{}", proc.name, proc.log_text());
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{} did not listen on {port} within 60 s:\n{}",
+        proc.name,
+        proc.log_text()
+    );
+}
+
 /// A real Prometheus server (Debian's `prometheus` package), killed on drop.
 pub struct Prometheus {
     pub proc: Proc,
@@ -231,6 +253,12 @@ impl Prometheus {
     /// Start Prometheus with a config (YAML text, `{port}` replaced by its own port); as a
     /// remote-write receiver when `receiver`.
     pub async fn start(config: &str, receiver: bool) -> Prometheus {
+        Prometheus::start_with(config, receiver, None).await
+    }
+
+    /// As [`Prometheus::start`], with an optional `--web.config.file` (TLS, basic auth). With a
+    /// web config, readiness is only waited for as an open port: plain HTTP cannot ask.
+    pub async fn start_with(config: &str, receiver: bool, web_config: Option<&str>) -> Prometheus {
         let dir = TempDir::new("prometheus");
         let port = free_port();
         let cfg = dir.path().join("prometheus.yml");
@@ -247,8 +275,17 @@ impl Prometheus {
         if receiver {
             cmd.arg("--web.enable-remote-write-receiver");
         }
+        if let Some(web) = web_config {
+            let path = dir.path().join("web.yml");
+            std::fs::write(&path, web).unwrap();
+            cmd.arg(format!("--web.config.file={}", path.display()));
+        }
         let mut proc = Proc::spawn("prometheus", &mut cmd, dir.path().join("prometheus.log"));
-        wait_ready(&format!("http://127.0.0.1:{port}"), &mut proc).await;
+        if web_config.is_some() {
+            wait_port(port, &mut proc).await;
+        } else {
+            wait_ready(&format!("http://127.0.0.1:{port}"), &mut proc).await;
+        }
         Prometheus { proc, port, dir }
     }
 

@@ -1,0 +1,259 @@
+//! The remote_write target over TLS with basic auth, against a real Prometheus 2.42 serving
+//! HTTPS with `basic_auth_users` (its `--web.config.file`): the right credentials deliver, the
+//! wrong ones are answered 401, which the relay must drop (never retry) and count as refused.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use promrelay::proto::{self, Label, Sample, TimeSeries, WriteRequest};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// bcrypt of "s3cret" (made once with Python's `crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH))`).
+const S3CRET_BCRYPT: &str = "$2b$12$ox2GqsHF/MRnksriMl9s2.4PVARwKGE3/xikwcO6aA.HtLdNHVkfK";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it.
+fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=promrelay test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+/// GET over TLS trusting `ca`, with basic auth.
+async fn tls_get(url: &str, ca: &Path, user: &str, password: &str) -> Result<String, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let auth = format!("Basic {}", base64(&format!("{user}:{password}")));
+    let req = hyper::Request::get(url)
+        .header("Authorization", auth)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn base64(s: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                A[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_over_tls_with_basic_auth_and_drops_what_the_target_refuses() {
+    let certs = TempDir::new("certs");
+    make_certs(certs.path());
+    let web = format!(
+        "tls_server_config:\n  cert_file: {dir}/server.pem\n  key_file: {dir}/server.key\nbasic_auth_users:\n  relay: {S3CRET_BCRYPT}\n",
+        dir = certs.path().display()
+    );
+    let receiver = Prometheus::start_with(
+        "global:\n  scrape_interval: 1h\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
+        true,
+        Some(&web),
+    )
+    .await;
+    std::fs::write(certs.path().join("good.pw"), "s3cret\n").unwrap();
+    let url = format!("https://127.0.0.1:{}/api/v1/write", receiver.port);
+    let ca = certs.path().join("ca.pem");
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: secure
+    targets:
+      - name: good
+        type: remote_write
+        url: {url}
+        basic_auth: {{username: relay, password_file: "{pw}"}}
+        tls: {{ca_file: "{ca}"}}
+        queue: {{batch_send_deadline: 100ms}}
+      - name: wrong-password
+        type: remote_write
+        url: {url}
+        basic_auth: {{username: relay, password: nope}}
+        tls: {{ca_file: "{ca}"}}
+        queue: {{batch_send_deadline: 100ms}}
+"#,
+        pw = certs.path().join("good.pw").display(),
+        ca = ca.display(),
+    ))
+    .await;
+    let ts = now_ms() - 10_000;
+    let req = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: vec![
+                Label::new("__name__", "tls_delivered"),
+                Label::new("job", "secure"),
+            ],
+            samples: vec![Sample {
+                value: 42.0,
+                timestamp: ts,
+            }],
+            ..Default::default()
+        }],
+        metadata: vec![],
+    };
+    let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    let query = format!(
+        "https://127.0.0.1:{}/api/v1/query?query=tls_delivered&time={}",
+        receiver.port,
+        now_ms() as f64 / 1000.0
+    );
+    let body = eventually(
+        Duration::from_secs(30),
+        "the sample at the TLS receiver",
+        || async {
+            let body = tls_get(&query, &ca, "relay", "s3cret").await?;
+            if body.contains("\"42\"") {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await;
+    assert!(body.contains("\"job\":\"secure\""), "{body}");
+    // Prometheus really checks the password: the query fails without it.
+    assert!(
+        tls_get(&query, &ca, "relay", "nope")
+            .await
+            .unwrap_err()
+            .contains("401")
+    );
+
+    // The target with the wrong password got 401: dropped once, counted, not retried.
+    eventually(Duration::from_secs(30), "the refused batch to be counted", || async {
+        match relay.metric("promrelay_target_dropped_samples_total{task=\"secure\",target=\"wrong-password\",reason=\"refused\"}").await {
+            Some(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        relay
+            .metric("promrelay_target_retries_total{task=\"secure\",target=\"wrong-password\"}")
+            .await,
+        Some(0.0)
+    );
+    assert_eq!(
+        relay
+            .metric("promrelay_target_delivered_samples_total{task=\"secure\",target=\"good\"}")
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        relay.proc.log_text().contains("401"),
+        "the log names the status"
+    );
+}
