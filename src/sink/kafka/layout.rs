@@ -192,7 +192,12 @@ pub struct MessageBuilder {
     pub max_message_bytes: usize,
     pub snappy: bool,
     encoder: snap::raw::Encoder,
+    /// Message buffers kept between batches (a few: enough for the usual one group per lane).
+    spare: Vec<Vec<u8>>,
 }
+
+/// Buffers kept for reuse; more would only hold memory.
+const SPARE_BUFFERS: usize = 4;
 
 struct Open {
     topic: String,
@@ -212,6 +217,7 @@ impl MessageBuilder {
             max_message_bytes: cfg.max_message_bytes,
             snappy: cfg.compression == crate::config::KafkaCompression::Snappy,
             encoder: snap::raw::Encoder::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -252,7 +258,7 @@ impl MessageBuilder {
                             open.push(Open {
                                 topic: String::from_utf8_lossy(topic).into_owned(),
                                 key: key.map(<[u8]>::to_vec),
-                                buf: Vec::new(),
+                                buf: self.spare.pop().unwrap_or_default(),
                                 samples: 0,
                                 records: 0,
                             });
@@ -275,9 +281,12 @@ impl MessageBuilder {
             o.samples += samples;
             o.records += 1;
         }
-        for o in &mut open {
+        for mut o in open {
             if o.records > 0 {
-                out.push(self.finish(o));
+                out.push(self.finish(&mut o));
+            }
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(o.buf);
             }
         }
         out
