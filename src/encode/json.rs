@@ -107,10 +107,20 @@ pub fn write_sample<'a>(
 ) {
     out.push(b'{');
     for (n, v) in labels {
-        write_str(out, n);
-        out.push(b':');
-        write_str(out, v);
-        out.push(b',');
+        if needs_escape(n) || needs_escape(v) {
+            write_str(out, n);
+            out.push(b':');
+            write_str(out, v);
+            out.push(b',');
+        } else {
+            // The common case in one reservation and five copies: `"name":"value",`.
+            out.reserve(n.len() + v.len() + 6);
+            out.push(b'"');
+            out.extend_from_slice(n);
+            out.extend_from_slice(b"\":\"");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\",");
+        }
     }
     out.extend_from_slice(b"\"value\":\"");
     write_value(out, sample.value);
