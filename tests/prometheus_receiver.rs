@@ -269,3 +269,81 @@ tasks:
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_starts_late_gets_everything_through_retries() {
+    // The target's port has nothing listening yet: every send fails to connect and is retried.
+    let port = free_port();
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: patient
+    targets:
+      - name: late
+        type: remote_write
+        url: http://127.0.0.1:{port}/api/v1/write
+        queue: {{batch_send_deadline: 50ms, min_backoff: 50ms, max_backoff: 500ms}}
+"#
+    ))
+    .await;
+    let t0 = now_ms() - 30_000;
+    let mut want = SeriesMap::new();
+    for batch in 0..3i64 {
+        let req = WriteRequest {
+            timeseries: (0..5)
+                .map(|i| {
+                    series(
+                        &[("__name__", "late_metric"), ("i", &i.to_string())],
+                        &[(t0 + batch * 1000, (batch * 10 + i) as f64)],
+                    )
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+        for i in 0..5i64 {
+            want.entry(labels(&[
+                ("__name__", "late_metric"),
+                ("i", &i.to_string()),
+            ]))
+            .or_default()
+            .push((t0 + batch * 1000, (batch * 10 + i) as f64));
+        }
+    }
+    eventually(
+        Duration::from_secs(30),
+        "failed attempts while the receiver is down",
+        || async {
+            match relay
+                .metric("promrelay_target_retries_total{task=\"patient\",target=\"late\"}")
+                .await
+            {
+                Some(n) if n >= 2.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let receiver = Prometheus::receiver_on(port).await;
+    let got = eventually(
+        Duration::from_secs(30),
+        "every sample after the receiver came up",
+        || async {
+            let got = receiver.raw_series("late_metric", "10m", now_ms()).await?;
+            if got == want {
+                Ok(got)
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(got, want);
+    assert_eq!(
+        relay
+            .metric("promrelay_target_delivered_samples_total{task=\"patient\",target=\"late\"}")
+            .await,
+        Some(15.0)
+    );
+}

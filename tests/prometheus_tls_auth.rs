@@ -156,12 +156,7 @@ async fn delivers_over_tls_with_basic_auth_and_drops_what_the_target_refuses() {
         "tls_server_config:\n  cert_file: {dir}/server.pem\n  key_file: {dir}/server.key\nbasic_auth_users:\n  relay: {S3CRET_BCRYPT}\n",
         dir = certs.path().display()
     );
-    let receiver = Prometheus::start_with(
-        "global:\n  scrape_interval: 1h\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
-        true,
-        Some(&web),
-    )
-    .await;
+    let receiver = Prometheus::start_with(RECEIVER_CONFIG, true, Some(&web)).await;
     std::fs::write(certs.path().join("good.pw"), "s3cret\n").unwrap();
     let url = format!("https://127.0.0.1:{}/api/v1/write", receiver.port);
     let ca = certs.path().join("ca.pem");

@@ -242,6 +242,10 @@ pub async fn wait_port(port: u16, proc: &mut Proc) {
     );
 }
 
+/// Prometheus config for a remote-write receiver (with `--web.enable-remote-write-receiver`).
+pub const RECEIVER_CONFIG: &str =
+    "global:\n  scrape_interval: 1h\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n";
+
 /// A real Prometheus server (Debian's `prometheus` package), killed on drop.
 pub struct Prometheus {
     pub proc: Proc,
@@ -259,8 +263,17 @@ impl Prometheus {
     /// As [`Prometheus::start`], with an optional `--web.config.file` (TLS, basic auth). With a
     /// web config, readiness is only waited for as an open port: plain HTTP cannot ask.
     pub async fn start_with(config: &str, receiver: bool, web_config: Option<&str>) -> Prometheus {
+        Prometheus::start_on(free_port(), config, receiver, web_config).await
+    }
+
+    /// As [`Prometheus::start_with`], on a given port.
+    pub async fn start_on(
+        port: u16,
+        config: &str,
+        receiver: bool,
+        web_config: Option<&str>,
+    ) -> Prometheus {
         let dir = TempDir::new("prometheus");
-        let port = free_port();
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, config.replace("{port}", &port.to_string())).unwrap();
         let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
@@ -291,11 +304,11 @@ impl Prometheus {
 
     /// A receiver as the delivery docs require: remote-write receiver on, out-of-order window set.
     pub async fn receiver() -> Prometheus {
-        Prometheus::start(
-            "global:\n  scrape_interval: 1h\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
-            true,
-        )
-        .await
+        Prometheus::receiver_on(free_port()).await
+    }
+
+    pub async fn receiver_on(port: u16) -> Prometheus {
+        Prometheus::start_on(port, RECEIVER_CONFIG, true, None).await
     }
 
     /// A sender: scrapes its own `/metrics` every second as job `self` and remote-writes to
