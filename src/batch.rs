@@ -68,6 +68,8 @@ pub struct SeriesBatch {
     pub(crate) samples: Vec<Sample>,
     pub(crate) extras: Vec<Span>,
     pub(crate) metadata: usize,
+    /// Limits of the decode in progress.
+    pub(crate) limits: crate::decode::DecodeLimits,
 }
 
 impl SeriesBatch {

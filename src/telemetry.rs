@@ -27,6 +27,7 @@ pub mod reason {
 pub struct Metrics {
     registry: Registry,
     requests: Family<Labels, Counter>,
+    refused: Family<Labels, Counter>,
     received_samples: Family<Labels, Counter>,
     received_series: Family<Labels, Counter>,
     received_histograms: Family<Labels, Counter>,
@@ -61,6 +62,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("promrelay");
         let requests = Family::default();
+        let refused = Family::default();
         let received_samples = Family::default();
         let received_series = Family::default();
         let received_histograms = Family::default();
@@ -82,6 +84,11 @@ impl Metrics {
             "requests",
             "Ingest requests by source and HTTP status code",
             requests.clone(),
+        );
+        registry.register(
+            "ingest_refused",
+            "Requests refused before delivery, by reason (each one answered 4xx)",
+            refused.clone(),
         );
         registry.register(
             "received_samples",
@@ -161,6 +168,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            refused,
             received_samples,
             received_series,
             received_histograms,
@@ -177,6 +185,14 @@ impl Metrics {
             target_send_seconds,
             target_sent_bytes,
         }
+    }
+
+    /// Count one refused request by reason (`snappy`, `protobuf`, `bad_series`,
+    /// `max_labels_per_series`, `body_too_large`, …).
+    pub fn refused(&self, source: &str, reason: &str) {
+        self.refused
+            .get_or_create(&labels(&[("source", source), ("reason", reason)]))
+            .inc();
     }
 
     /// Count one ingest answer.

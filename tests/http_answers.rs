@@ -38,6 +38,7 @@ async fn answers_follow_the_remote_write_spec() {
         r#"
   max_body_bytes: 20000
   max_decoded_bytes: 200000
+  max_label_value_bytes: 100
   retry_after: 2s
 tasks:
   - name: all
@@ -97,6 +98,26 @@ tasks:
     let r = remote_write(&url, proto::encode_snappy(&dup)).await;
     assert_eq!(r.status, 400);
     assert!(r.text().contains("duplicate label name"), "{}", r.text());
+
+    // 400 naming the limit: a label value over max_label_value_bytes.
+    let long = proto::WriteRequest {
+        timeseries: vec![proto::TimeSeries {
+            labels: vec![
+                proto::Label::new("__name__", "up"),
+                proto::Label::new("huge", &"x".repeat(101)),
+            ],
+            ..Default::default()
+        }],
+        metadata: vec![],
+    };
+    let r = remote_write(&url, proto::encode_snappy(&long)).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("server.max_label_value_bytes"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(relay.metric("promrelay_ingest_refused_total{source=\"default\",reason=\"max_label_value_bytes\"}").await, Some(1.0));
 
     // 413: a body over max_body_bytes; a snappy header declaring more than max_decoded_bytes.
     let r = remote_write(&url, vec![0u8; 30000]).await;

@@ -54,6 +54,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Pipeline shards: runtime worker threads, each with its own data-path buffers.
     pub shards: usize,
+    pub max_series_per_request: usize,
+    pub max_labels_per_series: usize,
+    pub max_label_name_bytes: usize,
+    pub max_label_value_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -341,6 +345,13 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             n if n <= 1024 => n as usize,
             _ => return Err(invalid("server.shards", "must be at most 1024")),
         },
+        max_series_per_request: positive(
+            s.max_series_per_request,
+            "server.max_series_per_request",
+        )?,
+        max_labels_per_series: positive(s.max_labels_per_series, "server.max_labels_per_series")?,
+        max_label_name_bytes: positive(s.max_label_name_bytes, "server.max_label_name_bytes")?,
+        max_label_value_bytes: positive(s.max_label_value_bytes, "server.max_label_value_bytes")?,
     };
     if server.max_decoded_bytes > u32::MAX as usize {
         return Err(invalid("server.max_decoded_bytes", "must be below 4 GiB"));

@@ -32,6 +32,11 @@ pub struct RawServer {
     pub shutdown_timeout: String,
     /// Pipeline shards (runtime worker threads); 0 means one per CPU core.
     pub shards: u64,
+    /// Input limits: a request over any of them is refused with 400 naming the setting.
+    pub max_series_per_request: u64,
+    pub max_labels_per_series: u64,
+    pub max_label_name_bytes: u64,
+    pub max_label_value_bytes: u64,
 }
 
 impl Default for RawServer {
@@ -44,6 +49,10 @@ impl Default for RawServer {
             retry_after: "1s".into(),
             shutdown_timeout: "30s".into(),
             shards: 0,
+            max_series_per_request: 1_000_000,
+            max_labels_per_series: 256,
+            max_label_name_bytes: 1024,
+            max_label_value_bytes: 64 << 10,
         }
     }
 }

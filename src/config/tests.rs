@@ -116,6 +116,7 @@ fn errors_name_the_field() {
         ("server: {max_body_bytes: 0}".into(), "server.max_body_bytes: must be greater than 0"),
         ("server: {backpressure_status: 500}".into(), "server.backpressure_status: must be 429 or 503"),
         ("server: {retry_after: soon}".into(), "server.retry_after: \"soon\" is not a duration"),
+        ("server: {max_labels_per_series: 0}".into(), "server.max_labels_per_series: must be greater than 0"),
         ("server: {colour: blue}".into(), "unknown field `colour`"),
         ("sources: [{name: default}]".into(), "sources[0].name: source \"default\" is defined twice"),
         ("sources: [{name: 'a b'}]".into(), "sources[0].name"),

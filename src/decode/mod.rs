@@ -28,6 +28,12 @@ pub enum DecodeError {
     Protobuf(&'static str),
     #[error("series {series}: {what}")]
     BadSeries { series: usize, what: String },
+    #[error("{what} exceeds the limit of {limit} (server.{setting})")]
+    Limit {
+        what: String,
+        limit: usize,
+        setting: &'static str,
+    },
 }
 
 impl DecodeError {
@@ -38,18 +44,38 @@ impl DecodeError {
             _ => 400,
         }
     }
+
+    /// The `reason` label of `promrelay_ingest_refused_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Snappy(_) => "snappy",
+            DecodeError::TooLarge { .. } => "decoded_too_large",
+            DecodeError::Protobuf(_) => "protobuf",
+            DecodeError::BadSeries { .. } => "bad_series",
+            DecodeError::Limit { setting, .. } => setting,
+        }
+    }
 }
 
-/// Limits applied while decoding.
+/// Limits applied while decoding. Each refusal is a 400 (413 for the decoded size) naming the
+/// setting, so a sender's operator can tell what to change.
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeLimits {
     pub max_decoded_bytes: usize,
+    pub max_series_per_request: usize,
+    pub max_labels_per_series: usize,
+    pub max_label_name_bytes: usize,
+    pub max_label_value_bytes: usize,
 }
 
 impl Default for DecodeLimits {
     fn default() -> Self {
         DecodeLimits {
             max_decoded_bytes: 256 << 20,
+            max_series_per_request: 1_000_000,
+            max_labels_per_series: 256,
+            max_label_name_bytes: 1024,
+            max_label_value_bytes: 64 << 10,
         }
     }
 }
@@ -63,6 +89,7 @@ impl SeriesBatch {
     /// or a name or value that is not UTF-8. On error the batch is left cleared and reusable.
     pub fn decode_snappy(&mut self, body: &[u8], limits: DecodeLimits) -> Result<(), DecodeError> {
         self.clear();
+        self.limits = limits;
         let declared =
             snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
         let limit = limits.max_decoded_bytes.min(u32::MAX as usize);
@@ -86,6 +113,7 @@ impl SeriesBatch {
     /// As [`SeriesBatch::decode_snappy`], without the snappy cases.
     pub fn decode_protobuf(&mut self, raw: &[u8]) -> Result<(), DecodeError> {
         self.clear();
+        self.limits = DecodeLimits::default();
         if raw.len() > u32::MAX as usize {
             return Err(DecodeError::TooLarge {
                 declared: raw.len(),
@@ -115,6 +143,13 @@ impl SeriesBatch {
             let (field, wire) = read_key(&self.buf[..end], &mut pos)?;
             match (field, wire) {
                 (1, WIRE_LEN) => {
+                    if self.series.len() >= self.limits.max_series_per_request {
+                        return Err(DecodeError::Limit {
+                            what: "number of series".into(),
+                            limit: self.limits.max_series_per_request,
+                            setting: "max_series_per_request",
+                        });
+                    }
                     let (start, stop) = read_len(&self.buf[..end], &mut pos)?;
                     self.walk_series(start, stop)?;
                 }
@@ -202,6 +237,14 @@ impl SeriesBatch {
         if labels.is_empty() {
             return Err(bad("series has no labels".into()));
         }
+        let limits = self.limits;
+        if labels.len() > limits.max_labels_per_series {
+            return Err(DecodeError::Limit {
+                what: format!("series {series}: {} labels", labels.len()),
+                limit: limits.max_labels_per_series,
+                setting: "max_labels_per_series",
+            });
+        }
         let mut hash = SeriesHasher::new();
         let mut increasing = true;
         let mut prev: &[u8] = &[];
@@ -210,6 +253,24 @@ impl SeriesBatch {
             let value = &buf[l.value.range()];
             if name.is_empty() {
                 return Err(bad("empty label name".into()));
+            }
+            if name.len() > limits.max_label_name_bytes {
+                return Err(DecodeError::Limit {
+                    what: format!("series {series}: a label name of {} bytes", name.len()),
+                    limit: limits.max_label_name_bytes,
+                    setting: "max_label_name_bytes",
+                });
+            }
+            if value.len() > limits.max_label_value_bytes {
+                return Err(DecodeError::Limit {
+                    what: format!(
+                        "series {series}: the value of label {:?} ({} bytes)",
+                        String::from_utf8_lossy(name),
+                        value.len()
+                    ),
+                    limit: limits.max_label_value_bytes,
+                    setting: "max_label_value_bytes",
+                });
             }
             if !is_utf8(name) || !is_utf8(value) {
                 return Err(bad("label name or value is not valid UTF-8".into()));

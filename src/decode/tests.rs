@@ -235,6 +235,7 @@ fn snappy_header_over_limit_is_refused_before_decompressing() {
             &body,
             DecodeLimits {
                 max_decoded_bytes: 1000,
+                ..Default::default()
             },
         )
         .unwrap_err();
@@ -303,4 +304,86 @@ fn hash_depends_on_labels_only_and_separates_boundaries() {
     let h1 = x.series(0).hash();
     x.decode_protobuf(&r2).unwrap();
     assert_eq!(h1, x.series(0).hash());
+}
+
+#[test]
+fn input_limits_refuse_with_the_setting_named() {
+    let limits = DecodeLimits {
+        max_series_per_request: 2,
+        max_labels_per_series: 3,
+        max_label_name_bytes: 8,
+        max_label_value_bytes: 10,
+        ..Default::default()
+    };
+    let ok = || vec![Label::new("__name__", "up")];
+    // (case, the series' label sets, the setting that refuses it)
+    type Case = (&'static str, Vec<Vec<Label>>, Option<&'static str>);
+    let cases: Vec<Case> = vec![
+        (
+            "within every limit",
+            vec![
+                ok(),
+                vec![
+                    Label::new("a", "1234567890"),
+                    Label::new("b", ""),
+                    Label::new("abcdefgh", "x"),
+                ],
+            ],
+            None,
+        ),
+        (
+            "too many series",
+            vec![ok(), ok(), ok()],
+            Some("max_series_per_request"),
+        ),
+        (
+            "too many labels",
+            vec![vec![
+                Label::new("a", "1"),
+                Label::new("b", "2"),
+                Label::new("c", "3"),
+                Label::new("d", "4"),
+            ]],
+            Some("max_labels_per_series"),
+        ),
+        (
+            "name too long",
+            vec![vec![Label::new("abcdefghi", "x")]],
+            Some("max_label_name_bytes"),
+        ),
+        (
+            "value too long",
+            vec![vec![Label::new("a", "12345678901")]],
+            Some("max_label_value_bytes"),
+        ),
+    ];
+    let mut batch = SeriesBatch::new();
+    for (case, series, want) in cases {
+        let req = WriteRequest {
+            timeseries: series
+                .into_iter()
+                .map(|labels| TimeSeries {
+                    labels,
+                    ..Default::default()
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        let got = batch.decode_snappy(&proto::encode_snappy(&req), limits);
+        match want {
+            None => assert!(got.is_ok(), "{case}: {got:?}"),
+            Some(setting) => {
+                let err = got.unwrap_err();
+                assert_eq!(
+                    (err.status(), err.reason()),
+                    (400, setting),
+                    "{case}: {err}"
+                );
+                assert!(
+                    err.to_string().contains(&format!("server.{setting}")),
+                    "{case}: {err}"
+                );
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! | answer | when |
 //! |---|---|
 //! | 204 | the request was taken by every task's targets |
-//! | 400 | the body does not decode (bad snappy or protobuf, a series without labels, an empty or duplicate label name, invalid UTF-8) |
+//! | 400 | the body does not decode (bad snappy or protobuf, a series without labels, an empty or duplicate label name, invalid UTF-8), or exceeds an input limit (`max_series_per_request`, `max_labels_per_series`, `max_label_name_bytes`, `max_label_value_bytes`; the answer names it) |
 //! | 404 | unknown path or source |
 //! | 405 | wrong method (`Allow` says which) |
 //! | 413 | body over `max_body_bytes`, or snappy header declaring more than `max_decoded_bytes` |
@@ -83,7 +83,7 @@ pub async fn handle(
             ));
         };
         let name = name.to_owned();
-        let resp = write(&state, index, req).await;
+        let resp = write(&state, index, &name, req).await;
         state.metrics.request(&name, resp.status().as_u16());
         return Ok(resp);
     }
@@ -160,12 +160,15 @@ fn check_headers(req: &Request<Incoming>) -> Option<Resp> {
     None
 }
 
-async fn write(state: &IngestState, source: usize, req: Request<Incoming>) -> Resp {
-    if let Some(refused) = check_headers(&req) {
-        return refused;
+async fn write(state: &IngestState, source: usize, name: &str, req: Request<Incoming>) -> Resp {
+    let refused = |reason: &str| state.metrics.refused(name, reason);
+    if let Some(answer) = check_headers(&req) {
+        refused("unsupported_media_type");
+        return answer;
     }
     let max = state.server.max_body_bytes;
     let too_large = || {
+        refused("body_too_large");
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body exceeds max_body_bytes ({max} bytes)"),
@@ -183,6 +186,7 @@ async fn write(state: &IngestState, source: usize, req: Request<Incoming>) -> Re
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Err(e) => {
+            refused("body_read");
             return text(
                 StatusCode::BAD_REQUEST,
                 format!("could not read the request body: {e}"),
@@ -196,6 +200,7 @@ async fn write(state: &IngestState, source: usize, req: Request<Incoming>) -> Re
             r
         }
         Err(IngestError::Decode(e)) => {
+            refused(e.reason());
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             text(status, format!("cannot decode remote-write request: {e}"))
         }

@@ -134,6 +134,10 @@ impl Pipeline {
             targets,
             limits: DecodeLimits {
                 max_decoded_bytes: config.server.max_decoded_bytes,
+                max_series_per_request: config.server.max_series_per_request,
+                max_labels_per_series: config.server.max_labels_per_series,
+                max_label_name_bytes: config.server.max_label_name_bytes,
+                max_label_value_bytes: config.server.max_label_value_bytes,
             },
             id: NEXT_PIPELINE_ID.fetch_add(1, Ordering::Relaxed),
         }
