@@ -54,6 +54,11 @@ impl Relay {
             }
         }
         let server = config.server.clone();
+        let source_auth = config
+            .source_auth
+            .iter()
+            .map(|a| a.header_value())
+            .collect();
         let listener =
             TcpListener::bind(server.listen)
                 .await
@@ -73,6 +78,7 @@ impl Relay {
             metrics,
             server,
             ready: true.into(),
+            source_auth,
         });
         Ok(Relay {
             state,

@@ -229,3 +229,63 @@ tasks:
     );
     accept.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_that_require_credentials_answer_401_without_them() {
+    let relay = Relay::start(
+        r#"
+sources:
+  - name: default
+    bearer_token: s3cret-token
+  - name: fleet-a
+    basic_auth: {username: fleet, password: pw1}
+tasks:
+  - name: all
+    targets: [{name: f, type: file, path: "{dir}/out.jsonl"}]
+"#,
+    )
+    .await;
+    let fleet = format!("{}/sources/fleet-a/api/v1/write", relay.base());
+    let cases: &[(&str, Option<&str>, u16)] = &[
+        ("default", None, 401),
+        ("default", Some("Bearer wrong"), 401),
+        ("default", Some("Bearer s3cret-token"), 204),
+        ("fleet-a", None, 401),
+        ("fleet-a", Some("Basic ZmxlZXQ6bm9wZQ=="), 401), // fleet:nope
+        ("fleet-a", Some("Basic ZmxlZXQ6cHcx"), 204),     // fleet:pw1
+    ];
+    for &(source, auth, want) in cases {
+        let url = if source == "default" {
+            relay.write_url()
+        } else {
+            fleet.clone()
+        };
+        let mut headers = vec![SNAPPY, ("Content-Type", "application/x-protobuf")];
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        let r = http(Method::POST, &url, &headers, body(1)).await.unwrap();
+        assert_eq!(r.status, want, "{source} with {auth:?}: {}", r.text());
+        if want == 401 {
+            assert!(r.headers.contains_key("www-authenticate"), "{source}");
+        }
+    }
+    assert_eq!(
+        relay
+            .metric("promrelay_ingest_refused_total{source=\"default\",reason=\"unauthorized\"}")
+            .await,
+        Some(2.0)
+    );
+    assert_eq!(
+        relay
+            .metric("promrelay_ingest_refused_total{source=\"fleet-a\",reason=\"unauthorized\"}")
+            .await,
+        Some(2.0)
+    );
+    assert_eq!(
+        relay
+            .metric("promrelay_requests_total{source=\"fleet-a\",code=\"204\"}")
+            .await,
+        Some(1.0)
+    );
+}

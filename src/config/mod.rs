@@ -41,6 +41,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Source names; `default` is always first.
     pub sources: Vec<String>,
+    /// What each source (same order) requires of senders; `Auth::None` for no check.
+    pub source_auth: Vec<Auth>,
     pub tasks: Vec<TaskConfig>,
 }
 
@@ -217,6 +219,42 @@ pub enum Auth {
     Bearer(String),
 }
 
+impl Auth {
+    /// The `Authorization` header value this auth sends (or, for ingest, expects).
+    pub fn header_value(&self) -> Option<String> {
+        match self {
+            Auth::None => None,
+            Auth::Basic { username, password } => Some(format!(
+                "Basic {}",
+                base64(format!("{username}:{password}").as_bytes())
+            )),
+            Auth::Bearer(token) => Some(format!("Bearer {token}")),
+        }
+    }
+}
+
+/// Standard base64 with padding, for the basic-auth header.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 impl std::fmt::Debug for Auth {
     // Never print a secret, not even in a debug log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -358,7 +396,16 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     }
 
     let mut sources = vec!["default".to_owned()];
+    let mut source_auth = vec![Auth::None];
+    let mut default_configured = false;
     for (i, src) in raw.sources.iter().enumerate() {
+        let auth = source_auth_of(src, &format!("sources[{i}]"), base)?;
+        if src.name == "default" && !default_configured {
+            // Configures the always-present default source (its auth).
+            default_configured = true;
+            source_auth[0] = auth;
+            continue;
+        }
         let field = format!("sources[{i}].name");
         if src.name.is_empty()
             || !src
@@ -384,6 +431,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ));
         }
         sources.push(src.name.clone());
+        source_auth.push(auth);
     }
 
     let mut tasks = Vec::new();
@@ -459,8 +507,36 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         server,
         sources,
+        source_auth,
         tasks,
     })
+}
+
+/// The credentials a source requires: basic auth or a bearer token, secrets from files or inline.
+fn source_auth_of(src: &raw::RawSource, at: &str, base: &Path) -> Result<Auth, ConfigError> {
+    let bearer = src.bearer_token.is_some() || src.bearer_token_file.is_some();
+    match (&src.basic_auth, bearer) {
+        (Some(_), true) => Err(invalid(
+            at,
+            "set either basic_auth or bearer_token(_file), not both",
+        )),
+        (Some(b), false) => Ok(Auth::Basic {
+            username: b.username.clone(),
+            password: one_secret(
+                &b.password,
+                &b.password_file,
+                base,
+                &format!("{at}.basic_auth.password"),
+            )?,
+        }),
+        (None, true) => Ok(Auth::Bearer(one_secret(
+            &src.bearer_token,
+            &src.bearer_token_file,
+            base,
+            &format!("{at}.bearer_token"),
+        )?)),
+        (None, false) => Ok(Auth::None),
+    }
 }
 
 fn positive(v: u64, field: &str) -> Result<usize, ConfigError> {

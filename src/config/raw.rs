@@ -61,6 +61,10 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub name: String,
+    /// Credentials senders must present (at most one kind).
+    pub basic_auth: Option<RawBasicAuth>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<String>,
 }
 
 /// Text with one item per line, or a YAML list of items.

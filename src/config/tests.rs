@@ -118,7 +118,9 @@ fn errors_name_the_field() {
         ("server: {retry_after: soon}".into(), "server.retry_after: \"soon\" is not a duration"),
         ("server: {max_labels_per_series: 0}".into(), "server.max_labels_per_series: must be greater than 0"),
         ("server: {colour: blue}".into(), "unknown field `colour`"),
-        ("sources: [{name: default}]".into(), "sources[0].name: source \"default\" is defined twice"),
+        ("sources: [{name: default}, {name: default}]".into(), "sources[1].name: source \"default\" is defined twice"),
+        ("sources: [{name: a, bearer_token: t, basic_auth: {username: u, password: p}}]".into(), "sources[0]: set either basic_auth or bearer_token"),
+        ("sources: [{name: a, bearer_token_file: /nonexistent/t}]".into(), "sources[0].bearer_token_file: cannot read"),
         ("sources: [{name: 'a b'}]".into(), "sources[0].name"),
         (format!("tasks: [{{name: a, filter: 'job=(', {target}}}]"), "tasks[0].filter line 1: bad regex \"(\""),
         (format!("tasks: [{{name: a, filter: [ok=1, 'bad'], {target}}}]"), "tasks[0].filter[1]: expected one of"),
@@ -274,4 +276,44 @@ fn kafka_errors_name_the_field() {
             "{target}\n  error: {err}\n  wanted: {want}"
         );
     }
+}
+
+#[test]
+fn base64_matches_rfc4648_vectors() {
+    for (i, o) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(base64(i.as_bytes()), o);
+    }
+}
+
+#[test]
+fn sources_can_require_credentials_including_the_default_one() {
+    let dir = tempdir();
+    std::fs::write(dir.join("src.pw"), "pw1\n").unwrap();
+    let yaml = r#"
+sources:
+  - name: default
+    bearer_token: tok
+  - name: fleet-a
+    basic_auth: {username: fleet, password_file: src.pw}
+  - name: open
+"#;
+    let cfg = Config::from_yaml(yaml, &dir).unwrap();
+    assert_eq!(cfg.sources, ["default", "fleet-a", "open"]);
+    let headers: Vec<Option<String>> = cfg.source_auth.iter().map(Auth::header_value).collect();
+    assert_eq!(
+        headers,
+        [
+            Some("Bearer tok".to_string()),
+            Some(format!("Basic {}", base64(b"fleet:pw1"))),
+            None
+        ]
+    );
 }

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | 204 | the request was taken by every task's targets |
 //! | 400 | the body does not decode (bad snappy or protobuf, a series without labels, an empty or duplicate label name, invalid UTF-8), or exceeds an input limit (`max_series_per_request`, `max_labels_per_series`, `max_label_name_bytes`, `max_label_value_bytes`; the answer names it) |
+//! | 401 + `WWW-Authenticate` | the source requires credentials and the request lacks the right ones |
 //! | 404 | unknown path or source |
 //! | 405 | wrong method (`Allow` says which) |
 //! | 413 | body over `max_body_bytes`, or snappy header declaring more than `max_decoded_bytes` |
@@ -33,6 +34,17 @@ pub struct IngestState {
     pub server: ServerConfig,
     /// False once shutdown has begun: `/-/ready` answers 503.
     pub ready: AtomicBool,
+    /// The `Authorization` value each source (by index) requires, if any.
+    pub source_auth: Vec<Option<String>>,
+}
+
+/// Compare without an early exit, so the time taken does not reveal how much of a secret
+/// matched (the length may show; the secret's content does not).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -83,6 +95,29 @@ pub async fn handle(
             ));
         };
         let name = name.to_owned();
+        if let Some(Some(expected)) = state.source_auth.get(index) {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if !constant_time_eq(given, expected.as_bytes()) {
+                state.metrics.refused(&name, "unauthorized");
+                state.metrics.request(&name, 401);
+                let mut r = text(
+                    StatusCode::UNAUTHORIZED,
+                    format!("source {name:?} requires credentials"),
+                );
+                let scheme = if expected.starts_with("Bearer ") {
+                    "Bearer"
+                } else {
+                    "Basic realm=\"promrelay\""
+                };
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
+                return Ok(r);
+            }
+        }
         let resp = write(&state, index, &name, req).await;
         state.metrics.request(&name, resp.status().as_u16());
         return Ok(resp);
@@ -212,6 +247,28 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_is_plain_equality() {
+        for (a, b, eq) in [
+            ("", "", true),
+            ("Bearer x", "Bearer x", true),
+            ("Bearer x", "Bearer y", false),
+            ("a", "ab", false),
+            ("ab", "a", false),
+        ] {
+            assert_eq!(
+                constant_time_eq(a.as_bytes(), b.as_bytes()),
+                eq,
+                "{a:?} vs {b:?}"
+            );
         }
     }
 }

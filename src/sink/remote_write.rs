@@ -4,7 +4,7 @@
 //! its `Retry-After`); any other status refused for good; connection errors and timeouts retried.
 
 use super::SendResult;
-use crate::config::{Auth, RemoteWriteConfig, TlsConfig};
+use crate::config::{RemoteWriteConfig, TlsConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -62,19 +62,8 @@ impl RemoteWriteService {
             ),
             (header::USER_AGENT, HeaderValue::from_static(USER_AGENT)),
         ];
-        match &cfg.auth {
-            Auth::None => {}
-            Auth::Basic { username, password } => {
-                let v = format!(
-                    "Basic {}",
-                    base64(format!("{username}:{password}").as_bytes())
-                );
-                headers.push((header::AUTHORIZATION, sensitive(&v)?));
-            }
-            Auth::Bearer(token) => headers.push((
-                header::AUTHORIZATION,
-                sensitive(&format!("Bearer {token}"))?,
-            )),
+        if let Some(v) = cfg.auth.header_value() {
+            headers.push((header::AUTHORIZATION, sensitive(&v)?));
         }
         headers.extend(cfg.headers.iter().cloned());
         Ok(RemoteWriteService {
@@ -175,28 +164,6 @@ fn sensitive(v: &str) -> Result<HeaderValue, String> {
         .map_err(|_| "credentials contain characters not allowed in a header".to_string())?;
     h.set_sensitive(true);
     Ok(h)
-}
-
-/// Standard base64 with padding, for the basic-auth header.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn client_tls(cfg: &TlsConfig, https: bool) -> Result<rustls::ClientConfig, String> {
@@ -313,21 +280,6 @@ mod insecure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
-    }
 
     #[test]
     fn status_classification_follows_the_spec() {
