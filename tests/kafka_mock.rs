@@ -122,20 +122,13 @@ tasks:
     )
     .await;
     assert_eq!(r.status, 204, "{}", r.text());
-    eventually(
-        Duration::from_secs(30),
-        "a retry counted while the broker is down",
-        || async {
-            match relay
-                .metric("promrelay_target_retries_total{task=\"to-kafka\",target=\"lake\"}")
-                .await
-            {
-                Some(n) if n >= 1.0 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    relay
+        .wait_metric(
+            "promrelay_target_retries_total{task=\"to-kafka\",target=\"lake\"}",
+            "a retry counted while the broker is down",
+            |n| n >= 1.0,
+        )
+        .await;
     mock.broker_up(1).unwrap();
 
     let (samples, keys) = read_all(&brokers, "metrics", 120);
@@ -155,16 +148,13 @@ tasks:
         keys.iter().all(|k| k.starts_with("series-group-")),
         "{keys:?}"
     );
-    eventually(Duration::from_secs(10), "delivered counter", || async {
-        match relay
-            .metric("promrelay_target_delivered_samples_total{task=\"to-kafka\",target=\"lake\"}")
-            .await
-        {
-            Some(120.0) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    relay
+        .wait_metric(
+            "promrelay_target_delivered_samples_total{task=\"to-kafka\",target=\"lake\"}",
+            "delivered counter",
+            |n| n == 120.0,
+        )
+        .await;
 
     // kafka-tail prints the same samples, one JSON object per line.
     let out = Command::new(relay_bin())

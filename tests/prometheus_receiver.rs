@@ -195,21 +195,14 @@ tasks:
         vec![p(3, 1.5), p(4, 2.5)],
     );
 
-    let got = eventually(
-        Duration::from_secs(30),
-        "the receiver to hold exactly the filtered series",
-        || async {
-            let got = receiver
-                .raw_series("{__name__=~\".+\"}", "10m", now_ms())
-                .await?;
-            if got == want {
-                Ok(got)
-            } else {
-                Err(format!("{got:?}"))
-            }
-        },
-    )
-    .await;
+    let got = receiver
+        .wait_for_series(
+            "{__name__=~\".+\"}",
+            "10m",
+            &want,
+            "the receiver to hold exactly the filtered series",
+        )
+        .await;
     assert_eq!(got, want);
 
     // The file target wrote the same two ECS series as seed-format JSON lines.
@@ -311,34 +304,22 @@ tasks:
             .push((t0 + batch * 1000, (batch * 10 + i) as f64));
         }
     }
-    eventually(
-        Duration::from_secs(30),
-        "failed attempts while the receiver is down",
-        || async {
-            match relay
-                .metric("promrelay_target_retries_total{task=\"patient\",target=\"late\"}")
-                .await
-            {
-                Some(n) if n >= 2.0 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    relay
+        .wait_metric(
+            "promrelay_target_retries_total{task=\"patient\",target=\"late\"}",
+            "failed attempts while the receiver is down",
+            |n| n >= 2.0,
+        )
+        .await;
     let receiver = Prometheus::receiver_on(port).await;
-    let got = eventually(
-        Duration::from_secs(30),
-        "every sample after the receiver came up",
-        || async {
-            let got = receiver.raw_series("late_metric", "10m", now_ms()).await?;
-            if got == want {
-                Ok(got)
-            } else {
-                Err(format!("{got:?}"))
-            }
-        },
-    )
-    .await;
+    let got = receiver
+        .wait_for_series(
+            "late_metric",
+            "10m",
+            &want,
+            "every sample after the receiver came up",
+        )
+        .await;
     assert_eq!(got, want);
     assert_eq!(
         relay

@@ -228,13 +228,13 @@ tasks:
     );
 
     // The target with the wrong password got 401: dropped once, counted, not retried.
-    eventually(Duration::from_secs(30), "the refused batch to be counted", || async {
-        match relay.metric("promrelay_target_dropped_samples_total{task=\"secure\",target=\"wrong-password\",reason=\"refused\"}").await {
-            Some(1.0) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    relay
+        .wait_metric(
+            "promrelay_target_dropped_samples_total{task=\"secure\",target=\"wrong-password\",reason=\"refused\"}",
+            "the refused batch to be counted",
+            |n| n == 1.0,
+        )
+        .await;
     assert_eq!(
         relay
             .metric("promrelay_target_retries_total{task=\"secure\",target=\"wrong-password\"}")

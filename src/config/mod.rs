@@ -90,16 +90,6 @@ pub enum TargetKind {
     Kafka(KafkaConfig),
 }
 
-impl TargetKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            TargetKind::RemoteWrite(_) => "remote_write",
-            TargetKind::File(_) => "file",
-            TargetKind::Kafka(_) => "kafka",
-        }
-    }
-}
-
 pub use raw::{KafkaCompression, KafkaFormat, KafkaKey};
 
 /// One piece of a topic template: literal text or a `{label}` placeholder.

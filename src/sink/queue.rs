@@ -124,10 +124,6 @@ impl SinkQueue {
         self.held.load(Ordering::Acquire)
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Reserve room for `n` samples. Fails when they do not fit, except into an empty queue, so
     /// that a request larger than the whole capacity is still taken (alone) rather than refused
     /// forever.

@@ -372,6 +372,27 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// Wait (bounded) until `selector` over the last `range` holds exactly `want`.
+    pub async fn wait_for_series(
+        &self,
+        selector: &str,
+        range: &str,
+        want: &SeriesMap,
+        what: &str,
+    ) -> SeriesMap {
+        eventually(Duration::from_secs(30), what, || async {
+            let got = self.raw_series(selector, range, now_ms()).await?;
+            if &got == want {
+                Ok(got)
+            } else {
+                Err(format!("{got:?}"))
+            }
+        })
+        .await
+    }
+}
+
 pub type SeriesMap = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 
 pub fn urlencode(s: &str) -> String {
@@ -425,6 +446,17 @@ impl Relay {
 
     pub fn write_url(&self) -> String {
         format!("{}/api/v1/write", self.base())
+    }
+
+    /// Wait (bounded) until a self-metric satisfies `ok`; returns its value.
+    pub async fn wait_metric(&self, series: &str, what: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        eventually(Duration::from_secs(30), what, || async {
+            match self.metric(series).await {
+                Some(v) if ok(v) => Ok(v),
+                other => Err(format!("{series} = {other:?}")),
+            }
+        })
+        .await
     }
 
     /// The value of one self-metric sample, by its exact exposition line prefix
