@@ -168,7 +168,7 @@ fn pipeline(c: &mut Criterion) {
         FILTER[0], FILTER[1]
     );
     let cfg = Config::from_yaml(&yaml, Path::new(".")).unwrap();
-    let p = Pipeline::new(cfg, &Metrics::new());
+    let p = Pipeline::new(cfg, &Metrics::new()).unwrap();
     let source = p.source("default").unwrap();
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(samples as u64));

@@ -261,8 +261,17 @@ pub fn in_process(
     duration: Duration,
     max_requests: Option<u64>,
     show_progress: bool,
-) -> BenchReport {
-    let pipeline = Arc::new(Pipeline::new(config, &Metrics::new()));
+) -> Result<BenchReport, crate::sink::SinkError> {
+    let mut config = config;
+    // Nothing is sent in process: queues are emptied after each request. A spool would fill
+    // up (and measure the disk), so spools are left out.
+    for t in config.tasks.iter_mut().flat_map(|t| t.targets.iter_mut()) {
+        t.spool = None;
+    }
+    for t in &mut config.tasks {
+        t.ack = crate::config::Ack::Queued;
+    }
+    let pipeline = Arc::new(Pipeline::new(config, &Metrics::new())?);
     let (bodies, per_request) = bodies(spec, 8);
     let source = pipeline.source("default").unwrap_or(0);
     let samples = Arc::new(AtomicU64::new(0));
@@ -312,7 +321,7 @@ pub fn in_process(
     let _ = bar.join();
     report.cpu_seconds = cpu0.and_then(|c0| cpu_seconds(me).map(|c1| c1 - c0));
     report.peak_rss_bytes = peak_rss(me);
-    report
+    Ok(report)
 }
 
 /// Drive a remote-write URL over HTTP with `connections` concurrent senders for `duration`.
@@ -492,7 +501,8 @@ mod tests {
             Duration::from_millis(200),
             None,
             false,
-        );
+        )
+        .unwrap();
         assert!(r.requests > 0 && r.errors == 0, "{r}");
         assert_eq!(r.samples, r.requests * 100);
         assert!(r.p99 >= r.p50);

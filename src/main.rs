@@ -245,7 +245,14 @@ fn main() -> ExitCode {
                 };
                 let threads = threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-                promrelay::bench::in_process(cfg, &spec, threads, duration, requests, !quiet)
+                match promrelay::bench::in_process(cfg, &spec, threads, duration, requests, !quiet)
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("promrelay bench: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             };
             println!("{report}");
             ExitCode::SUCCESS

@@ -1,8 +1,9 @@
-//! Wiring: config → targets and their senders → pipeline → HTTP server, and the orderly
-//! shutdown in reverse: stop accepting, finish in-flight requests, drain queues (bounded), exit.
+//! Wiring: config → targets and their senders → pipeline → HTTP server(s), and the orderly
+//! shutdown in reverse: stop accepting, finish in-flight requests, drain memory queues
+//! (bounded), stop spool senders after their batch in flight, sync spools, exit.
 
-use crate::config::Config;
-use crate::ingest::{IngestState, handle};
+use crate::config::{Config, ServerTls};
+use crate::ingest::{IngestState, Listener, handle};
 use crate::pipeline::Pipeline;
 use crate::sink::{Service, run_lane};
 use crate::telemetry::Metrics;
@@ -10,13 +11,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,21 +32,79 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("server.tls: {0}")]
+    Tls(String),
 }
 
 /// A relay that is listening.
 pub struct Relay {
     state: Arc<IngestState>,
     listener: TcpListener,
+    admin: Option<TcpListener>,
+    tls: Option<TlsAcceptor>,
     senders: JoinSet<()>,
+    syncers: JoinSet<()>,
+    stop_sync: tokio::sync::watch::Sender<bool>,
+}
+
+/// The server's TLS setup: certificate chain and key, optionally a CA that client
+/// certificates must chain to.
+fn server_tls(t: &ServerTls) -> Result<TlsAcceptor, StartError> {
+    let err = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        StartError::Tls(format!("{what} {}: {e}", path.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(&t.cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| err("cannot read certificates from", &t.cert_file, &e))?;
+    if chain.is_empty() {
+        return Err(err("no certificate in", &t.cert_file, &"empty"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&t.key_file)
+        .map_err(|e| err("cannot read the private key from", &t.key_file, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let builder = match &t.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| err("cannot read", ca, &e))? {
+                let cert = cert.map_err(|e| err("cannot read", ca, &e))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| err("bad CA certificate in", ca, &e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| err("cannot use", ca, &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| err("certificate and key do not match in", &t.cert_file, &e))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
 }
 
 impl Relay {
-    /// Build everything and bind the listen address; nothing is served until [`Relay::serve`].
+    /// Build everything and bind the listen addresses; nothing is served until
+    /// [`Relay::serve`].
     ///
     /// # Errors
-    /// A target that cannot be built (TLS files, an unwritable file path), or a listen address
-    /// that cannot be bound.
+    /// A target that cannot be built (TLS files, an unwritable file path, a spool directory
+    /// that cannot be opened or is in use), server TLS files that do not load, or a listen
+    /// address that cannot be bound.
     pub async fn start(config: Config) -> Result<Relay, StartError> {
         let metrics = Arc::new(Metrics::new());
         // Services first: they are the part that can fail, and targets are numbered in the same
@@ -54,23 +116,35 @@ impl Relay {
             }
         }
         let server = config.server.clone();
+        let tls = server.tls.as_ref().map(server_tls).transpose()?;
         let source_auth = config
             .source_auth
             .iter()
             .map(|a| a.header_value())
             .collect();
-        let listener =
-            TcpListener::bind(server.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: server.listen,
-                    source,
-                })?;
-        let pipeline = Pipeline::new(config, &metrics);
+        let listener = bind(server.listen).await?;
+        let admin = match server.admin_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let pipeline = Pipeline::new(config, &metrics)?;
         let mut senders = JoinSet::new();
+        let mut syncers = JoinSet::new();
+        let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
         for (target, lanes) in pipeline.targets().iter().zip(services) {
             for (lane, service) in lanes.into_iter().enumerate() {
                 senders.spawn(run_lane(target.clone(), lane, service));
+            }
+            if target.queue.spool().is_some() {
+                let (target, mut stop) = (target.clone(), stop_rx.clone());
+                syncers.spawn(async move {
+                    if let Some(s) = target.queue.spool() {
+                        s.run_sync(async move {
+                            let _ = stop.wait_for(|&v| v).await;
+                        })
+                        .await;
+                    }
+                });
             }
         }
         let state = Arc::new(IngestState {
@@ -83,7 +157,11 @@ impl Relay {
         Ok(Relay {
             state,
             listener,
+            admin,
+            tls,
             senders,
+            syncers,
+            stop_sync,
         })
     }
 
@@ -94,45 +172,57 @@ impl Relay {
             .unwrap_or(self.state.server.listen)
     }
 
+    /// The admin address actually bound, when `server.admin_listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serve until `shutdown` resolves, then shut down in order (see the module docs).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let Relay {
             state,
             listener,
+            admin,
+            tls,
             mut senders,
+            mut syncers,
+            stop_sync,
         } = self;
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
+        let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(addr = %addr(&listener), tls = tls.is_some(), "listening");
+        if let Some(a) = &admin {
+            tracing::info!(addr = %addr(a), "admin endpoints (/metrics, /-/healthy, /-/ready) listening");
+        }
+        let main_role = if admin.is_some() {
+            Listener::Ingest
+        } else {
+            Listener::Both
+        };
         loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, _) = match accepted {
-                        Ok(x) => x,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let st = state.clone();
-                    let svc = service_fn(move |req| handle(st.clone(), req));
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
+            let (accepted, role) = tokio::select! {
+                a = listener.accept() => (a, main_role),
+                a = accept_opt(admin.as_ref()) => (a, Listener::Admin),
                 () = &mut shutdown => break,
-            }
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            serve_connection(&builder, &graceful, &state, tls.clone(), stream, role);
         }
         let timeout = state.server.shutdown_timeout;
         tracing::info!("shutting down: no new connections, draining queues for up to {timeout:?}");
         state.ready.store(false, Ordering::Release);
         drop(listener);
+        drop(admin);
         let deadline = tokio::time::Instant::now() + timeout;
         if tokio::time::timeout_at(deadline, graceful.shutdown())
             .await
@@ -151,13 +241,76 @@ impl Relay {
             senders.abort_all();
             for t in state.pipeline.targets() {
                 let left = t.queue.held();
-                if left > 0 {
+                if left == 0 {
+                    continue;
+                }
+                if t.queue.spool().is_some() {
+                    tracing::info!(task = %t.task, target = %t.name, samples = left, "shutdown timeout: samples stay in the spool for the next start");
+                } else {
                     t.metrics.dropped_shutdown.inc_by(left as u64);
                     tracing::error!(task = %t.task, target = %t.name, samples = left, "shutdown timeout: samples not delivered");
                 }
             }
         }
+        // Last: every spool syncs what it wrote and how far it got.
+        let _ = stop_sync.send(true);
+        while syncers.join_next().await.is_some() {}
         tracing::info!("stopped");
+    }
+}
+
+async fn accept_opt(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serve one accepted connection on its own task (TLS handshake first, when configured).
+fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    state: &Arc<IngestState>,
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    role: Listener,
+) {
+    let _ = stream.set_nodelay(true);
+    let st = state.clone();
+    let svc = service_fn(move |req| handle(st.clone(), role, req));
+    match tls {
+        None => {
+            let conn = graceful.watch(
+                builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned(),
+            );
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        Some(acceptor) => {
+            // The handshake runs on the connection's task; the graceful watch starts once it
+            // is done (a half-open handshake is cut off by the timeout below).
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let handshake =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                let stream = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!("TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
+                let _ = watcher.watch(conn).await;
+            });
+        }
     }
 }
 

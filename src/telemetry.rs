@@ -19,8 +19,14 @@ pub mod reason {
     pub const REFUSED: &str = "refused";
     /// The sample cannot be represented in the target's format (native histograms in JSON).
     pub const UNSUPPORTED: &str = "unsupported_by_format";
-    /// Still queued when the shutdown timeout ran out.
+    /// Still queued in memory when the shutdown timeout ran out.
     pub const SHUTDOWN: &str = "shutdown";
+    /// The spool was full and its `on_full` is `drop_oldest`.
+    pub const SPOOL_FULL: &str = "spool_full";
+    /// A spool record failed its checksum when read back (disk corruption).
+    pub const SPOOL_CORRUPT: &str = "spool_corrupt";
+    /// Writing to the spool failed (disk full, I/O error); the request was answered 503.
+    pub const SPOOL_ERROR: &str = "spool_error";
 }
 
 /// All metric families, registered under the `promrelay_` prefix.
@@ -41,6 +47,7 @@ pub struct Metrics {
     target_retries: Family<Labels, Counter>,
     target_dropped: Family<Labels, Counter>,
     target_queue_depth: Family<Labels, Gauge>,
+    target_spool_bytes: Family<Labels, Gauge>,
     target_send_seconds: Family<Labels, Histogram>,
     target_sent_bytes: Family<Labels, Counter>,
 }
@@ -76,6 +83,7 @@ impl Metrics {
         let target_retries = Family::default();
         let target_dropped = Family::default();
         let target_queue_depth = Family::default();
+        let target_spool_bytes = Family::default();
         let target_sent_bytes = Family::default();
         let target_send_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -161,6 +169,11 @@ impl Metrics {
             target_queue_depth.clone(),
         );
         registry.register(
+            "target_spool_bytes",
+            "Bytes held by the target's spool now (reserved, unread and in flight)",
+            target_spool_bytes.clone(),
+        );
+        registry.register(
             "target_send_duration_seconds",
             "Time of one send attempt",
             target_send_seconds.clone(),
@@ -182,6 +195,7 @@ impl Metrics {
             target_retries,
             target_dropped,
             target_queue_depth,
+            target_spool_bytes,
             target_send_seconds,
             target_sent_bytes,
         }
@@ -239,10 +253,14 @@ impl Metrics {
             bytes: self.target_sent_bytes.get_or_create(&l).clone(),
             retries: self.target_retries.get_or_create(&l).clone(),
             queue_depth: self.target_queue_depth.get_or_create(&l).clone(),
+            spool_bytes: self.target_spool_bytes.get_or_create(&l).clone(),
             send_seconds: self.target_send_seconds.get_or_create(&l).clone(),
             dropped_refused: dropped(reason::REFUSED),
             dropped_unsupported: dropped(reason::UNSUPPORTED),
             dropped_shutdown: dropped(reason::SHUTDOWN),
+            dropped_spool_full: dropped(reason::SPOOL_FULL),
+            dropped_spool_corrupt: dropped(reason::SPOOL_CORRUPT),
+            dropped_spool_error: dropped(reason::SPOOL_ERROR),
         }
     }
 
@@ -278,10 +296,15 @@ pub struct TargetMetrics {
     pub bytes: Counter,
     pub retries: Counter,
     pub queue_depth: Gauge,
+    /// Bytes held by the target's spool (0 without one).
+    pub spool_bytes: Gauge,
     pub send_seconds: Histogram,
     pub dropped_refused: Counter,
     pub dropped_unsupported: Counter,
     pub dropped_shutdown: Counter,
+    pub dropped_spool_full: Counter,
+    pub dropped_spool_corrupt: Counter,
+    pub dropped_spool_error: Counter,
 }
 
 /// Log to stderr; `RUST_LOG` overrides the level (default `info`).

@@ -66,7 +66,8 @@ tasks:
     let pipeline = Pipeline::new(
         Config::from_yaml(yaml, Path::new(".")).unwrap(),
         &Metrics::new(),
-    );
+    )
+    .unwrap();
     let spec = WorkloadSpec {
         series,
         ..Default::default()

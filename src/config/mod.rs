@@ -9,7 +9,7 @@ pub mod raw;
 use crate::filter::Filter;
 use crate::relabel::{LabelSet, is_valid_label_name};
 use raw::{LabelsSpec, Lines, RawConfig, RawQueue, RawTarget};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,7 +60,22 @@ pub struct ServerConfig {
     pub max_labels_per_series: usize,
     pub max_label_name_bytes: usize,
     pub max_label_value_bytes: usize,
+    pub ack_timeout: Duration,
+    /// Where `/metrics` and the health endpoints are served when not on `listen`.
+    pub admin_listen: Option<SocketAddr>,
+    pub tls: Option<ServerTls>,
 }
+
+/// HTTPS for the server: files checked to exist at load, read at start.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+pub use crate::sink::spool::{OnFull, SpoolConfig};
+pub use raw::Ack;
 
 #[derive(Debug)]
 pub struct TaskConfig {
@@ -70,6 +85,8 @@ pub struct TaskConfig {
     pub source: String,
     pub filter: Filter,
     pub labels: LabelSet,
+    /// When ingest answers: resolved (`spooled` when a target has a spool, else `queued`).
+    pub ack: Ack,
     pub targets: Vec<TargetConfig>,
 }
 
@@ -78,6 +95,7 @@ pub struct TargetConfig {
     pub name: String,
     pub external_labels: LabelSet,
     pub queue: QueueConfig,
+    pub spool: Option<SpoolConfig>,
     pub kind: TargetKind,
 }
 
@@ -380,7 +398,38 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         max_labels_per_series: positive(s.max_labels_per_series, "server.max_labels_per_series")?,
         max_label_name_bytes: positive(s.max_label_name_bytes, "server.max_label_name_bytes")?,
         max_label_value_bytes: positive(s.max_label_value_bytes, "server.max_label_value_bytes")?,
+        ack_timeout: duration(&s.ack_timeout, "server.ack_timeout")?,
+        admin_listen: match &s.admin_listen {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                invalid(
+                    "server.admin_listen",
+                    format!("{a:?} is not an IP:port address"),
+                )
+            })?),
+        },
+        tls: match &s.tls {
+            None => None,
+            Some(t) => Some(ServerTls {
+                cert_file: existing_file(&t.cert_file, base, "server.tls.cert_file")?,
+                key_file: existing_file(&t.key_file, base, "server.tls.key_file")?,
+                client_ca_file: t
+                    .client_ca_file
+                    .as_deref()
+                    .map(|f| existing_file(f, base, "server.tls.client_ca_file"))
+                    .transpose()?,
+            }),
+        },
     };
+    if server.ack_timeout.is_zero() {
+        return Err(invalid("server.ack_timeout", "must be greater than 0"));
+    }
+    if server.admin_listen == Some(server.listen) {
+        return Err(invalid(
+            "server.admin_listen",
+            "must differ from server.listen (leave it out to serve both on listen)",
+        ));
+    }
     if server.max_decoded_bytes > u32::MAX as usize {
         return Err(invalid("server.max_decoded_bytes", "must be below 4 GiB"));
     }
@@ -426,6 +475,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
 
     let mut tasks = Vec::new();
     let mut task_names = HashSet::new();
+    let mut spool_dirs: HashMap<PathBuf, String> = HashMap::new();
     for (i, t) in raw.tasks.into_iter().enumerate() {
         let at = format!("tasks[{i}]");
         if t.name.trim().is_empty() {
@@ -482,9 +532,33 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
                     format!("target {:?} is defined twice in this task", target.name),
                 ));
             }
+            if let Some(sp) = &target.spool
+                && let Some(other) = spool_dirs.insert(sp.dir.clone(), tat.clone())
+            {
+                return Err(invalid(
+                    format!("{tat}.spool.dir"),
+                    format!(
+                        "{} is already the spool of {other}; each target needs its own",
+                        sp.dir.display()
+                    ),
+                ));
+            }
             targets.push(target);
         }
+        let spooled = targets.iter().any(|t| t.spool.is_some());
+        let ack = match t.ack {
+            None if spooled => Ack::Spooled,
+            None => Ack::Queued,
+            Some(Ack::Spooled) if !spooled => {
+                return Err(invalid(
+                    format!("{at}.ack"),
+                    "`spooled` needs a spool on at least one target of the task",
+                ));
+            }
+            Some(a) => a,
+        };
         tasks.push(TaskConfig {
+            ack,
             name: t.name,
             description: t.description,
             enabled: t.enabled,
@@ -504,7 +578,9 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
 
 /// The credentials a source requires: basic auth or a bearer token, secrets from files or inline.
 fn source_auth_of(src: &raw::RawSource, at: &str, base: &Path) -> Result<Auth, ConfigError> {
-    let bearer = src.bearer_token.is_some() || src.bearer_token_file.is_some();
+    let bearer = src.bearer_token.is_some()
+        || src.bearer_token_file.is_some()
+        || src.bearer_token_env.is_some();
     match (&src.basic_auth, bearer) {
         (Some(_), true) => Err(invalid(
             at,
@@ -513,15 +589,21 @@ fn source_auth_of(src: &raw::RawSource, at: &str, base: &Path) -> Result<Auth, C
         (Some(b), false) => Ok(Auth::Basic {
             username: b.username.clone(),
             password: one_secret(
-                &b.password,
-                &b.password_file,
+                SecretSources {
+                    inline: &b.password,
+                    file: &b.password_file,
+                    env: &b.password_env,
+                },
                 base,
                 &format!("{at}.basic_auth.password"),
             )?,
         }),
         (None, true) => Ok(Auth::Bearer(one_secret(
-            &src.bearer_token,
-            &src.bearer_token_file,
+            SecretSources {
+                inline: &src.bearer_token,
+                file: &src.bearer_token_file,
+                env: &src.bearer_token_env,
+            },
             base,
             &format!("{at}.bearer_token"),
         )?)),
@@ -587,21 +669,33 @@ fn read_secret(path: &str, base: &Path, field: &str) -> Result<String, ConfigErr
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// Exactly one of an inline secret and a secret file.
-fn one_secret(
-    inline: &Option<String>,
-    file: &Option<String>,
-    base: &Path,
-    field: &str,
-) -> Result<String, ConfigError> {
-    match (inline, file) {
-        (Some(s), None) => Ok(s.clone()),
-        (None, Some(f)) => read_secret(f, base, &format!("{field}_file")),
-        (Some(_), Some(_)) => Err(invalid(
+/// Where a secret may come from: inline, a file, or an environment variable; exactly one.
+struct SecretSources<'a> {
+    inline: &'a Option<String>,
+    file: &'a Option<String>,
+    env: &'a Option<String>,
+}
+
+/// Read the one secret configured for `field` (`{field}`, `{field}_file` or `{field}_env`).
+fn one_secret(src: SecretSources<'_>, base: &Path, field: &str) -> Result<String, ConfigError> {
+    match (src.inline, src.file, src.env) {
+        (Some(s), None, None) => Ok(s.clone()),
+        (None, Some(f), None) => read_secret(f, base, &format!("{field}_file")),
+        (None, None, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            _ => Err(invalid(
+                format!("{field}_env"),
+                format!("environment variable {var:?} is not set or empty"),
+            )),
+        },
+        (None, None, None) => Err(invalid(
             field,
-            format!("set either {field} or {field}_file, not both"),
+            format!("set one of {field}, {field}_file or {field}_env"),
         )),
-        (None, None) => Err(invalid(field, format!("set {field} or {field}_file"))),
+        _ => Err(invalid(
+            field,
+            format!("set only one of {field}, {field}_file and {field}_env"),
+        )),
     }
 }
 
@@ -633,8 +727,11 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
             let mut auths = Vec::new();
             if let Some(b) = &rw.basic_auth {
                 let password = one_secret(
-                    &b.password,
-                    &b.password_file,
+                    SecretSources {
+                        inline: &b.password,
+                        file: &b.password_file,
+                        env: &b.password_env,
+                    },
                     base,
                     &format!("{at}.basic_auth.password"),
                 )?;
@@ -643,10 +740,16 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
                     password,
                 });
             }
-            if rw.bearer_token.is_some() || rw.bearer_token_file.is_some() {
+            if rw.bearer_token.is_some()
+                || rw.bearer_token_file.is_some()
+                || rw.bearer_token_env.is_some()
+            {
                 auths.push(Auth::Bearer(one_secret(
-                    &rw.bearer_token,
-                    &rw.bearer_token_file,
+                    SecretSources {
+                        inline: &rw.bearer_token,
+                        file: &rw.bearer_token_file,
+                        env: &rw.bearer_token_env,
+                    },
                     base,
                     &format!("{at}.bearer_token"),
                 )?));
@@ -654,8 +757,11 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
             if let Some(k) = &rw.access_key {
                 // An AccessKey ID/Secret pair is sent as basic auth, as the managed service expects.
                 let secret = one_secret(
-                    &k.secret,
-                    &k.secret_file,
+                    SecretSources {
+                        inline: &k.secret,
+                        file: &k.secret_file,
+                        env: &k.secret_env,
+                    },
                     base,
                     &format!("{at}.access_key.secret"),
                 )?;
@@ -705,6 +811,7 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
                     &format!("{at}.external_labels"),
                 )?,
                 queue: queue(&rw.queue, at)?,
+                spool: spool(rw.spool.as_ref(), at, base)?,
                 name: rw.name,
                 kind: TargetKind::RemoteWrite(RemoteWriteConfig {
                     url,
@@ -731,6 +838,7 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
                     &format!("{at}.external_labels"),
                 )?,
                 queue: q,
+                spool: spool(f.spool.as_ref(), at, base)?,
                 name: f.name,
                 kind: TargetKind::File(FileConfig {
                     path: (f.path != "-").then(|| base.join(&f.path)),
@@ -738,6 +846,52 @@ fn validate_target(target: RawTarget, at: &str, base: &Path) -> Result<TargetCon
             })
         }
     }
+}
+
+/// A path (resolved against the config's directory) that must name a file.
+fn existing_file(f: &str, base: &Path, field: &str) -> Result<PathBuf, ConfigError> {
+    let p = base.join(f);
+    if !p.is_file() {
+        return Err(invalid(
+            field,
+            format!("{} is not a readable file", p.display()),
+        ));
+    }
+    Ok(p)
+}
+
+/// Check a `spool:` block.
+fn spool(
+    raw: Option<&raw::RawSpool>,
+    at: &str,
+    base: &Path,
+) -> Result<Option<SpoolConfig>, ConfigError> {
+    let Some(sp) = raw else { return Ok(None) };
+    if sp.dir.trim().is_empty() {
+        return Err(invalid(format!("{at}.spool.dir"), "must not be empty"));
+    }
+    if sp.max_bytes < 1 << 20 {
+        return Err(invalid(
+            format!("{at}.spool.max_bytes"),
+            "must be at least 1048576 (1 MiB)",
+        ));
+    }
+    let fsync_interval = duration(&sp.fsync_interval, &format!("{at}.spool.fsync_interval"))?;
+    if fsync_interval.is_zero() {
+        return Err(invalid(
+            format!("{at}.spool.fsync_interval"),
+            "must be greater than 0",
+        ));
+    }
+    Ok(Some(SpoolConfig {
+        dir: base.join(&sp.dir),
+        max_bytes: sp.max_bytes,
+        on_full: match sp.on_full {
+            raw::OnFull::Block => OnFull::Block,
+            raw::OnFull::DropOldest => OnFull::DropOldest,
+        },
+        fsync_interval,
+    }))
 }
 
 /// Check a `tls:` block: files that exist (resolved against the config's directory), and a
@@ -750,15 +904,9 @@ fn tls_files(t: &raw::RawTls, at: &str, base: &Path) -> Result<TlsConfig, Config
         ));
     }
     let file = |f: &Option<String>, name: &str| -> Result<Option<PathBuf>, ConfigError> {
-        let Some(f) = f else { return Ok(None) };
-        let p = base.join(f);
-        if !p.is_file() {
-            return Err(invalid(
-                format!("{at}.tls.{name}"),
-                format!("{} is not a readable file", p.display()),
-            ));
-        }
-        Ok(Some(p))
+        f.as_deref()
+            .map(|f| existing_file(f, base, &format!("{at}.tls.{name}")))
+            .transpose()
     };
     Ok(TlsConfig {
         ca_file: file(&t.ca_file, "ca_file")?,
@@ -836,8 +984,11 @@ fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfi
             ));
         }
         let password = one_secret(
-            &s.password,
-            &s.password_file,
+            SecretSources {
+                inline: &s.password,
+                file: &s.password_file,
+                env: &s.password_env,
+            },
             base,
             &format!("{at}.sasl.password"),
         )?;
@@ -865,6 +1016,7 @@ fn validate_kafka(k: raw::RawKafka, at: &str, base: &Path) -> Result<TargetConfi
     Ok(TargetConfig {
         external_labels: external_labels(&k.external_labels, &format!("{at}.external_labels"))?,
         queue: queue(&k.queue, at)?,
+        spool: spool(k.spool.as_ref(), at, base)?,
         name: k.name,
         kind: TargetKind::Kafka(KafkaConfig {
             topic,

@@ -37,6 +37,21 @@ pub struct RawServer {
     pub max_labels_per_series: u64,
     pub max_label_name_bytes: u64,
     pub max_label_value_bytes: u64,
+    /// Longest an `ack: spooled | delivered` request waits before it is answered 503.
+    pub ack_timeout: String,
+    /// Serve `/metrics` and the health endpoints here instead of on `listen`.
+    pub admin_listen: Option<String>,
+    /// Serve HTTPS on `listen` (and `admin_listen`).
+    pub tls: Option<RawServerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    pub cert_file: String,
+    pub key_file: String,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca_file: Option<String>,
 }
 
 impl Default for RawServer {
@@ -53,6 +68,9 @@ impl Default for RawServer {
             max_labels_per_series: 256,
             max_label_name_bytes: 1024,
             max_label_value_bytes: 64 << 10,
+            ack_timeout: "25s".into(),
+            admin_listen: None,
+            tls: None,
         }
     }
 }
@@ -65,6 +83,7 @@ pub struct RawSource {
     pub basic_auth: Option<RawBasicAuth>,
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<String>,
+    pub bearer_token_env: Option<String>,
 }
 
 /// Text with one item per line, or a YAML list of items.
@@ -95,8 +114,49 @@ pub struct RawTask {
     pub source: String,
     pub filter: Option<Lines>,
     pub labels: Option<LabelsSpec>,
+    /// When ingest answers 2xx: once queued, spooled (on disk) or delivered.
+    pub ack: Option<Ack>,
     #[serde(default)]
     pub targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ack {
+    /// In the memory queues (or written to the spool file, not yet synced).
+    Queued,
+    /// Synced to disk in every spooled target of the task.
+    Spooled,
+    /// Taken by every target of the task.
+    Delivered,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    #[default]
+    Block,
+    DropOldest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    pub dir: String,
+    #[serde(default = "default_spool_bytes")]
+    pub max_bytes: u64,
+    #[serde(default)]
+    pub on_full: OnFull,
+    #[serde(default = "default_fsync_interval")]
+    pub fsync_interval: String,
+}
+
+fn default_spool_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_fsync_interval() -> String {
+    "1s".into()
 }
 
 fn yes() -> bool {
@@ -127,6 +187,7 @@ pub struct RawRemoteWrite {
     pub basic_auth: Option<RawBasicAuth>,
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<String>,
+    pub bearer_token_env: Option<String>,
     pub access_key: Option<RawAccessKey>,
     pub tls: Option<RawTls>,
     #[serde(default)]
@@ -135,6 +196,7 @@ pub struct RawRemoteWrite {
     pub timeout: String,
     #[serde(default)]
     pub queue: RawQueue,
+    pub spool: Option<RawSpool>,
 }
 
 fn default_timeout() -> String {
@@ -147,6 +209,7 @@ pub struct RawBasicAuth {
     pub username: String,
     pub password: Option<String>,
     pub password_file: Option<String>,
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +218,7 @@ pub struct RawAccessKey {
     pub id: String,
     pub secret: Option<String>,
     pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +266,7 @@ pub struct RawFile {
     pub external_labels: BTreeMap<String, String>,
     #[serde(default = "file_queue")]
     pub queue: RawQueue,
+    pub spool: Option<RawSpool>,
 }
 
 fn file_queue() -> RawQueue {
@@ -237,6 +302,7 @@ pub struct RawKafka {
     pub options: BTreeMap<String, String>,
     #[serde(default = "kafka_queue")]
     pub queue: RawQueue,
+    pub spool: Option<RawSpool>,
 }
 
 fn default_max_message_bytes() -> u64 {
@@ -290,4 +356,5 @@ pub struct RawSasl {
     pub username: String,
     pub password: Option<String>,
     pub password_file: Option<String>,
+    pub password_env: Option<String>,
 }

@@ -323,11 +323,11 @@ const WIRE_I32: u8 = 5;
 #[inline(always)]
 fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     // Fast path: tags and most lengths in a remote-write body fit in one byte.
-    if let Some(&b) = buf.get(*pos) {
-        if b < 0x80 {
-            *pos += 1;
-            return Ok(u64::from(b));
-        }
+    if let Some(&b) = buf.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        return Ok(u64::from(b));
     }
     read_varint_slow(buf, pos)
 }

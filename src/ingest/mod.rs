@@ -11,7 +11,9 @@
 //! | 405 | wrong method (`Allow` says which) |
 //! | 413 | body over `max_body_bytes`, or snappy header declaring more than `max_decoded_bytes` |
 //! | 415 | `Content-Encoding` other than snappy, or a `Content-Type`/`proto=` not remote-write 1.0 |
-//! | 503 (or 429) + `Retry-After` | a target queue is full |
+//! | 400 | `ack: delivered` only: a target refused the data for good (its 4xx) or dropped it |
+//! | 503 (or 429) + `Retry-After` | a target queue or spool is full |
+//! | 503 + `Retry-After` | a spool write failed, or an `ack: spooled`/`delivered` wait passed `server.ack_timeout` |
 //!
 //! 503 is the default backpressure answer because Prometheus 2.42 retries every 5xx but drops a
 //! batch answered 429 unless `retry_on_http_429` is set in its `queue_config`.
@@ -26,6 +28,17 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Ingest and admin (no `admin_listen` configured).
+    Both,
+    /// Ingest only (`/metrics` and health live on `admin_listen`).
+    Ingest,
+    /// `/metrics`, `/-/healthy`, `/-/ready` only.
+    Admin,
+}
 
 /// What every request handler shares.
 pub struct IngestState {
@@ -74,9 +87,23 @@ fn method_not_allowed(allow: &'static str) -> Resp {
 /// Route and answer one request. Never fails: every problem is an HTTP answer.
 pub async fn handle(
     state: Arc<IngestState>,
+    role: Listener,
     req: Request<Incoming>,
 ) -> Result<Resp, std::convert::Infallible> {
     let path = req.uri().path();
+    let admin_path = matches!(path, "/metrics" | "/-/healthy" | "/-/ready");
+    if role == Listener::Admin && !admin_path {
+        return Ok(text(
+            StatusCode::NOT_FOUND,
+            "not found; this is the admin address: /metrics, /-/healthy, /-/ready",
+        ));
+    }
+    if role == Listener::Ingest && admin_path {
+        return Ok(text(
+            StatusCode::NOT_FOUND,
+            "not found; /metrics and the health endpoints are served on server.admin_listen",
+        ));
+    }
     let source = if path == "/api/v1/write" {
         Some("default")
     } else {
@@ -180,15 +207,15 @@ fn check_headers(req: &Request<Incoming>) -> Option<Resp> {
             ));
         }
         for p in parts {
-            if let Some(proto) = p.strip_prefix("proto=") {
-                if proto.trim_matches('"') != "prometheus.WriteRequest" {
-                    return Some(text(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        format!(
-                            "unsupported proto={proto}: this relay speaks remote-write 1.0 (prometheus.WriteRequest)"
-                        ),
-                    ));
-                }
+            if let Some(proto) = p.strip_prefix("proto=")
+                && proto.trim_matches('"') != "prometheus.WriteRequest"
+            {
+                return Some(text(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!(
+                        "unsupported proto={proto}: this relay speaks remote-write 1.0 (prometheus.WriteRequest)"
+                    ),
+                ));
             }
         }
     }
@@ -228,11 +255,40 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
             );
         }
     };
-    match state.pipeline.process(source, &body) {
+    let retry_later = |status: StatusCode, message: String| {
+        let mut r = text(status, message);
+        let secs = state.server.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r
+    };
+    let no_content = || {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r
+    };
+    let mut waits = Vec::new();
+    match state.pipeline.process_acked(source, &body, &mut waits) {
+        Ok(_) if waits.is_empty() => no_content(),
         Ok(_) => {
-            let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            r
+            let timeout = state.server.ack_timeout;
+            match tokio::time::timeout(timeout, state.pipeline.wait_acks(&waits)).await {
+                Ok(Ok(())) => no_content(),
+                Ok(Err(e)) => {
+                    refused("target_refused");
+                    text(StatusCode::BAD_REQUEST, e.to_string())
+                }
+                Err(_) => {
+                    refused("ack_timeout");
+                    retry_later(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "taken, but not acknowledged within server.ack_timeout ({timeout:?}); \
+                             a retry may deliver it twice"
+                        ),
+                    )
+                }
+            }
         }
         Err(IngestError::Decode(e)) => {
             refused(e.reason());
@@ -242,11 +298,12 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
         Err(full @ IngestError::QueueFull { .. }) => {
             let status = StatusCode::from_u16(state.server.backpressure_status)
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut r = text(status, full.to_string());
-            let secs = state.server.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            r
+            refused("queue_full");
+            retry_later(status, full.to_string())
+        }
+        Err(e @ IngestError::Spool { .. }) => {
+            refused("spool_error");
+            retry_later(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
     }
 }

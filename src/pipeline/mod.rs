@@ -12,13 +12,13 @@
 //! so no target gets a duplicate and none is skipped.
 
 use crate::batch::SeriesBatch;
-use crate::config::{Config, KafkaFormat};
+use crate::config::{Ack, Config, KafkaFormat};
 use crate::decode::{DecodeError, DecodeLimits};
 use crate::encode::{json, remote_write};
 use crate::filter::Filter;
 use crate::relabel::{LabelSet, merge};
-use crate::sink::queue::Chunk;
-use crate::sink::{Format, Target};
+use crate::sink::queue::{Chunk, Span};
+use crate::sink::{Format, SinkError, Target};
 use crate::telemetry::{Metrics, SourceMetrics, TaskMetrics};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -51,6 +51,8 @@ struct SourceRoute {
 struct TargetScratch {
     lanes: Vec<Chunk>,
     samples: usize,
+    /// What the chunks cost against the queue's limit (samples, or spool bytes).
+    cost: usize,
     unsupported: usize,
     touched: bool,
 }
@@ -79,6 +81,26 @@ pub enum IngestError {
     Decode(#[from] DecodeError),
     #[error("queue of target {target:?} (task {task:?}) is full; retry later")]
     QueueFull { task: String, target: String },
+    #[error("spool of target {target:?} (task {task:?}) cannot be written; retry later")]
+    Spool { task: String, target: String },
+}
+
+/// Something an answered request still has to wait for, under its task's `ack` policy.
+#[derive(Debug, Clone, Copy)]
+pub struct AckWait {
+    target: usize,
+    lane: usize,
+    span: Span,
+    /// Wait for delivery (`ack: delivered`); otherwise for the spool's fsync.
+    delivered: bool,
+}
+
+/// Why an acknowledged wait failed.
+#[derive(Debug, thiserror::Error)]
+#[error("target {target:?} (task {task:?}) refused the data for good; see the relay's log")]
+pub struct NotDelivered {
+    pub task: String,
+    pub target: String,
 }
 
 /// The compiled routing table: sources → tasks → targets.
@@ -95,7 +117,10 @@ impl Pipeline {
     /// Build the routing table from a checked config. Disabled tasks are left out: they
     /// receive nothing. Targets are numbered in config order (enabled tasks only), which is the
     /// order of [`Pipeline::targets`].
-    pub fn new(config: Config, metrics: &Metrics) -> Pipeline {
+    ///
+    /// # Errors
+    /// A target's spool cannot be opened.
+    pub fn new(config: Config, metrics: &Metrics) -> Result<Pipeline, SinkError> {
         let mut sources: Vec<SourceRoute> = config
             .sources
             .iter()
@@ -119,7 +144,8 @@ impl Pipeline {
                     &task.name,
                     t,
                     metrics.target(&task.name, &t.name),
-                )));
+                    task.ack,
+                )?));
             }
             sources[source_index[&task.source]].tasks.push(TaskRuntime {
                 filter: task.filter,
@@ -128,7 +154,7 @@ impl Pipeline {
                 metrics: metrics.task(&task.name),
             });
         }
-        Pipeline {
+        Ok(Pipeline {
             sources,
             source_index,
             targets,
@@ -140,7 +166,7 @@ impl Pipeline {
                 max_label_value_bytes: config.server.max_label_value_bytes,
             },
             id: NEXT_PIPELINE_ID.fetch_add(1, Ordering::Relaxed),
-        }
+        })
     }
 
     /// The index of a named source, for [`Pipeline::process`].
@@ -171,6 +197,7 @@ impl Pipeline {
             let ts = &mut s.targets[t];
             ts.lanes.iter_mut().for_each(Chunk::clear);
             ts.samples = 0;
+            ts.cost = 0;
             ts.unsupported = 0;
             ts.touched = false;
         }
@@ -186,6 +213,21 @@ impl Pipeline {
     /// [`IngestError::Decode`] for a body that does not decode (nothing is delivered);
     /// [`IngestError::QueueFull`] when a target has no room (nothing is delivered).
     pub fn process(&self, source: usize, body: &[u8]) -> Result<IngestStats, IngestError> {
+        self.process_acked(source, body, &mut Vec::new())
+    }
+
+    /// [`Pipeline::process`], also collecting what the answer must wait for under each task's
+    /// `ack` policy (nothing is pushed, and nothing allocated, for `ack: queued`).
+    ///
+    /// # Errors
+    /// As [`Pipeline::process`]; [`IngestError::Spool`] when a spool write failed (the other
+    /// targets have the data; a retry may duplicate it there).
+    pub fn process_acked(
+        &self,
+        source: usize,
+        body: &[u8],
+        waits: &mut Vec<AckWait>,
+    ) -> Result<IngestStats, IngestError> {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) => {
                 let (owner, scratch) = &mut *slot;
@@ -194,12 +236,12 @@ impl Pipeline {
                     *scratch = self.new_scratch();
                     *owner = self.id;
                 }
-                let result = self.process_in(scratch, source, body);
+                let result = self.process_in(scratch, source, body, waits);
                 Self::reset(scratch);
                 result
             }
             // Not reachable (process never calls itself), but never worth a panic.
-            Err(_) => self.process_in(&mut self.new_scratch(), source, body),
+            Err(_) => self.process_in(&mut self.new_scratch(), source, body, waits),
         })
     }
 
@@ -208,6 +250,7 @@ impl Pipeline {
         scratch: &mut Scratch,
         source: usize,
         body: &[u8],
+        waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
         let Scratch {
             batch,
@@ -306,9 +349,12 @@ impl Pipeline {
 
         // All or nothing: reserve everywhere first.
         for (k, &ti) in touched.iter().enumerate() {
-            if !self.targets[ti].queue.try_reserve(outs[ti].samples) {
+            let queue = &self.targets[ti].queue;
+            let out = &mut outs[ti];
+            out.cost = out.lanes.iter().map(|c| queue.cost(c)).sum();
+            if !queue.try_reserve(out.cost) {
                 for &undo in &touched[..k] {
-                    self.targets[undo].queue.release(outs[undo].samples);
+                    self.targets[undo].queue.release(outs[undo].cost);
                 }
                 let t = &self.targets[ti];
                 return Err(IngestError::QueueFull {
@@ -318,26 +364,86 @@ impl Pipeline {
             }
         }
         let mut queued = 0;
+        let mut failed = None;
         for &ti in touched.iter() {
             let target = &self.targets[ti];
             let out = &outs[ti];
+            let mut lost = 0;
             for (lane, chunk) in out.lanes.iter().enumerate() {
-                if !chunk.is_empty() {
-                    target.queue.append(lane, chunk);
+                if chunk.is_empty() {
+                    continue;
+                }
+                match target.queue.append(lane, chunk) {
+                    Ok(span) => {
+                        let delivered = match target.ack {
+                            Ack::Queued => continue,
+                            Ack::Spooled if target.queue.spool().is_none() => continue,
+                            Ack::Spooled => false,
+                            Ack::Delivered => {
+                                target.queue.flush(lane);
+                                true
+                            }
+                        };
+                        waits.push(AckWait {
+                            target: ti,
+                            lane,
+                            span,
+                            delivered,
+                        });
+                    }
+                    Err(e) => {
+                        let samples: u32 = chunk.series.iter().map(|&(_, n)| n).sum();
+                        lost += samples as usize;
+                        tracing::error!(task = %target.task, target = %target.name, samples, "spool write failed, samples dropped: {e}");
+                        failed = Some(ti);
+                    }
                 }
             }
-            queued += out.samples;
-            target.metrics.queued.inc_by(out.samples as u64);
+            queued += out.samples - lost;
+            target.metrics.queued.inc_by((out.samples - lost) as u64);
+            target.metrics.dropped_spool_error.inc_by(lost as u64);
             target
                 .metrics
                 .dropped_unsupported
                 .inc_by(out.unsupported as u64);
-            target.metrics.queue_depth.set(target.queue.held() as i64);
+            target.update_gauges();
+        }
+        if let Some(ti) = failed {
+            let t = &self.targets[ti];
+            return Err(IngestError::Spool {
+                task: t.task.clone(),
+                target: t.name.clone(),
+            });
         }
         Ok(IngestStats {
             series: batch.len(),
             samples: received,
             queued,
         })
+    }
+}
+
+impl Pipeline {
+    /// Wait for everything `waits` names: spool syncs, then deliveries.
+    ///
+    /// # Errors
+    /// A target refused (or dropped) part of the data it was waited for.
+    pub async fn wait_acks(&self, waits: &[AckWait]) -> Result<(), NotDelivered> {
+        for w in waits.iter().filter(|w| !w.delivered) {
+            self.targets[w.target]
+                .queue
+                .wait_synced(w.lane, w.span)
+                .await;
+        }
+        for w in waits.iter().filter(|w| w.delivered) {
+            let t = &self.targets[w.target];
+            if !t.queue.wait_delivered(w.lane, w.span).await {
+                return Err(NotDelivered {
+                    task: t.task.clone(),
+                    target: t.name.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 }

@@ -9,8 +9,9 @@ pub mod file;
 pub mod kafka;
 pub mod queue;
 pub mod remote_write;
+pub mod spool;
 
-use crate::config::{QueueConfig, TargetConfig, TargetKind};
+use crate::config::{Ack, QueueConfig, TargetConfig, TargetKind};
 use crate::relabel::LabelSet;
 use crate::telemetry::TargetMetrics;
 use bytes::Bytes;
@@ -38,6 +39,8 @@ pub struct Target {
     pub queue: Arc<SinkQueue>,
     pub metrics: TargetMetrics,
     pub queue_config: QueueConfig,
+    /// The task's acknowledgement policy.
+    pub ack: Ack,
 }
 
 /// How one send attempt ended.
@@ -150,9 +153,49 @@ impl Service {
 }
 
 impl Target {
-    pub fn new(task: &str, cfg: &TargetConfig, metrics: TargetMetrics) -> Target {
+    /// Build a target's queue, opening (and replaying) its spool if it has one.
+    ///
+    /// # Errors
+    /// The spool directory cannot be created, locked or read.
+    pub fn new(
+        task: &str,
+        cfg: &TargetConfig,
+        metrics: TargetMetrics,
+        ack: Ack,
+    ) -> Result<Target, SinkError> {
         let q = &cfg.queue;
-        Target {
+        let spool = match &cfg.spool {
+            None => None,
+            Some(sc) => {
+                let counters = spool::SpoolCounters {
+                    dropped_full: metrics.dropped_spool_full.clone(),
+                    dropped_corrupt: metrics.dropped_spool_corrupt.clone(),
+                };
+                let (s, recovered) =
+                    spool::Spool::open(sc.clone(), q.shards, counters).map_err(|e| SinkError {
+                        target: cfg.name.clone(),
+                        message: format!("spool: {e}"),
+                    })?;
+                if recovered.records > 0 || recovered.cut_bytes > 0 {
+                    tracing::info!(
+                        task, target = %cfg.name, samples = recovered.samples,
+                        bytes = recovered.bytes, torn_bytes_cut = recovered.cut_bytes,
+                        "spool: replaying what an earlier run left"
+                    );
+                }
+                metrics.spool_bytes.set(s.held_bytes() as i64);
+                Some(s)
+            }
+        };
+        let queue = SinkQueue::new(
+            q.shards,
+            q.capacity,
+            q.max_samples_per_send,
+            q.batch_send_deadline,
+            spool,
+        );
+        metrics.queue_depth.set(queue.held() as i64);
+        Ok(Target {
             task: task.to_owned(),
             name: cfg.name.clone(),
             external_labels: cfg.external_labels.clone(),
@@ -161,14 +204,18 @@ impl Target {
                 TargetKind::File(_) => Format::JsonLines,
                 TargetKind::Kafka(k) => Format::Kafka(kafka::layout::KafkaLayout::new(k)),
             },
-            queue: Arc::new(SinkQueue::new(
-                q.shards,
-                q.capacity,
-                q.max_samples_per_send,
-                q.batch_send_deadline,
-            )),
+            queue: Arc::new(queue),
             metrics,
             queue_config: q.clone(),
+            ack,
+        })
+    }
+
+    /// Publish the queue gauges.
+    pub fn update_gauges(&self) {
+        self.metrics.queue_depth.set(self.queue.held() as i64);
+        if let Some(s) = self.queue.spool() {
+            self.metrics.spool_bytes.set(s.held_bytes() as i64);
         }
     }
 }
@@ -188,6 +235,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
         let messages = payload.messages();
         let mut dropped = 0usize;
         let mut failures = 0u32;
+        let mut delivered = false;
         loop {
             let started = Instant::now();
             let result = service.send(&mut payload, &mut dropped).await;
@@ -201,6 +249,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     m.bytes.inc_by(bytes as u64);
                     m.messages.inc_by(messages as u64);
                     backoff = cfg.min_backoff;
+                    delivered = dropped == 0;
                     if failures > 0 {
                         tracing::info!(task = %target.task, target = %target.name, failures, "target recovered");
                     }
@@ -227,7 +276,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                 }
             }
         }
-        target.queue.finish(lane, batch);
-        m.queue_depth.set(target.queue.held() as i64);
+        target.queue.finish(lane, batch, delivered);
+        target.update_gauges();
     }
 }

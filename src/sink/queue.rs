@@ -11,11 +11,12 @@
 //! order they arrived. A lane's buffer is protobuf `timeseries` fields (or JSON lines) appended
 //! back to back: that is already the request body.
 
+use super::spool::{self, Spool};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// Encoded series for one lane, produced by one request, with the series boundaries so the
 /// queue can cut batches between series.
@@ -48,6 +49,63 @@ impl Chunk {
 pub struct Batch {
     pub body: Vec<u8>,
     pub samples: usize,
+    /// The lane positions the batch covers (samples in memory, byte offsets in a spool), for
+    /// `ack: delivered` waiters.
+    pub start: u64,
+    pub end: u64,
+    /// Spool bytes the batch holds (0 in memory).
+    pub bytes: usize,
+}
+
+/// Which part of one request went to one lane: positions as in [`Batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// How far a lane's sender has got, for requests that wait for delivery.
+struct Progress {
+    /// Everything before this position is finished (delivered or dropped).
+    done: watch::Sender<u64>,
+    /// Recent finished ranges that were not delivered (refused, dropped).
+    failed: Mutex<VecDeque<(u64, u64)>>,
+}
+
+/// Failed ranges remembered per lane; a waiter checks right after its range finishes, so only
+/// the recent ones matter.
+const FAILED_KEPT: usize = 1024;
+
+impl Progress {
+    fn new(at: u64) -> Progress {
+        Progress {
+            done: watch::Sender::new(at),
+            failed: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn finish(&self, start: u64, end: u64, delivered: bool) {
+        if !delivered {
+            let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            if f.len() == FAILED_KEPT {
+                f.pop_front();
+            }
+            f.push_back((start, end));
+        }
+        self.done.send_if_modified(|v| {
+            let newer = end > *v;
+            *v = (*v).max(end);
+            newer
+        });
+    }
+
+    /// Wait until `span` is finished; true when all of it was delivered.
+    async fn wait(&self, span: Span) -> bool {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|&v| v >= span.end).await;
+        let f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        !f.iter().any(|&(s, e)| s < span.end && e > span.start)
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +115,9 @@ struct LaneState {
     since: Option<Instant>,
     ready: VecDeque<Batch>,
     spare: Vec<Vec<u8>>,
+    /// Samples ever appended / sealed into batches: the lane's positions.
+    appended: u64,
+    sealed: u64,
 }
 
 impl LaneState {
@@ -66,9 +127,14 @@ impl LaneState {
         }
         let fresh = self.spare.pop().unwrap_or_default();
         let body = std::mem::replace(&mut self.building, fresh);
+        let start = self.sealed;
+        self.sealed += self.building_samples as u64;
         self.ready.push_back(Batch {
             body,
             samples: self.building_samples,
+            start,
+            end: self.sealed,
+            bytes: 0,
         });
         self.building_samples = 0;
         self.since = None;
@@ -83,6 +149,9 @@ struct Lane {
 /// See the module docs.
 pub struct SinkQueue {
     lanes: Box<[Lane]>,
+    progress: Box<[Progress]>,
+    /// When set, data goes through this spool instead of the memory lanes.
+    spool: Option<Spool>,
     capacity: usize,
     max_per_send: usize,
     send_deadline: Duration,
@@ -94,19 +163,24 @@ pub struct SinkQueue {
 const SPARES: usize = 4;
 
 impl SinkQueue {
+    /// A queue in memory, or through `spool` when given (it must have `lanes` lanes).
     pub fn new(
         lanes: usize,
         capacity: usize,
         max_per_send: usize,
         send_deadline: Duration,
+        spool: Option<Spool>,
     ) -> SinkQueue {
+        let lanes = spool.as_ref().map_or(lanes.max(1), Spool::lanes);
         SinkQueue {
-            lanes: (0..lanes.max(1))
+            lanes: (0..lanes)
                 .map(|_| Lane {
                     state: Mutex::new(LaneState::default()),
                     notify: Notify::new(),
                 })
                 .collect(),
+            progress: (0..lanes).map(|_| Progress::new(0)).collect(),
+            spool,
             capacity,
             max_per_send: max_per_send.max(1),
             send_deadline,
@@ -119,15 +193,37 @@ impl SinkQueue {
         self.lanes.len()
     }
 
-    /// Samples held now (reserved, batching, queued, in flight).
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Acquire)
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.as_ref()
     }
 
-    /// Reserve room for `n` samples. Fails when they do not fit, except into an empty queue, so
-    /// that a request larger than the whole capacity is still taken (alone) rather than refused
-    /// forever.
+    /// Samples held now (reserved, batching, queued, in flight; or written to the spool and not
+    /// yet finished).
+    pub fn held(&self) -> usize {
+        match &self.spool {
+            Some(s) => s.held_samples() as usize,
+            None => self.held.load(Ordering::Acquire),
+        }
+    }
+
+    /// What appending `chunk` costs against the limit: samples in memory, bytes in a spool.
+    pub fn cost(&self, chunk: &Chunk) -> usize {
+        match &self.spool {
+            Some(_) if chunk.is_empty() => 0,
+            Some(_) => chunk.bytes.len() + spool::HEADER,
+            None => chunk.series.iter().map(|&(_, n)| n as usize).sum(),
+        }
+    }
+
+    /// Reserve room for data costing `n` (see [`SinkQueue::cost`]). Fails when it does not fit,
+    /// except into an empty queue, so that a request larger than the whole capacity is still
+    /// taken (alone) rather than refused forever.
     pub fn try_reserve(&self, n: usize) -> bool {
+        if let Some(s) = &self.spool {
+            return s.try_reserve(n as u64, |lane, start, end| {
+                self.progress[lane].finish(start, end, false);
+            });
+        }
         let mut cur = self.held.load(Ordering::Acquire);
         loop {
             if cur != 0 && cur + n > self.capacity {
@@ -143,19 +239,39 @@ impl SinkQueue {
         }
     }
 
-    /// Give back room reserved with [`SinkQueue::try_reserve`] or held by a finished batch.
+    /// Give back room reserved with [`SinkQueue::try_reserve`].
     pub fn release(&self, n: usize) {
-        self.held.fetch_sub(n, Ordering::AcqRel);
+        match &self.spool {
+            Some(s) => s.release(n as u64),
+            None => {
+                self.held.fetch_sub(n, Ordering::AcqRel);
+            }
+        }
     }
 
     /// Append a chunk (already reserved) to a lane, cutting batches between series at
-    /// `max_samples_per_send`.
-    pub fn append(&self, lane: usize, chunk: &Chunk) {
+    /// `max_samples_per_send`. Returns the lane positions it took.
+    ///
+    /// # Errors
+    /// Only with a spool: the write failed (nothing of the chunk is kept; its reservation is
+    /// released).
+    pub fn append(&self, lane: usize, chunk: &Chunk) -> std::io::Result<Span> {
+        if let Some(s) = &self.spool {
+            let samples: u32 = chunk.series.iter().map(|&(_, n)| n).sum();
+            return match s.append(lane, &chunk.bytes, samples) {
+                Ok((start, end)) => Ok(Span { start, end }),
+                Err(e) => {
+                    s.release(self.cost(chunk) as u64);
+                    Err(e)
+                }
+            };
+        }
         let lane = &self.lanes[lane];
         let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.since.is_none() {
             st.since = Some(Instant::now());
         }
+        let start = st.appended;
         // The sender of an idle lane waits without a deadline: wake it so it starts the
         // batch_send_deadline clock for the batch that begins now.
         let mut wake = st.building.is_empty();
@@ -172,6 +288,7 @@ impl SinkQueue {
                 wake = true;
             }
             st.building_samples += n;
+            st.appended += n as u64;
             prev_end = end as usize;
         }
         st.building.extend_from_slice(&chunk.bytes[run_start..]);
@@ -179,17 +296,35 @@ impl SinkQueue {
             st.seal();
             wake = true;
         }
+        let end = st.appended;
         drop(st);
         if wake {
             lane.notify.notify_one();
         }
+        Ok(Span { start, end })
     }
 
-    /// Stop taking data; senders flush what is batching and finish when their lane is empty.
+    /// Seal a lane's batching data now, for a request that waits for delivery.
+    pub fn flush(&self, lane: usize) {
+        if self.spool.is_some() {
+            return;
+        }
+        let lane = &self.lanes[lane];
+        let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.seal();
+        drop(st);
+        lane.notify.notify_one();
+    }
+
+    /// Stop taking data. Memory lanes flush what is batching and finish when empty; spool lanes
+    /// stop after the batch in flight (the rest stays on disk for the next start).
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for lane in self.lanes.iter() {
             lane.notify.notify_one();
+        }
+        if let Some(s) = &self.spool {
+            s.wake_all();
         }
     }
 
@@ -201,6 +336,13 @@ impl SinkQueue {
     /// has passed since its first series (immediately after [`SinkQueue::close`]). `None` once
     /// the queue is closed and the lane is empty.
     pub async fn next_batch(&self, lane: usize) -> Option<Batch> {
+        if let Some(s) = &self.spool {
+            return s
+                .next_batch(lane, self.max_per_send, self.send_deadline, || {
+                    self.is_closed()
+                })
+                .await;
+        }
         let l = &self.lanes[lane];
         loop {
             let wait_until = {
@@ -230,8 +372,8 @@ impl SinkQueue {
         }
     }
 
-    /// Discard everything queued (sealed and batching) and release its room; returns the
-    /// samples discarded. For in-process benchmarks that measure the data path without a
+    /// Discard everything queued in memory (sealed and batching) and release its room; returns
+    /// the samples discarded. For in-process benchmarks that measure the data path without a
     /// sender; a running relay never calls it.
     pub fn discard_all(&self) -> usize {
         let mut discarded = 0;
@@ -247,20 +389,39 @@ impl SinkQueue {
                 }
             }
         }
-        self.release(discarded);
+        self.held.fetch_sub(discarded, Ordering::AcqRel);
         discarded
     }
 
-    /// A batch was delivered or dropped: release its samples and keep its buffer for reuse.
-    pub fn finish(&self, lane: usize, mut batch: Batch) {
-        self.release(batch.samples);
-        batch.body.clear();
-        let mut st = self.lanes[lane]
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if st.spare.len() < SPARES {
-            st.spare.push(batch.body);
+    /// A batch was delivered (or dropped, `delivered == false`): release its room, keep its
+    /// buffer for reuse, and let waiting requests know.
+    pub fn finish(&self, lane: usize, mut batch: Batch, delivered: bool) {
+        let (start, end) = (batch.start, batch.end);
+        if let Some(s) = &self.spool {
+            s.finish(lane, batch);
+        } else {
+            self.held.fetch_sub(batch.samples, Ordering::AcqRel);
+            batch.body.clear();
+            let mut st = self.lanes[lane]
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if st.spare.len() < SPARES {
+                st.spare.push(batch.body);
+            }
+        }
+        self.progress[lane].finish(start, end, delivered);
+    }
+
+    /// Wait until `span` of a lane is finished; true when it was all delivered.
+    pub async fn wait_delivered(&self, lane: usize, span: Span) -> bool {
+        self.progress[lane].wait(span).await
+    }
+
+    /// Wait until `span` of a lane is on disk (at once without a spool).
+    pub async fn wait_synced(&self, lane: usize, span: Span) {
+        if let Some(s) = &self.spool {
+            s.wait_synced(lane, span.end).await;
         }
     }
 }
@@ -280,7 +441,7 @@ mod tests {
 
     #[test]
     fn reserve_respects_capacity_but_always_admits_into_an_empty_queue() {
-        let q = SinkQueue::new(1, 10, 5, Duration::from_secs(1));
+        let q = SinkQueue::new(1, 10, 5, Duration::from_secs(1), None);
         assert!(
             q.try_reserve(25),
             "an empty queue takes an oversized request"
@@ -295,15 +456,16 @@ mod tests {
 
     #[tokio::test]
     async fn batches_are_cut_between_series_at_max_samples_per_send() {
-        let q = SinkQueue::new(1, 100, 5, Duration::from_secs(3600));
-        q.append(0, &chunk(&[(1, 2), (2, 2), (3, 2), (4, 3), (5, 1)]));
+        let q = SinkQueue::new(1, 100, 5, Duration::from_secs(3600), None);
+        q.append(0, &chunk(&[(1, 2), (2, 2), (3, 2), (4, 3), (5, 1)]))
+            .unwrap();
         let b = q.next_batch(0).await.unwrap();
         assert_eq!((b.body.as_slice(), b.samples), (&[1u8, 2][..], 4));
         let b = q.next_batch(0).await.unwrap();
         assert_eq!((b.body.as_slice(), b.samples), (&[3u8, 4][..], 5));
         // A series that would overflow the batching one seals it; a series larger than
         // max_samples_per_send is sent alone, never split.
-        q.append(0, &chunk(&[(6, 9)]));
+        q.append(0, &chunk(&[(6, 9)])).unwrap();
         let b = q.next_batch(0).await.unwrap();
         assert_eq!((b.body.as_slice(), b.samples), (&[5u8][..], 1));
         let b = q.next_batch(0).await.unwrap();
@@ -312,12 +474,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_partial_batch_goes_out_at_the_deadline_or_on_close() {
-        let q = SinkQueue::new(1, 100, 50, Duration::from_millis(20));
-        q.append(0, &chunk(&[(7, 1)]));
+        let q = SinkQueue::new(1, 100, 50, Duration::from_millis(20), None);
+        q.append(0, &chunk(&[(7, 1)])).unwrap();
         let b = q.next_batch(0).await.unwrap();
         assert_eq!(b.body, [7]);
-        let q = SinkQueue::new(1, 100, 50, Duration::from_secs(3600));
-        q.append(0, &chunk(&[(8, 1)]));
+        let q = SinkQueue::new(1, 100, 50, Duration::from_secs(3600), None);
+        q.append(0, &chunk(&[(8, 1)])).unwrap();
         q.close();
         assert_eq!(q.next_batch(0).await.unwrap().body, [8]);
         assert!(q.next_batch(0).await.is_none());
@@ -325,13 +487,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_sender_wakes_for_a_partial_batch() {
-        let q = std::sync::Arc::new(SinkQueue::new(1, 100, 50, Duration::from_millis(20)));
+        let q = std::sync::Arc::new(SinkQueue::new(1, 100, 50, Duration::from_millis(20), None));
         let waiter = tokio::spawn({
             let q = q.clone();
             async move { q.next_batch(0).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await; // the sender is parked, lane empty
-        q.append(0, &chunk(&[(9, 1)]));
+        q.append(0, &chunk(&[(9, 1)])).unwrap();
         let got = tokio::time::timeout(Duration::from_secs(10), waiter).await;
         assert_eq!(got.expect("sender never woke").unwrap().unwrap().body, [9]);
     }

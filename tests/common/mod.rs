@@ -206,10 +206,10 @@ pub async fn wait_ready(base: &str, proc: &mut Proc) {
                 proc.log_text()
             );
         }
-        if let Ok(r) = get(&url).await {
-            if r.status == StatusCode::OK {
-                return;
-            }
+        if let Ok(r) = get(&url).await
+            && r.status == StatusCode::OK
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
