@@ -87,6 +87,26 @@ impl SeriesBatch {
         self.metadata = 0;
     }
 
+    /// Give memory back after an unusually large request: keep at most `retain` bytes of
+    /// decode buffer (and index vectors in proportion), so one huge request does not pin its
+    /// size in every pipeline shard for good.
+    pub fn trim(&mut self, retain: usize) {
+        if self.buf.capacity() > retain {
+            self.buf = Vec::new();
+        }
+        // An index entry per ~16 decoded bytes is already a dense body.
+        let entries = retain / 16;
+        if self.labels.capacity() > entries {
+            self.labels = Vec::new();
+        }
+        if self.samples.capacity() > entries {
+            self.samples = Vec::new();
+        }
+        if self.series.capacity() > entries {
+            self.series = Vec::new();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.series.len()
     }

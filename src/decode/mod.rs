@@ -96,6 +96,16 @@ impl SeriesBatch {
         if declared > limit {
             return Err(DecodeError::TooLarge { declared, limit });
         }
+        // Snappy's densest element is a 3-byte copy of 64 bytes, so no valid body of n bytes
+        // decodes to more than 64n/3. A header claiming more is a lie that would otherwise
+        // make a few hundred bytes of junk allocate up to max_decoded_bytes.
+        let ceiling = body.len().saturating_mul(64) / 3 + 64;
+        if declared > ceiling {
+            return Err(DecodeError::Snappy(format!(
+                "the header declares {declared} decoded bytes, more than a {}-byte body can hold",
+                body.len()
+            )));
+        }
         // Reused buffer: only growth beyond the largest earlier request is zero-filled.
         if self.buf.len() < declared {
             self.buf.resize(declared, 0);
@@ -154,10 +164,12 @@ impl SeriesBatch {
                     self.walk_series(start, stop)?;
                 }
                 (3, WIRE_LEN) => {
-                    read_len(&self.buf[..end], &mut pos)?;
+                    let (a, b) = read_len(&self.buf[..end], &mut pos)?;
+                    // Counted and not relayed, but a malformed body is refused whole.
+                    check_message(&self.buf[a..b], METADATA)?;
                     self.metadata += 1;
                 }
-                _ => skip_field(&self.buf[..end], &mut pos, wire)?,
+                _ => skip_unknown(&self.buf[..end], &mut pos, field, wire, &[1, 3])?,
             }
         }
         Ok(())
@@ -202,14 +214,18 @@ impl SeriesBatch {
                     self.samples.push(sample);
                 }
                 (3 | 4, WIRE_LEN) => {
-                    read_len(buf, &mut pos)?;
+                    let (a, b) = read_len(buf, &mut pos)?;
+                    // Passed through as they are, so checked here: a target must not be the
+                    // first to find them malformed.
+                    let schema = if field == 3 { EXEMPLAR } else { HISTOGRAM };
+                    check_message(&buf[a..b], schema)?;
                     self.extras.push(Span {
                         start: field_start as u32,
                         end: pos as u32,
                     });
                     histograms += u32::from(field == 4);
                 }
-                _ => skip_field(buf, &mut pos, wire)?,
+                _ => skip_unknown(buf, &mut pos, field, wire, &[1, 2, 3, 4])?,
             }
         }
         let series_index = self.series.len();
@@ -376,6 +392,23 @@ fn read_len(buf: &[u8], pos: &mut usize) -> Result<(usize, usize), DecodeError> 
     Ok((start, *pos))
 }
 
+/// Skip a field this decoder does not read. A field number the message defines, arriving with
+/// another wire type, is malformed (prost refuses it too), not unknown.
+fn skip_unknown(
+    buf: &[u8],
+    pos: &mut usize,
+    field: u64,
+    wire: u8,
+    known: &[u64],
+) -> Result<(), DecodeError> {
+    if known.contains(&field) {
+        return Err(DecodeError::Protobuf(
+            "a known field has the wrong wire type",
+        ));
+    }
+    skip_field(buf, pos, wire)
+}
+
 fn skip_field(buf: &[u8], pos: &mut usize, wire: u8) -> Result<(), DecodeError> {
     let width = match wire {
         WIRE_VARINT => {
@@ -439,6 +472,98 @@ fn canonical_sample(msg: &[u8]) -> Option<Sample> {
     })
 }
 
+/// What a field of a passed-through message may hold.
+#[derive(Clone, Copy)]
+enum Kind {
+    Varint,
+    I64,
+    /// UTF-8 text.
+    Text,
+    /// A nested message.
+    Message(&'static [(u64, Kind)]),
+    /// A repeated varint: packed (length-delimited) or one per field.
+    RepeatedVarint,
+    /// A repeated double: packed or one per field.
+    RepeatedI64,
+}
+
+const LABEL: &[(u64, Kind)] = &[(1, Kind::Text), (2, Kind::Text)];
+const EXEMPLAR: &[(u64, Kind)] = &[(1, Kind::Message(LABEL)), (2, Kind::I64), (3, Kind::Varint)];
+const METADATA: &[(u64, Kind)] = &[
+    (1, Kind::Varint),
+    (2, Kind::Text),
+    (4, Kind::Text),
+    (5, Kind::Text),
+];
+const BUCKET_SPAN: &[(u64, Kind)] = &[(1, Kind::Varint), (2, Kind::Varint)];
+/// `prometheus.Histogram` of remote-write 1.0 (native histograms).
+const HISTOGRAM: &[(u64, Kind)] = &[
+    (1, Kind::Varint),
+    (2, Kind::I64),
+    (3, Kind::I64),
+    (4, Kind::Varint),
+    (5, Kind::I64),
+    (6, Kind::Varint),
+    (7, Kind::I64),
+    (8, Kind::Message(BUCKET_SPAN)),
+    (9, Kind::RepeatedVarint),
+    (10, Kind::RepeatedI64),
+    (11, Kind::Message(BUCKET_SPAN)),
+    (12, Kind::RepeatedVarint),
+    (13, Kind::RepeatedI64),
+    (14, Kind::Varint),
+    (15, Kind::Varint),
+];
+
+/// Check that `buf` is a well-formed message of `schema`: every known field with its wire type,
+/// lengths inside their message, text UTF-8; unknown fields skipped. Nesting is bounded by the
+/// schemas themselves (two levels).
+fn check_message(buf: &[u8], schema: &[(u64, Kind)]) -> Result<(), DecodeError> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let (field, wire) = read_key(buf, &mut pos)?;
+        let Some(&(_, kind)) = schema.iter().find(|(f, _)| *f == field) else {
+            skip_field(buf, &mut pos, wire)?;
+            continue;
+        };
+        let wrong = || DecodeError::Protobuf("a known field has the wrong wire type");
+        match (kind, wire) {
+            (Kind::Varint | Kind::RepeatedVarint, WIRE_VARINT) => {
+                read_varint(buf, &mut pos)?;
+            }
+            (Kind::I64 | Kind::RepeatedI64, WIRE_I64) => skip_field(buf, &mut pos, wire)?,
+            (Kind::Text, WIRE_LEN) => {
+                let (a, b) = read_len(buf, &mut pos)?;
+                if !is_utf8(&buf[a..b]) {
+                    return Err(DecodeError::Protobuf("text that is not UTF-8"));
+                }
+            }
+            (Kind::Message(inner), WIRE_LEN) => {
+                let (a, b) = read_len(buf, &mut pos)?;
+                check_message(&buf[a..b], inner)?;
+            }
+            (Kind::RepeatedVarint, WIRE_LEN) => {
+                let (a, b) = read_len(buf, &mut pos)?;
+                let packed = &buf[a..b];
+                let mut p = 0;
+                while p < packed.len() {
+                    read_varint(packed, &mut p)?;
+                }
+            }
+            (Kind::RepeatedI64, WIRE_LEN) => {
+                let (a, b) = read_len(buf, &mut pos)?;
+                if (b - a) % 8 != 0 {
+                    return Err(DecodeError::Protobuf(
+                        "packed doubles whose length is not a multiple of 8",
+                    ));
+                }
+            }
+            _ => return Err(wrong()),
+        }
+    }
+    Ok(())
+}
+
 /// `buf` ends where the label message ends.
 fn walk_label(buf: &[u8], start: usize) -> Result<LabelRef, DecodeError> {
     let mut label = LabelRef {
@@ -469,7 +594,7 @@ fn walk_label(buf: &[u8], start: usize) -> Result<LabelRef, DecodeError> {
                     end: b as u32,
                 };
             }
-            _ => skip_field(buf, &mut pos, wire)?,
+            _ => skip_unknown(buf, &mut pos, field, wire, &[1, 2])?,
         }
     }
     Ok(label)
@@ -493,7 +618,7 @@ fn walk_sample(buf: &[u8], start: usize) -> Result<Sample, DecodeError> {
                 pos += 8;
             }
             (2, WIRE_VARINT) => sample.timestamp = read_varint(buf, &mut pos)? as i64,
-            _ => skip_field(buf, &mut pos, wire)?,
+            _ => skip_unknown(buf, &mut pos, field, wire, &[1, 2])?,
         }
     }
     Ok(sample)

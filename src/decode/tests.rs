@@ -227,6 +227,84 @@ fn refuses_invalid_utf8() {
 }
 
 #[test]
+fn a_known_field_with_the_wrong_wire_type_is_refused_not_skipped() {
+    // Found by the 10,000-malformed-bodies test: a bit flip turned a series' label field (1,
+    // length-delimited) into field 1 with a 64-bit wire type; skipping it as unknown would
+    // have taken the body. prost refuses it, and so must we, at every level.
+    let label = [0x0a, 0x01, b'a', 0x12, 0x01, b'b'];
+    let good_series = [&[0x0a, label.len() as u8][..], &label[..]].concat();
+    let wrap = |field_bytes: &[u8]| {
+        let series = [&good_series[..], field_bytes].concat();
+        [&[0x0a, series.len() as u8][..], &series[..]].concat()
+    };
+    let cases: &[(&str, Vec<u8>)] = &[
+        ("series label as i64", wrap(&[0x09, 0, 0, 0, 0, 0, 0, 0, 0])),
+        ("series samples as varint", wrap(&[0x10, 0x01])),
+        (
+            "request timeseries as varint",
+            [&wrap(&[])[..], &[0x08, 0x01][..]].concat(),
+        ),
+        (
+            "sample timestamp as i64",
+            wrap(&[0x12, 0x09, 0x11, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ),
+        ("label value as varint", {
+            let label = [0x0a, 0x01, b'a', 0x10, 0x01];
+            let series = [&[0x0a, label.len() as u8][..], &label[..]].concat();
+            [&[0x0a, series.len() as u8][..], &series[..]].concat()
+        }),
+    ];
+    let mut batch = SeriesBatch::new();
+    assert!(
+        batch.decode_protobuf(&wrap(&[])).is_ok(),
+        "the base case is valid"
+    );
+    // An unknown field number of any wire type is still skipped.
+    assert!(
+        batch
+            .decode_protobuf(&wrap(&[0x79, 0, 0, 0, 0, 0, 0, 0, 0]))
+            .is_ok()
+    );
+    for (case, body) in cases {
+        let err = batch.decode_protobuf(body).unwrap_err();
+        assert!(err.to_string().contains("wrong wire type"), "{case}: {err}");
+        assert!(
+            WriteRequest::decode(&body[..]).is_err(),
+            "{case}: prost accepts it"
+        );
+    }
+}
+
+#[test]
+fn a_snappy_header_claiming_more_than_the_body_can_hold_is_refused_before_allocating() {
+    // Found by the malformed-bodies test: 600 bytes of junk declaring 200 MiB made a shard
+    // allocate (and keep) 200 MiB. 64/3 is snappy's densest expansion.
+    let mut body = vec![0x80, 0x80, 0x80, 0x64]; // varint 200 MiB
+    body.extend_from_slice(&[0u8; 600]);
+    let mut batch = SeriesBatch::new();
+    let err = batch
+        .decode_snappy(&body, DecodeLimits::default())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("more than a 604-byte body can hold"),
+        "{err}"
+    );
+    assert_eq!(err.status(), 400);
+    assert!(
+        batch.buf.capacity() < 1 << 20,
+        "allocated {}",
+        batch.buf.capacity()
+    );
+    // The densest real body is still taken: 1 MiB of zeros compresses ~21x.
+    let raw = vec![0u8; 1 << 20];
+    let dense = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+    assert!(dense.len() * 20 < raw.len(), "{}", dense.len());
+    let declared = snap::raw::decompress_len(&dense).unwrap();
+    assert!(declared <= dense.len() * 64 / 3 + 64);
+}
+
+#[test]
 fn snappy_header_over_limit_is_refused_before_decompressing() {
     let req = WorkloadSpec::default().request(0);
     let body = proto::encode_snappy(&req);

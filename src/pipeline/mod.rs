@@ -25,6 +25,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Decode buffer a shard keeps between requests; a larger request's buffer is freed after it.
+/// (16 MiB covers Prometheus' default 2,000-sample batches many times over.)
+const RETAIN_DECODE_BYTES: usize = 16 << 20;
+
 static NEXT_PIPELINE_ID: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
@@ -193,6 +197,7 @@ impl Pipeline {
     }
 
     fn reset(s: &mut Scratch) {
+        s.batch.trim(RETAIN_DECODE_BYTES);
         for &t in &s.touched {
             let ts = &mut s.targets[t];
             ts.lanes.iter_mut().for_each(Chunk::clear);

@@ -251,6 +251,7 @@ pub struct Prometheus {
     pub proc: Proc,
     pub port: u16,
     pub dir: TempDir,
+    receiver: bool,
 }
 
 impl Prometheus {
@@ -276,30 +277,67 @@ impl Prometheus {
         let dir = TempDir::new("prometheus");
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, config.replace("{port}", &port.to_string())).unwrap();
-        let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn");
-        if receiver {
-            cmd.arg("--web.enable-remote-write-receiver");
-        }
         if let Some(web) = web_config {
-            let path = dir.path().join("web.yml");
-            std::fs::write(&path, web).unwrap();
-            cmd.arg(format!("--web.config.file={}", path.display()));
+            std::fs::write(dir.path().join("web.yml"), web).unwrap();
         }
-        let mut proc = Proc::spawn("prometheus", &mut cmd, dir.path().join("prometheus.log"));
+        let mut proc = Proc::spawn(
+            "prometheus",
+            &mut Prometheus::command(port, &dir, receiver, web_config.is_some()),
+            dir.path().join("prometheus.log"),
+        );
         if web_config.is_some() {
             wait_port(port, &mut proc).await;
         } else {
             wait_ready(&format!("http://127.0.0.1:{port}"), &mut proc).await;
         }
-        Prometheus { proc, port, dir }
+        Prometheus {
+            proc,
+            port,
+            dir,
+            receiver,
+        }
+    }
+
+    fn command(port: u16, dir: &TempDir, receiver: bool, web_config: bool) -> Command {
+        let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn");
+        if receiver {
+            cmd.arg("--web.enable-remote-write-receiver");
+        }
+        if web_config {
+            cmd.arg(format!(
+                "--web.config.file={}",
+                dir.path().join("web.yml").display()
+            ));
+        }
+        cmd
+    }
+
+    /// Stop (SIGTERM, bounded wait) and start again on the same port and data directory.
+    /// `down_for` is how long it stays stopped.
+    pub async fn restart_after(&mut self, down_for: Duration) {
+        assert!(
+            self.proc.terminate(Duration::from_secs(30)).is_some(),
+            "prometheus did not stop"
+        );
+        tokio::time::sleep(down_for).await;
+        let log = self.dir.path().join("prometheus-2.log");
+        self.proc = Proc::spawn(
+            "prometheus",
+            &mut Prometheus::command(self.port, &self.dir, self.receiver, false),
+            log,
+        );
+        wait_ready(&self.base(), &mut self.proc).await;
     }
 
     /// A receiver as the delivery docs require: remote-write receiver on, out-of-order window set.
@@ -393,6 +431,31 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// Wait (bounded) until `selector` over `range` evaluated at the fixed time `at_ms` holds
+    /// exactly `want`.
+    pub async fn wait_for_series_at(
+        &self,
+        selector: &str,
+        range: &str,
+        at_ms: i64,
+        want: &SeriesMap,
+        what: &str,
+    ) -> SeriesMap {
+        eventually(Duration::from_secs(60), what, || async {
+            let got = self.raw_series(selector, range, at_ms).await?;
+            if &got == want {
+                Ok(got)
+            } else {
+                let have: usize = got.values().map(Vec::len).sum();
+                let need: usize = want.values().map(Vec::len).sum();
+                Err(format!("{have} of {need} points; got {got:?}"))
+            }
+        })
+        .await
+    }
+}
+
 pub type SeriesMap = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 
 pub fn urlencode(s: &str) -> String {
@@ -412,6 +475,7 @@ pub struct Relay {
     pub proc: Proc,
     pub port: u16,
     pub dir: TempDir,
+    starts: u32,
 }
 
 pub fn relay_bin() -> &'static str {
@@ -428,16 +492,47 @@ impl Relay {
             "server:\n  listen: \"127.0.0.1:{port}\"\n{}",
             config.replace("{dir}", &dir.path().display().to_string())
         );
-        let cfg = dir.path().join("promrelay.yaml");
-        std::fs::write(&cfg, text).unwrap();
+        std::fs::write(dir.path().join("promrelay.yaml"), text).unwrap();
+        let mut proc = Relay::spawn(&dir, 1);
+        wait_ready(&format!("http://127.0.0.1:{port}"), &mut proc).await;
+        Relay {
+            proc,
+            port,
+            dir,
+            starts: 1,
+        }
+    }
+
+    fn spawn(dir: &TempDir, start: u32) -> Proc {
         let mut cmd = Command::new(relay_bin());
         cmd.arg("run")
             .arg("--config")
-            .arg(&cfg)
+            .arg(dir.path().join("promrelay.yaml"))
             .env("RUST_LOG", "info");
-        let mut proc = Proc::spawn("promrelay", &mut cmd, dir.path().join("promrelay.log"));
-        wait_ready(&format!("http://127.0.0.1:{port}"), &mut proc).await;
-        Relay { proc, port, dir }
+        let log = dir.path().join(format!("promrelay-{start}.log"));
+        Proc::spawn("promrelay", &mut cmd, log)
+    }
+
+    /// `kill -9` the relay (no shutdown of any kind) and start it again on the same config,
+    /// port and directory.
+    pub async fn kill9_and_restart(&mut self) {
+        let _ = self.proc.child.kill(); // SIGKILL
+        let _ = self.proc.child.wait();
+        self.starts += 1;
+        self.proc = Relay::spawn(&self.dir, self.starts);
+        wait_ready(&self.base(), &mut self.proc).await;
+    }
+
+    /// Resident memory of the relay process now, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.proc.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS in /proc/pid/status")
+            * 1024
     }
 
     pub fn base(&self) -> String {
