@@ -1,6 +1,9 @@
 //! The remote_write target over TLS with basic auth, against a real Prometheus 2.42 serving
 //! HTTPS with `basic_auth_users` (its `--web.config.file`): the right credentials deliver, the
 //! wrong ones are answered 401, which the relay must drop (never retry) and count as refused.
+//! And the other direction: promrelay serving HTTPS (rustls) with a bearer token read from an
+//! environment variable and its admin endpoints on a separate address, written to by real
+//! Prometheus senders with the right and a wrong token.
 
 mod common;
 
@@ -251,4 +254,99 @@ tasks:
         relay.proc.log_text().contains("401"),
         "the log names the status"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_writes_to_promrelay_over_https_with_a_token_from_the_environment() {
+    let certs = TempDir::new("server-certs");
+    make_certs(certs.path());
+    let ca = certs.path().join("ca.pem");
+    let receiver = Prometheus::receiver().await;
+    let (port, admin) = (free_port(), free_port());
+    let token = "tok-5f3a9c-never-logged";
+    let config = format!(
+        r#"
+server:
+  listen: "127.0.0.1:{port}"
+  admin_listen: "127.0.0.1:{admin}"
+  tls: {{cert_file: server.pem, key_file: server.key}}
+sources:
+  - name: default
+    bearer_token_env: PROMRELAY_TEST_INGEST_TOKEN
+tasks:
+  - name: relay-all
+    targets:
+      - name: central
+        type: remote_write
+        url: {url}
+        queue: {{batch_send_deadline: 200ms}}
+"#,
+        url = receiver.write_url()
+    );
+    // Relative TLS paths resolve against the config file's directory.
+    let cfg = certs.path().join("promrelay.yaml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut cmd = std::process::Command::new(relay_bin());
+    cmd.args(["run", "--config"])
+        .arg(&cfg)
+        .env("PROMRELAY_TEST_INGEST_TOKEN", token)
+        .env("RUST_LOG", "debug");
+    let relay = Proc::spawn("promrelay", &mut cmd, certs.path().join("promrelay.log"));
+    let admin_url = format!("https://127.0.0.1:{admin}");
+    eventually(
+        Duration::from_secs(30),
+        "the relay's admin endpoint over TLS",
+        || async { tls_get(&format!("{admin_url}/-/ready"), &ca, "x", "y").await },
+    )
+    .await;
+    // Plain HTTP is not served, and the ingest address no longer serves /metrics.
+    let plain = get(&format!("http://127.0.0.1:{admin}/-/ready")).await;
+    assert!(!plain.is_ok_and(|r| r.status == hyper::StatusCode::OK));
+    let moved = tls_get(&format!("https://127.0.0.1:{port}/metrics"), &ca, "x", "y").await;
+    assert!(moved.unwrap_err().contains("404"));
+
+    let sender_config = |credentials: &str| {
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs: [{{targets: [\"127.0.0.1:{{port}}\"]}}]\nremote_write:\n  - url: https://127.0.0.1:{port}/api/v1/write\n    authorization: {{credentials: {credentials}}}\n    tls_config: {{ca_file: {ca}}}\n    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}\n",
+            ca = ca.display()
+        )
+    };
+    let _good = Prometheus::start(&sender_config(token), false).await;
+    let _bad = Prometheus::start(&sender_config("wrong-token"), false).await;
+    eventually(
+        Duration::from_secs(60),
+        "the HTTPS sender's samples at the receiver",
+        || async {
+            let got = receiver
+                .raw_series("up{job=\"self\"}", "1m", now_ms())
+                .await?;
+            if got.is_empty() {
+                Err("none yet".into())
+            } else {
+                Ok(got)
+            }
+        },
+    )
+    .await;
+    let refused = "promrelay_ingest_refused_total{source=\"default\",reason=\"unauthorized\"}";
+    eventually(
+        Duration::from_secs(60),
+        "the wrong token refused",
+        || async {
+            let text = tls_get(&format!("{admin_url}/metrics"), &ca, "x", "y").await?;
+            let n: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(refused)?.trim().parse().ok())
+                .unwrap_or(0.0);
+            if n > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{refused} = {n}"))
+            }
+        },
+    )
+    .await;
+    let log = relay.log_text();
+    assert!(log.contains("listening"), "{log}");
+    assert!(!log.contains(token), "the token must never be logged");
 }

@@ -139,6 +139,18 @@ fn errors_name_the_field() {
         ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', colour: red}]}]".into(), "unknown field `colour`"),
         ("tasks: [{name: a, targets: [{name: r, type: carrier_pigeon}]}]".into(), "unknown variant `carrier_pigeon`"),
         ("tasks: [{name: a, targets: [{name: f, type: file, path: x}, {name: f, type: file, path: y}]}]".to_string(), "tasks[0].targets[1].name: target \"f\" is defined twice"),
+        ("server: {ack_timeout: 0s}".into(), "server.ack_timeout: must be greater than 0"),
+        ("server: {admin_listen: 'x'}".into(), "server.admin_listen: \"x\" is not an IP:port"),
+        ("server: {listen: '127.0.0.1:9201', admin_listen: '127.0.0.1:9201'}".into(), "server.admin_listen: must differ"),
+        ("server: {tls: {cert_file: /nonexistent/c, key_file: /nonexistent/k}}".into(), "server.tls.cert_file: /nonexistent/c is not a readable file"),
+        ("sources: [{name: a, bearer_token_env: PROMRELAY_SURELY_UNSET_VARIABLE}]".into(), "sources[0].bearer_token_env: environment variable \"PROMRELAY_SURELY_UNSET_VARIABLE\" is not set"),
+        ("sources: [{name: a, bearer_token: t, bearer_token_env: HOME}]".into(), "sources[0].bearer_token: set only one of"),
+        (format!("tasks: [{{name: a, ack: spooled, {target}}}]"), "tasks[0].ack: `spooled` needs a spool"),
+        (format!("tasks: [{{name: a, ack: sometimes, {target}}}]"), "unknown variant `sometimes`"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x, spool: {dir: ''}}]}]".into(), "tasks[0].targets[0].spool.dir: must not be empty"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x, spool: {dir: s, max_bytes: 1000}}]}]".into(), "tasks[0].targets[0].spool.max_bytes: must be at least"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x, spool: {dir: s, on_full: panic}}]}]".into(), "unknown variant `panic`"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x, spool: {dir: s}}, {name: g, type: file, path: y, spool: {dir: s}}]}]".into(), "tasks[0].targets[1].spool.dir: ./s is already the spool of tasks[0].targets[0]"),
     ];
     for (yaml, want) in cases {
         let err = Config::from_yaml(&yaml, Path::new("."))
@@ -149,6 +161,39 @@ fn errors_name_the_field() {
             "config {yaml}\n  error: {err}\n  wanted: {want}"
         );
     }
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_ack_defaults_follow_the_spool() {
+    // HOME is set in any test environment; the test cannot set a variable of its own without
+    // unsafe code, which this crate forbids.
+    let home = std::env::var("HOME").expect("HOME");
+    let cfg = Config::from_yaml(
+        r#"
+sources: [{name: fleet, basic_auth: {username: u, password_env: HOME}}]
+tasks:
+  - name: plain
+    targets: [{name: f, type: file, path: x}]
+  - name: durable
+    targets: [{name: f, type: file, path: x, spool: {dir: s}}, {name: g, type: file, path: y}]
+  - name: confirmed
+    ack: delivered
+    targets: [{name: f, type: file, path: x, spool: {dir: t, on_full: drop_oldest}}]
+"#,
+        Path::new("/base"),
+    )
+    .unwrap();
+    match &cfg.source_auth[1] {
+        Auth::Basic { password, .. } => assert_eq!(password, &home),
+        other => panic!("{other:?}"),
+    }
+    let acks: Vec<Ack> = cfg.tasks.iter().map(|t| t.ack).collect();
+    assert_eq!(acks, [Ack::Queued, Ack::Spooled, Ack::Delivered]);
+    let spool = cfg.tasks[2].targets[0].spool.as_ref().unwrap();
+    assert_eq!(spool.dir, Path::new("/base/t"));
+    assert_eq!(spool.on_full, crate::config::OnFull::DropOldest);
+    assert_eq!(spool.max_bytes, 1 << 30);
+    assert!(format!("{:?}", cfg.source_auth[1]).contains("<secret>"));
 }
 
 #[test]
