@@ -523,6 +523,20 @@ impl Relay {
         wait_ready(&self.base(), &mut self.proc).await;
     }
 
+    /// Stop the relay with SIGTERM (its graceful shutdown), check it exited cleanly within
+    /// `within`, and start it again on the same config, port and directory.
+    pub async fn terminate_and_restart(&mut self, within: Duration) {
+        let status = self.proc.terminate(within);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "promrelay did not exit cleanly on SIGTERM within {within:?}: {status:?}\n{}",
+            self.proc.log_text()
+        );
+        self.starts += 1;
+        self.proc = Relay::spawn(&self.dir, self.starts);
+        wait_ready(&self.base(), &mut self.proc).await;
+    }
+
     /// Resident memory of the relay process now, from /proc.
     pub fn rss_bytes(&self) -> u64 {
         let status =
