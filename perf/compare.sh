@@ -7,6 +7,9 @@
 # Prints samples/s, samples per CPU-second of the relay process (/proc/PID/stat) and its peak
 # RSS, with the ratio, and appends each figure to perf/results.tsv with the git revision.
 # Everything listens on 127.0.0.1 and every run is bounded by its duration.
+# SPOOL=1 gives promrelay's target a spool (disk first; ACK=queued|spooled|delivered picks the
+# task's ack, default spooled); vmagent keeps its usual persistent queue (-remoteWrite.tmpDataPath),
+# which it writes only when its in-memory queue overflows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-2}
@@ -27,11 +30,17 @@ BH=$(free_port); PR=$(free_port); VM=$(free_port)
 "$BIN" blackhole --listen "127.0.0.1:$BH" 2>"$work/blackhole.log" & pids+=($!)
 wait_port "$BH"
 
+spool=""; ack=""
+if [ "${SPOOL:-0}" = 1 ]; then
+  spool="        spool: {dir: \"$work/spool\"}"
+  ack="    ack: ${ACK:-spooled}"
+fi
 cat >"$work/promrelay.yaml" <<YAML
 server:
   listen: "127.0.0.1:$PR"
 tasks:
   - name: race
+$ack
     filter: |
       __name__=AliyunEcs_CPUUtilization|AliyunEcs_memory_usedutilization
       id=i-2ze0mxp.*
@@ -39,6 +48,7 @@ tasks:
       - name: blackhole
         type: remote_write
         url: http://127.0.0.1:$BH/api/v1/write
+$spool
 YAML
 cat >"$work/relabel.yml" <<YAML
 - action: keep
@@ -54,6 +64,7 @@ vmagent -httpListenAddr="127.0.0.1:$VM" -remoteWrite.url="http://127.0.0.1:$BH/a
   -loggerLevel=ERROR >"$work/vmagent.log" 2>&1 & VM_PID=$!; pids+=($VM_PID)
 wait_port "$PR"; wait_port "$VM"
 
+echo "promrelay spool: ${SPOOL:-0}${SPOOL:+, ack ${ACK:-spooled}}"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); promrelay $REV; $VMAGENT_VERSION"
 printf '%-12s %-10s %14s %18s %12s\n' case relay "samples/s" "samples/cpu-s" "peak RSS MiB"
 grep -v '^#' perf/cases.tsv | while IFS=$'\t' read -r name series labels conns secs; do
@@ -63,14 +74,16 @@ grep -v '^#' perf/cases.tsv | while IFS=$'\t' read -r name series labels conns s
   for round in $(seq 1 "$ROUNDS"); do
     for relay in promrelay vmagent; do
       if [ "$relay" = promrelay ]; then port=$PR; pid=$PR_PID; else port=$VM; pid=$VM_PID; fi
+      label=$relay
+      if [ "$relay" = promrelay ] && [ "${SPOOL:-0}" = 1 ]; then label="promrelay+spool/${ACK:-spooled}"; fi
       out="$work/$name-$relay-$round.txt"
       "$BIN" bench --quiet --url "http://127.0.0.1:$port/api/v1/write" --pid "$pid" \
         --connections "$conns" --duration "$secs" --series "$series" --labels "$labels" >"$out"
       rate=$(field "$out" "samples/s"); cpu=$(field "$out" "samples/cpu-second"); mem=$(field "$out" "peak RSS")
       errors=$(field "$out" "errors")
       [ "$errors" = 0 ] || echo "warning: $relay had $errors failed requests: $(grep '^errors' "$out")" >&2
-      printf '%-12s %-10s %14.0f %18.0f %12s   (round %s)\n' "$name" "$relay" "$rate" "$cpu" "$mem" "$round"
-      printf '%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\n' "$(date -u +%FT%TZ)" "$REV" "$name" "$relay" "$round" "$rate" "$cpu" "$mem" "$VMAGENT_VERSION" >>perf/results.tsv
+      printf '%-12s %-10s %14.0f %18.0f %12s   (round %s)\n' "$name" "$label" "$rate" "$cpu" "$mem" "$round"
+      printf '%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\n' "$(date -u +%FT%TZ)" "$REV" "$name" "$label" "$round" "$rate" "$cpu" "$mem" "$VMAGENT_VERSION" >>perf/results.tsv
       sum_cpu[$relay]=$(python3 -c "print(${sum_cpu[$relay]:-0} + $cpu)")
       sum_rate[$relay]=$(python3 -c "print(${sum_rate[$relay]:-0} + $rate)")
       rss[$relay]=$mem

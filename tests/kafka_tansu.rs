@@ -190,3 +190,100 @@ tasks:
         );
     }
 }
+
+/// `n` series of one sample each, named `metric`, with label `round`.
+fn round(metric: &str, round: usize, n: usize, ts: i64) -> (WriteRequest, BTreeSet<Row>) {
+    let mut want = BTreeSet::new();
+    let timeseries = (0..n)
+        .map(|i| {
+            let labels: BTreeMap<String, String> = [
+                ("__name__", metric.to_owned()),
+                ("round", round.to_string()),
+                ("series", i.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            want.insert((labels.clone(), format!("{i}.0"), ts.to_string()));
+            TimeSeries {
+                labels: labels.iter().map(|(k, v)| Label::new(k, v)).collect(),
+                samples: vec![Sample {
+                    value: i as f64,
+                    timestamp: ts,
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    (
+        WriteRequest {
+            timeseries,
+            metadata: vec![],
+        },
+        want,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_restarted_mid_stream_loses_nothing_the_relay_still_held() {
+    let mut tansu = Tansu::start().await;
+    tansu.create_topic("restart", 1);
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: stream
+    targets:
+      - name: tansu
+        type: kafka
+        brokers: {}
+        topic: restart
+        queue: {{batch_send_deadline: 100ms, min_backoff: 100ms, max_backoff: 1s}}
+        options: {{message.timeout.ms: "5000", reconnect.backoff.max.ms: "500"}}
+"#,
+        tansu.brokers()
+    ))
+    .await;
+    let ts = now_ms();
+    let delivered = "promrelay_target_delivered_samples_total{task=\"stream\",target=\"tansu\"}";
+    let (before, _) = round("restart_test", 0, 20, ts);
+    let r = remote_write(&relay.write_url(), proto::encode_snappy(&before)).await;
+    assert_eq!(r.status, 204);
+    relay
+        .wait_metric(delivered, "the first round delivered", |v| v == 20.0)
+        .await;
+
+    // The broker dies (with its in-memory log: the first round is gone with it, the relay's
+    // part was done). What the relay takes now must survive the outage.
+    tansu.kill();
+    let mut want = BTreeSet::new();
+    for n in 1..=5 {
+        let (req, w) = round("restart_test", n, 20, ts + n as i64);
+        let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+        want.extend(w);
+    }
+    // Longer than message.timeout.ms: librdkafka gives up on its own, promrelay retries.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    tansu.start_again();
+    tansu.create_topic("restart", 1);
+    for n in 6..=8 {
+        let (req, w) = round("restart_test", n, 20, ts + n as i64);
+        let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+        want.extend(w);
+    }
+    relay
+        .wait_metric(delivered, "every round delivered after the restart", |v| {
+            v >= 20.0 + want.len() as f64
+        })
+        .await;
+    let lines = tansu.read_with_python("restart", want.len());
+    let got: BTreeSet<Row> = lines.iter().map(|l| row(&l["sample"])).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        relay
+            .metric("promrelay_target_dropped_samples_total{task=\"stream\",target=\"tansu\",reason=\"refused\"}")
+            .await,
+        Some(0.0)
+    );
+}

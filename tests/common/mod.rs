@@ -595,6 +595,11 @@ impl Tansu {
     pub async fn start() -> Tansu {
         let dir = TempDir::new("tansu");
         let port = free_port();
+        let proc = Tansu::spawn(&dir, port, "tansu.log");
+        Tansu { proc, port, dir }
+    }
+
+    fn spawn(dir: &TempDir, port: u16, log: &str) -> Proc {
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(tansu_bin());
         cmd.args([
@@ -607,7 +612,7 @@ impl Tansu {
             &url,
         ])
         .env("RUST_LOG", "warn");
-        let mut proc = Proc::spawn("tansu", &mut cmd, dir.path().join("tansu.log"));
+        let mut proc = Proc::spawn("tansu", &mut cmd, dir.path().join(log));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = proc.child.try_wait() {
@@ -623,7 +628,18 @@ impl Tansu {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Tansu { proc, port, dir }
+        proc
+    }
+
+    /// Kill the broker (SIGKILL; its in-memory storage goes with it).
+    pub fn kill(&mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+
+    /// Start a fresh broker on the same port (after [`Tansu::kill`]).
+    pub fn start_again(&mut self) {
+        self.proc = Tansu::spawn(&self.dir, self.port, "tansu-2.log");
     }
 
     pub fn brokers(&self) -> String {

@@ -9,6 +9,12 @@
 //! retrying cannot fix (message too large, authorization, invalid topic), which are dropped and
 //! counted. A full producer queue makes the lane wait, which fills the target queue, which
 //! pushes back to ingest with 503/429: nothing is dropped for lack of room.
+//!
+//! When messages time out, or the producer reports a fatal error, the producer is replaced by a
+//! new one before the retry. An idempotent producer's id lives in the broker: a broker that was
+//! restarted with its state lost (Tansu's in-memory storage, a wiped cluster) answers
+//! `UnknownProducerId` to every later message of the old producer, forever; a new producer gets
+//! a new id (found by `tests/kafka_tansu.rs`, restarting Tansu mid-stream).
 
 pub mod layout;
 
@@ -17,11 +23,41 @@ use crate::config::KafkaConfig;
 use layout::{KafkaMessage, MessageBuilder};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The target's producer, replaceable (see the module docs).
+struct ProducerSlot {
+    client: ClientConfig,
+    /// Generation (bumped on each replacement) and the producer.
+    current: Mutex<(u64, FutureProducer)>,
+}
+
+impl ProducerSlot {
+    fn get(&self) -> (u64, FutureProducer) {
+        let c = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        (c.0, c.1.clone())
+    }
+
+    /// Replace generation `seen` (once: lanes that saw the same failure share the new one).
+    fn renew(&self, seen: u64, why: &str) {
+        let mut c = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if c.0 != seen {
+            return;
+        }
+        match self.client.create::<FutureProducer>() {
+            Ok(p) => {
+                tracing::warn!("kafka: replacing the producer ({why})");
+                *c = (seen + 1, p);
+            }
+            Err(e) => tracing::error!("kafka: cannot create a new producer: {e}"),
+        }
+    }
+}
+
 pub struct KafkaService {
-    producer: FutureProducer,
+    slot: Arc<ProducerSlot>,
     builder: MessageBuilder,
 }
 
@@ -37,9 +73,13 @@ pub fn services(cfg: &KafkaConfig, lanes: usize) -> Result<Vec<KafkaService>, St
     let producer: FutureProducer = client
         .create()
         .map_err(|e| format!("kafka producer: {e}"))?;
+    let slot = Arc::new(ProducerSlot {
+        client,
+        current: Mutex::new((0, producer)),
+    });
     Ok((0..lanes)
         .map(|lane| KafkaService {
-            producer: producer.clone(),
+            slot: slot.clone(),
             builder: MessageBuilder::new(cfg, lane),
         })
         .collect())
@@ -70,6 +110,7 @@ impl KafkaService {
     /// permanently refused ones are removed from `messages`; the samples of refused ones are
     /// added to `dropped`. `Retry` while any message is left.
     pub async fn send(&self, messages: &mut Vec<KafkaMessage>, dropped: &mut usize) -> SendResult {
+        let (generation, producer) = self.slot.get();
         let mut pending = Vec::with_capacity(messages.len());
         let mut failed: Vec<(usize, KafkaError)> = Vec::new();
         for (i, m) in messages.iter().enumerate() {
@@ -78,7 +119,7 @@ impl KafkaService {
                 record = record.key(&k[..]);
             }
             loop {
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(f) => {
                         pending.push((i, f));
                         break;
@@ -104,7 +145,9 @@ impl KafkaService {
             }
         }
         let mut why = None;
+        let mut timed_out = false;
         for (i, e) in failed {
+            timed_out |= e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
             if is_permanent(&e) {
                 let m = &messages[i];
                 *dropped += m.samples;
@@ -119,6 +162,12 @@ impl KafkaService {
             i += 1;
             !done[i - 1]
         });
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            self.slot
+                .renew(generation, &format!("fatal error {code:?}: {reason}"));
+        } else if timed_out {
+            self.slot.renew(generation, "messages timed out");
+        }
         match why {
             None => SendResult::Delivered,
             Some(why) => SendResult::Retry { after: None, why },
