@@ -471,3 +471,64 @@ tasks:
     );
     eprintln!("answers: {by_status:?}, RSS {rss_after_warmup} -> {rss_end} bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_target_with_a_spool_never_stalls_a_healthy_one() {
+    let receiver = Prometheus::receiver().await;
+    let down = free_port();
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: to-nowhere
+    targets:
+      - name: down
+        type: remote_write
+        url: http://127.0.0.1:{down}/api/v1/write
+        queue: {{shards: 1, batch_send_deadline: 100ms, max_backoff: 1s}}
+        # The smallest spool, and told to drop rather than push back.
+        spool: {{dir: "{{dir}}/spool", max_bytes: 1048576, on_full: drop_oldest}}
+  - name: to-central
+    ack: queued
+    targets:
+      - name: central
+        type: remote_write
+        url: {url}
+        queue: {{batch_send_deadline: 100ms}}
+"#,
+        url = receiver.write_url()
+    ))
+    .await;
+    let mut want = SeriesMap::new();
+    let base = now_ms() - 100_000;
+    // ~80 KB per request encoded: 40 of them overflow the 1 MiB spool several times.
+    for round in 0..40 {
+        let mut req = request("no_stall_test", 200, base + round * 1000, round as f64);
+        for s in &mut req.timeseries {
+            s.labels.push(Label::new("pad", &"p".repeat(300)));
+        }
+        let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+        assert_eq!(r.status, 204, "round {round}: {}", r.text());
+        expect(&mut want, &req);
+    }
+    receiver
+        .wait_for_series(
+            "no_stall_test",
+            "5m",
+            &want,
+            "everything at the healthy target",
+        )
+        .await;
+    let dropped = relay
+        .metric("promrelay_target_dropped_samples_total{task=\"to-nowhere\",target=\"down\",reason=\"spool_full\"}")
+        .await
+        .unwrap();
+    assert!(
+        dropped > 0.0,
+        "the full spool dropped its oldest data, counted"
+    );
+    let held = relay
+        .metric("promrelay_target_spool_bytes{task=\"to-nowhere\",target=\"down\"}")
+        .await
+        .unwrap();
+    assert!(held > 0.0 && held <= 1_048_576.0 + 100_000.0, "held {held}");
+}
