@@ -113,6 +113,8 @@ impl Relay {
         for task in config.tasks.iter().filter(|t| t.enabled) {
             for t in &task.targets {
                 services.push(Service::for_lanes(t)?);
+                let spool = t.spool.as_ref().map(|s| s.dir.display().to_string());
+                tracing::info!(task = %task.name, target = %t.name, ack = ?task.ack, spool = spool.as_deref().unwrap_or("none"), "target");
             }
         }
         let server = config.server.clone();

@@ -497,4 +497,35 @@ mod tests {
         let got = tokio::time::timeout(Duration::from_secs(10), waiter).await;
         assert_eq!(got.expect("sender never woke").unwrap().unwrap().body, [9]);
     }
+
+    #[tokio::test]
+    async fn delivery_waiters_hear_of_delivery_and_of_refusal() {
+        let q = std::sync::Arc::new(SinkQueue::new(1, 100, 3, Duration::from_secs(3600), None));
+        assert!(q.try_reserve(5));
+        let a = q.append(0, &chunk(&[(1, 2)])).unwrap();
+        let b = q.append(0, &chunk(&[(2, 2), (3, 1)])).unwrap();
+        assert_eq!(
+            (a, b),
+            (Span { start: 0, end: 2 }, Span { start: 2, end: 5 })
+        );
+        q.flush(0);
+        // Batches: [1] (2 samples; 2 more would pass 3), then [2, 3].
+        let first = q.next_batch(0).await.unwrap();
+        let second = q.next_batch(0).await.unwrap();
+        assert_eq!((first.start, first.end), (0, 2));
+        assert_eq!((second.start, second.end), (2, 5));
+        let waiter = |span| {
+            let q = q.clone();
+            tokio::spawn(async move { q.wait_delivered(0, span).await })
+        };
+        let (wait_a, wait_b) = (waiter(a), waiter(b));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!wait_a.is_finished() && !wait_b.is_finished());
+        q.finish(0, first, true);
+        assert!(wait_a.await.unwrap(), "a was delivered");
+        assert!(!wait_b.is_finished(), "b is still in flight");
+        q.finish(0, second, false);
+        assert!(!wait_b.await.unwrap(), "b was refused");
+        assert_eq!(q.held(), 0);
+    }
 }
