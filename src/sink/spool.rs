@@ -621,7 +621,8 @@ impl Spool {
         let mut body = st.spare.pop().unwrap_or_default();
         let start = st.read_off;
         let (mut samples, mut lost) = (0u64, 0u64);
-        let mut lost_bytes = 0u64;
+        // Bytes of the records taken (offsets may jump a gap left by a cut segment).
+        let (mut taken_bytes, mut lost_bytes) = (0u64, 0u64);
         while st.read_off < st.write_off && body.len() < MAX_BATCH_BYTES {
             let read_off = st.read_off;
             let Some(i) = st.segments.iter().position(|s| s.end > read_off) else {
@@ -646,6 +647,7 @@ impl Spool {
                     && crc(len, n, &body[was..]) == sum;
                 if good {
                     samples += u64::from(n);
+                    taken_bytes += HEADER as u64 + u64::from(len);
                     seg.unread_samples -= u64::from(n);
                     st.unread_samples -= u64::from(n);
                     st.read_off = record_end;
@@ -673,7 +675,7 @@ impl Spool {
             samples: samples as usize,
             start,
             end: st.read_off,
-            bytes: (st.read_off - start - lost_bytes) as usize,
+            bytes: taken_bytes as usize,
         }
     }
 

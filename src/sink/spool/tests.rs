@@ -268,3 +268,33 @@ async fn closed_spool_lanes_stop_and_keep_their_data() {
     let (_, r, _) = open(&c, 1);
     assert_eq!(r.records, 1);
 }
+
+#[tokio::test]
+async fn a_segment_cut_in_the_middle_leaves_a_gap_that_reading_and_accounting_step_over() {
+    let d = Dir::new("gap");
+    let c = cfg(&d, 8 << 20, OnFull::Block); // 1 MiB segments
+    let record = vec![3u8; 300 << 10];
+    {
+        let (s, _, _) = open(&c, 1);
+        for i in 0..5u8 {
+            let mut r = record.clone();
+            r[0] = i;
+            put(&s, 0, &r, 1);
+        }
+    }
+    let segs = segments(&d.0.join("lane-0"));
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    // Corrupt the second record of the first segment: at the next start, that segment is cut
+    // after its first record, and the second segment starts past a gap.
+    let at = (HEADER + record.len() + HEADER + 10) as u64;
+    let f = OpenOptions::new().write(true).open(&segs[0]).unwrap();
+    f.write_all_at(b"X", at).unwrap();
+    let (s, r, _) = open(&c, 1);
+    assert_eq!((r.records, r.samples), (2, 2));
+    assert_eq!(r.cut_bytes, 3 * (HEADER + record.len()) as u64);
+    let b = next(&s, 0, 100).await;
+    assert_eq!(b.samples, 2);
+    assert_eq!((b.body[0], b.body[record.len()]), (0, 4));
+    s.finish(0, b);
+    assert_eq!((s.held_bytes(), s.held_samples()), (0, 0));
+}
