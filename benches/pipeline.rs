@@ -181,6 +181,52 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
+/// The same pipeline with a spool on the target: each request is written to the spool's segment
+/// files (page cache; no fsync here, the sync task is not running) and read back and finished as
+/// the sender would. Compare with `pipeline` for the spool's cost per sample.
+fn spool(c: &mut Criterion) {
+    let (_, snappy, samples) = workload();
+    let dir = std::env::temp_dir().join(format!("promrelay-bench-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let yaml = format!(
+        "tasks:\n  - name: bench\n    filter: [{:?}, {:?}]\n    labels: {{deliver_test_key1: ssss}}\n    targets:\n      - name: sink\n        type: remote_write\n        url: http://127.0.0.1:9/api/v1/write\n        external_labels: {{source_cluster: cluster-01}}\n        queue: {{max_samples_per_send: 1}}\n        spool: {{dir: {:?}}}\n",
+        FILTER[0],
+        FILTER[1],
+        dir.display().to_string()
+    );
+    let cfg = Config::from_yaml(&yaml, Path::new(".")).unwrap();
+    let p = Pipeline::new(cfg, &Metrics::new()).unwrap();
+    let source = p.source("default").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let queue = p.targets()[0].queue.clone();
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(samples as u64));
+    g.bench_function("decode_filter_relabel_encode_spool_readback", |b| {
+        b.iter(|| {
+            p.process(source, black_box(&snappy)).unwrap();
+            rt.block_on(async {
+                for lane in 0..queue.lanes() {
+                    // max_samples_per_send 1: every record is due at once; an empty lane
+                    // answers None at the zero timeout.
+                    while let Ok(Some(batch)) =
+                        tokio::time::timeout(std::time::Duration::ZERO, queue.next_batch(lane))
+                            .await
+                    {
+                        black_box(&batch.body);
+                        queue.finish(lane, batch, true);
+                    }
+                }
+            });
+        })
+    });
+    g.finish();
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn kafka(c: &mut Criterion) {
     use promrelay::config::{KafkaCompression, KafkaFormat, KafkaKey, parse_topic};
     use promrelay::sink::kafka::layout::{KafkaLayout, MessageBuilder};
@@ -219,5 +265,7 @@ fn kafka(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, filter, relabel, encode, pipeline, kafka);
+criterion_group!(
+    benches, decode, filter, relabel, encode, pipeline, spool, kafka
+);
 criterion_main!(benches);

@@ -23,8 +23,14 @@ fuzz_target!(|data: &[u8]| {
                 for series in batch.iter() {
                     assert!(!series.label_refs().is_empty());
                     for l in series.label_refs() {
-                        let _ = series.buf().get(l.name.range()).expect("name inside buffer");
-                        let _ = series.buf().get(l.value.range()).expect("value inside buffer");
+                        let _ = series
+                            .buf()
+                            .get(l.name.range())
+                            .expect("name inside buffer");
+                        let _ = series
+                            .buf()
+                            .get(l.value.range())
+                            .expect("value inside buffer");
                     }
                     samples += series.samples().len();
                 }
