@@ -147,8 +147,18 @@ tasks:
         type: remote_write
         url: http://127.0.0.1:{port}/no/such/path
         queue: {{batch_send_deadline: 30s}}
+  - name: confirmed-spooled
+    source: spooled
+    ack: delivered
+    targets:
+      - name: central-spooled
+        type: remote_write
+        url: http://127.0.0.1:{port}/api/v1/write
+        queue: {{batch_send_deadline: 30s}}
+        spool: {{dir: "{{dir}}/spool"}}
 sources:
   - name: wrong-path
+  - name: spooled
 "#
     );
     // The text continues the `server:` section Relay::start opens.
@@ -180,6 +190,20 @@ sources:
     receiver
         .wait_for_series("ack_test_early", "5m", &early, "the early request")
         .await;
+
+    // The same through a spool: delivered still means in Prometheus, without waiting for the
+    // 30 s batching deadline.
+    let third = request("ack_spooled_test", 2, ts + 2000, 20.0);
+    let url = format!("{}/sources/spooled/api/v1/write", relay.base());
+    let r = remote_write(&url, proto::encode_snappy(&third)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let mut want = SeriesMap::new();
+    expect(&mut want, &third);
+    let got = receiver
+        .raw_series("ack_spooled_test", "5m", now_ms())
+        .await
+        .unwrap();
+    assert_eq!(got, want);
 
     // A target that refuses for good (Prometheus answers 404): the sender hears 400.
     let url = format!("{}/sources/wrong-path/api/v1/write", relay.base());

@@ -306,7 +306,8 @@ impl SinkQueue {
 
     /// Seal a lane's batching data now, for a request that waits for delivery.
     pub fn flush(&self, lane: usize) {
-        if self.spool.is_some() {
+        if let Some(s) = &self.spool {
+            s.flush(lane);
             return;
         }
         let lane = &self.lanes[lane];

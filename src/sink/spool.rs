@@ -572,6 +572,13 @@ impl Spool {
         Ok((start, end))
     }
 
+    /// Make what a lane holds due now (a request waits for its delivery).
+    pub fn flush(&self, lane: usize) {
+        let l = &self.lanes[lane];
+        lock(&l.state).since = None;
+        l.notify.notify_one();
+    }
+
     /// Wake every sender (the queue was closed).
     pub fn wake_all(&self) {
         for l in self.lanes.iter() {
