@@ -94,6 +94,50 @@ fn make_certs(dir: &Path) {
     );
 }
 
+/// A client certificate (`client.pem`, `client.key`) signed by the CA of [`make_certs`].
+fn make_client_cert(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=prometheus-sender",
+        ],
+    );
+    std::fs::write(
+        dir.join("client-ext.cnf"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "client-ext.cnf",
+        ],
+    );
+}
+
 /// GET over TLS trusting `ca`, with basic auth.
 async fn tls_get(url: &str, ca: &Path, user: &str, password: &str) -> Result<String, String> {
     let mut roots = rustls::RootCertStore::empty();
@@ -349,4 +393,102 @@ tasks:
     let log = relay.log_text();
     assert!(log.contains("listening"), "{log}");
     assert!(!log.contains(token), "the token must never be logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_client_ca_file_only_senders_with_a_client_certificate_get_through() {
+    let certs = TempDir::new("mtls-certs");
+    make_certs(certs.path());
+    make_client_cert(certs.path());
+    let ca = certs.path().join("ca.pem");
+    let receiver = Prometheus::receiver().await;
+    let port = free_port();
+    let config = format!(
+        r#"
+server:
+  listen: "127.0.0.1:{port}"
+  tls: {{cert_file: server.pem, key_file: server.key, client_ca_file: ca.pem}}
+tasks:
+  - name: relay-all
+    targets:
+      - name: central
+        type: remote_write
+        url: {url}
+        queue: {{batch_send_deadline: 200ms}}
+"#,
+        url = receiver.write_url()
+    );
+    let cfg = certs.path().join("promrelay.yaml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut cmd = std::process::Command::new(relay_bin());
+    cmd.args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info");
+    let mut relay = Proc::spawn("promrelay", &mut cmd, certs.path().join("promrelay.log"));
+    wait_port(port, &mut relay).await;
+    let sender = |who: &str, client_cert: bool| {
+        let cert = if client_cert {
+            format!(
+                ", cert_file: {}, key_file: {}",
+                certs.path().join("client.pem").display(),
+                certs.path().join("client.key").display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels: {{sender: {who}}}\nscrape_configs:\n  - job_name: self\n    static_configs: [{{targets: [\"127.0.0.1:{{port}}\"]}}]\nremote_write:\n  - url: https://127.0.0.1:{port}/api/v1/write\n    tls_config: {{ca_file: {ca}{cert}}}\n    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}\n",
+            ca = ca.display()
+        )
+    };
+    let _with = Prometheus::start(&sender("with-cert", true), false).await;
+    let without = Prometheus::start(&sender("without-cert", false), false).await;
+    eventually(
+        Duration::from_secs(60),
+        "the sender with a client certificate",
+        || async {
+            let got = receiver
+                .raw_series("up{sender=\"with-cert\"}", "1m", now_ms())
+                .await?;
+            if got.is_empty() {
+                Err("none yet".into())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    // The other one is failing its handshakes (its own metric says so) and delivers nothing.
+    eventually(
+        Duration::from_secs(60),
+        "the sender without one failing",
+        || async {
+            let failed = without
+                .raw_series(
+                    "prometheus_remote_storage_samples_failed_total",
+                    "1m",
+                    now_ms(),
+                )
+                .await?;
+            let retried = without
+                .raw_series(
+                    "prometheus_remote_storage_samples_retried_total",
+                    "1m",
+                    now_ms(),
+                )
+                .await?;
+            let any = |m: &SeriesMap| m.values().flatten().any(|&(_, v)| v > 0.0);
+            if any(&failed) || any(&retried) {
+                Ok(())
+            } else {
+                Err(format!("{failed:?} {retried:?}"))
+            }
+        },
+    )
+    .await;
+    let leaked = receiver
+        .raw_series("up{sender=\"without-cert\"}", "5m", now_ms())
+        .await
+        .unwrap();
+    assert!(leaked.is_empty(), "{leaked:?}");
 }
