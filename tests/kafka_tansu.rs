@@ -287,3 +287,41 @@ tasks:
         Some(0.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spooled_kafka_target_survives_kill_9_of_the_relay_while_the_broker_is_down() {
+    let mut tansu = Tansu::start().await;
+    tansu.create_topic("spooled", 2);
+    let mut relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: stream
+    targets:
+      - name: tansu
+        type: kafka
+        brokers: {}
+        topic: spooled
+        queue: {{shards: 2, batch_send_deadline: 100ms, min_backoff: 100ms, max_backoff: 1s}}
+        options: {{message.timeout.ms: "3000", reconnect.backoff.max.ms: "500"}}
+        spool: {{dir: "{{dir}}/spool"}}
+"#,
+        tansu.brokers()
+    ))
+    .await;
+    let ts = now_ms();
+    tansu.kill();
+    let mut want = BTreeSet::new();
+    for n in 0..6 {
+        let (req, w) = round("spooled_test", n, 30, ts + n as i64);
+        let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+        want.extend(w);
+    }
+    // Answered 204 under `ack: spooled` (the default with a spool): on disk. Kill the relay.
+    relay.kill9_and_restart().await;
+    tansu.start_again();
+    tansu.create_topic("spooled", 2);
+    let lines = tansu.read_with_python("spooled", want.len());
+    let got: BTreeSet<Row> = lines.iter().map(|l| row(&l["sample"])).collect();
+    assert_eq!(got, want);
+}
