@@ -287,6 +287,13 @@ tasks:
         .metric("promrelay_target_dropped_samples_total{task=\"relay-all\",target=\"central\",reason=\"refused\"}")
         .await;
     assert_eq!(dropped, Some(0.0));
+    let pushed_back = relay
+        .metric("promrelay_requests_total{source=\"default\",code=\"503\"}")
+        .await;
+    eprintln!(
+        "outage test: {points} points over {range} equal at sender and receiver; \
+         {pushed_back:?} requests pushed back with 503"
+    );
 }
 
 /// A valid body, for mutating.
