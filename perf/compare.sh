@@ -64,7 +64,7 @@ vmagent -httpListenAddr="127.0.0.1:$VM" -remoteWrite.url="http://127.0.0.1:$BH/a
   -loggerLevel=ERROR >"$work/vmagent.log" 2>&1 & VM_PID=$!; pids+=($VM_PID)
 wait_port "$PR"; wait_port "$VM"
 
-echo "promrelay spool: ${SPOOL:-0}${SPOOL:+, ack ${ACK:-spooled}}"
+if [ "${SPOOL:-0}" = 1 ]; then echo "promrelay with a spool, ack ${ACK:-spooled}"; fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); promrelay $REV; $VMAGENT_VERSION"
 printf '%-12s %-10s %14s %18s %12s\n' case relay "samples/s" "samples/cpu-s" "peak RSS MiB"
 grep -v '^#' perf/cases.tsv | while IFS=$'\t' read -r name series labels conns secs; do

@@ -716,9 +716,12 @@ impl Spool {
         let _ = rx.wait_for(|&v| v >= end).await;
     }
 
-    /// `fsync` what was written since the last call (segment data, the `acked` files, the
-    /// directories when segments came or went), then publish the synced offsets.
-    pub async fn sync(&self) {
+    /// `fsync` what was written since the last call (segment data, and the directories when
+    /// segments came or went), then publish the synced offsets. With `full`, the `acked` files
+    /// too: they only bound how much is replayed after a crash, so a request waiting for its
+    /// data does not wait for them. The files are synced in parallel (one lane's segment each,
+    /// usually), so a wave of waiting requests costs about one fsync, not one per lane.
+    pub async fn sync(&self, full: bool) {
         let mut files: Vec<Arc<File>> = Vec::new();
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut offsets = Vec::with_capacity(self.lanes.len());
@@ -726,7 +729,7 @@ impl Spool {
             let mut st = lock(&l.state);
             files.append(&mut st.unsynced);
             st.last_unsynced = false;
-            if std::mem::take(&mut st.ack_dirty) {
+            if full && std::mem::take(&mut st.ack_dirty) {
                 files.push(l.ack_file.clone());
             }
             if std::mem::take(&mut st.dir_dirty) {
@@ -734,45 +737,54 @@ impl Spool {
             }
             offsets.push(st.write_off);
         }
-        let synced = tokio::task::spawn_blocking(move || -> io::Result<()> {
-            for f in &files {
-                f.sync_data()?;
+        let mut jobs: Vec<tokio::task::JoinHandle<io::Result<()>>> = files
+            .into_iter()
+            .map(|f| tokio::task::spawn_blocking(move || f.sync_data()))
+            .collect();
+        jobs.extend(
+            dirs.into_iter()
+                .map(|d| tokio::task::spawn_blocking(move || File::open(d)?.sync_all())),
+        );
+        let mut failed = None;
+        for job in jobs {
+            match job.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed = Some(e.to_string()),
+                Err(e) => failed = Some(format!("fsync task failed: {e}")),
             }
-            for d in &dirs {
-                File::open(d)?.sync_all()?;
-            }
-            Ok(())
-        })
-        .await;
-        match synced {
-            Ok(Ok(())) => {
-                for (l, off) in self.lanes.iter().zip(offsets) {
-                    l.synced.send_if_modified(|v| {
-                        let newer = off > *v;
-                        *v = (*v).max(off);
-                        newer
-                    });
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::error!(dir = %self.cfg.dir.display(), "spool: fsync failed: {e}")
-            }
-            Err(e) => tracing::error!("spool: fsync task failed: {e}"),
+        }
+        if let Some(e) = failed {
+            // Waiters stay unanswered and time out (503): nothing is acknowledged unsynced.
+            tracing::error!(dir = %self.cfg.dir.display(), "spool: fsync failed: {e}");
+            return;
+        }
+        for (l, off) in self.lanes.iter().zip(offsets) {
+            l.synced.send_if_modified(|v| {
+                let newer = off > *v;
+                *v = (*v).max(off);
+                newer
+            });
         }
     }
 
-    /// Sync every `fsync_interval`, or sooner when asked, until `stop` resolves; then once more.
+    /// Sync every `fsync_interval` (fully), or at once when a request waits (data only), until
+    /// `stop` resolves; then fully once more.
     pub async fn run_sync(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        // An interval, not a sleep per loop: requests' syncs must not keep postponing the
+        // full one.
+        let mut tick = tokio::time::interval(self.cfg.fsync_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(self.cfg.fsync_interval) => {}
-                () = self.sync_wanted.notified() => {}
+            let full = tokio::select! {
+                _ = tick.tick() => true,
+                () = self.sync_wanted.notified() => false,
                 () = &mut stop => break,
-            }
-            self.sync().await;
+            };
+            self.sync(full).await;
         }
-        self.sync().await;
+        self.sync(true).await;
     }
 }
 

@@ -74,7 +74,7 @@ async fn records_come_back_in_order_and_finished_ones_are_not_replayed() {
         assert_eq!(s.held_samples(), 10);
         s.finish(0, b);
         assert_eq!(s.held_samples(), 5);
-        s.sync().await;
+        s.sync(true).await;
     }
     // Reopened: lane 0 replays only "dddd", lane 1 its record.
     let (s, r, _) = open(&c, 2);
