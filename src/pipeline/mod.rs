@@ -356,7 +356,7 @@ impl Pipeline {
         for (k, &ti) in touched.iter().enumerate() {
             let queue = &self.targets[ti].queue;
             let out = &mut outs[ti];
-            out.cost = out.lanes.iter().map(|c| queue.cost(c)).sum();
+            out.cost = queue.cost(out.samples, &out.lanes);
             if !queue.try_reserve(out.cost) {
                 for &undo in &touched[..k] {
                     self.targets[undo].queue.release(outs[undo].cost);

@@ -206,12 +206,16 @@ impl SinkQueue {
         }
     }
 
-    /// What appending `chunk` costs against the limit: samples in memory, bytes in a spool.
-    pub fn cost(&self, chunk: &Chunk) -> usize {
+    /// What appending a request's `chunks` (carrying `samples` in all) costs against the
+    /// limit: its samples in memory; its bytes, record headers included, in a spool.
+    pub fn cost(&self, samples: usize, chunks: &[Chunk]) -> usize {
         match &self.spool {
-            Some(_) if chunk.is_empty() => 0,
-            Some(_) => chunk.bytes.len() + spool::HEADER,
-            None => chunk.series.iter().map(|&(_, n)| n as usize).sum(),
+            None => samples,
+            Some(_) => chunks
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(|c| c.bytes.len() + spool::HEADER)
+                .sum(),
         }
     }
 
@@ -261,7 +265,7 @@ impl SinkQueue {
             return match s.append(lane, &chunk.bytes, samples) {
                 Ok((start, end)) => Ok(Span { start, end }),
                 Err(e) => {
-                    s.release(self.cost(chunk) as u64);
+                    s.release((chunk.bytes.len() + spool::HEADER) as u64);
                     Err(e)
                 }
             };
