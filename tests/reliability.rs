@@ -563,3 +563,60 @@ tasks:
         .unwrap();
     assert!(held > 0.0 && held <= 1_048_576.0 + 100_000.0, "held {held}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_write_that_fails_is_answered_503_and_counted() {
+    // A full disk, without needing one: the lane's current segment is the kernel's /dev/full,
+    // whose every write fails with ENOSPC. (A real device, not a mock; the spool opens it like
+    // any segment file it finds at start.)
+    let spool = TempDir::new("full-spool");
+    let lane = spool.path().join("lane-0");
+    std::fs::create_dir_all(&lane).unwrap();
+    std::os::unix::fs::symlink("/dev/full", lane.join(format!("{:020}.seg", 0))).unwrap();
+    let receiver = Prometheus::receiver().await;
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: on-full-disk
+    targets:
+      - name: doomed
+        type: remote_write
+        url: {url}
+        queue: {{shards: 1, batch_send_deadline: 100ms}}
+        spool: {{dir: "{dir}"}}
+  - name: healthy
+    targets:
+      - name: central
+        type: remote_write
+        url: {url}
+        queue: {{batch_send_deadline: 100ms}}
+"#,
+        url = receiver.write_url(),
+        dir = spool.path().display()
+    ))
+    .await;
+    let req = request("disk_full_test", 5, now_ms() - 10_000, 1.0);
+    let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(r.text().contains("cannot be written"), "{}", r.text());
+    let dropped = relay
+        .metric("promrelay_target_dropped_samples_total{task=\"on-full-disk\",target=\"doomed\",reason=\"spool_error\"}")
+        .await;
+    assert_eq!(dropped, Some(5.0));
+    assert_eq!(
+        relay
+            .metric("promrelay_target_spool_bytes{task=\"on-full-disk\",target=\"doomed\"}")
+            .await,
+        Some(0.0),
+        "the failed write's reservation is given back"
+    );
+    assert!(relay.proc.log_text().contains("spool write failed"));
+    // The other target got it (a retry by the sender may deliver it there twice, which
+    // Prometheus absorbs).
+    let mut want = SeriesMap::new();
+    expect(&mut want, &req);
+    receiver
+        .wait_for_series("disk_full_test", "5m", &want, "the healthy target's copy")
+        .await;
+}
