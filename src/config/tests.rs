@@ -197,6 +197,32 @@ tasks:
 }
 
 #[test]
+fn the_complete_example_in_the_configuration_docs_is_valid() {
+    let doc = include_str!("../../docs/configuration.md");
+    let section = doc
+        .split("## A complete example")
+        .nth(1)
+        .expect("the section exists");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a yaml block");
+    let base = tempdir();
+    std::fs::create_dir_all(base.join("secrets")).unwrap();
+    for f in ["central.pw", "ca.pem", "cluster-a.token"] {
+        std::fs::write(base.join("secrets").join(f), "x\n").unwrap();
+    }
+    let cfg = Config::from_yaml(yaml, &base).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert_eq!(cfg.tasks[0].ack, Ack::Spooled);
+    assert_eq!(
+        cfg.tasks[0].targets[0].spool.as_ref().unwrap().dir,
+        base.join("spool/central")
+    );
+    assert!(cfg.server.admin_listen.is_some());
+}
+
+#[test]
 fn durations() {
     for (t, ms) in [
         ("500ms", 500),
