@@ -620,3 +620,54 @@ tasks:
         .wait_for_series("disk_full_test", "5m", &want, "the healthy target's copy")
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_pushes_back_and_everything_it_took_arrives_later() {
+    let port = free_port(); // the receiver starts only at the end
+    let relay = Relay::start(&format!(
+        r#"
+  backpressure_status: 429
+tasks:
+  - name: bounded
+    targets:
+      - name: central
+        type: remote_write
+        url: http://127.0.0.1:{port}/api/v1/write
+        queue: {{shards: 1, batch_send_deadline: 100ms, max_backoff: 500ms}}
+        spool: {{dir: "{{dir}}/spool", max_bytes: 1048576}}
+"#
+    ))
+    .await;
+    let mut want = SeriesMap::new();
+    let base = now_ms() - 100_000;
+    let mut refused = 0;
+    // ~80 KB per request: the 1 MiB spool is full after a dozen or so; send a bounded 40.
+    for round in 0..40 {
+        let mut req = request("spool_full_test", 200, base + round * 1000, round as f64);
+        for s in &mut req.timeseries {
+            s.labels.push(Label::new("pad", &"p".repeat(300)));
+        }
+        let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+        match r.status.as_u16() {
+            204 => expect(&mut want, &req),
+            429 => {
+                assert!(r.headers.contains_key("retry-after"));
+                refused += 1;
+            }
+            other => panic!("round {round}: {other} {}", r.text()),
+        }
+    }
+    assert!(refused > 0, "the spool never filled");
+    assert!(!want.is_empty(), "nothing was taken");
+    assert_eq!(
+        relay
+            .metric("promrelay_target_dropped_samples_total{task=\"bounded\",target=\"central\",reason=\"spool_full\"}")
+            .await,
+        Some(0.0),
+        "on_full: block drops nothing"
+    );
+    let receiver = Prometheus::receiver_on(port).await;
+    receiver
+        .wait_for_series("spool_full_test", "5m", &want, "everything answered 204")
+        .await;
+}
