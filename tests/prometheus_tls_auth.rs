@@ -300,6 +300,29 @@ tasks:
     );
 }
 
+/// Start the relay binary on `config`, written into `dir` (so relative TLS paths resolve
+/// there), with extra environment variables.
+fn spawn_relay_in(dir: &Path, config: &str, env: &[(&str, &str)]) -> Proc {
+    let cfg = dir.join("promrelay.yaml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut cmd = std::process::Command::new(relay_bin());
+    cmd.args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "debug")
+        .envs(env.iter().copied());
+    Proc::spawn("promrelay", &mut cmd, dir.join("promrelay.log"))
+}
+
+/// A self-scraping Prometheus config (external label `sender: who`) that remote-writes to the
+/// relay over HTTPS trusting `ca`; `tls_extra` goes inside its `tls_config` map, `extra` is
+/// more of the remote_write entry (indented lines).
+fn https_sender(port: u16, ca: &Path, who: &str, tls_extra: &str, extra: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  external_labels: {{sender: {who}}}\nscrape_configs:\n  - job_name: self\n    static_configs: [{{targets: [\"127.0.0.1:{{port}}\"]}}]\nremote_write:\n  - url: https://127.0.0.1:{port}/api/v1/write\n    tls_config: {{ca_file: {ca}{tls_extra}}}\n    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}\n{extra}",
+        ca = ca.display()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_writes_to_promrelay_over_https_with_a_token_from_the_environment() {
     let certs = TempDir::new("server-certs");
@@ -327,15 +350,11 @@ tasks:
 "#,
         url = receiver.write_url()
     );
-    // Relative TLS paths resolve against the config file's directory.
-    let cfg = certs.path().join("promrelay.yaml");
-    std::fs::write(&cfg, config).unwrap();
-    let mut cmd = std::process::Command::new(relay_bin());
-    cmd.args(["run", "--config"])
-        .arg(&cfg)
-        .env("PROMRELAY_TEST_INGEST_TOKEN", token)
-        .env("RUST_LOG", "debug");
-    let relay = Proc::spawn("promrelay", &mut cmd, certs.path().join("promrelay.log"));
+    let relay = spawn_relay_in(
+        certs.path(),
+        &config,
+        &[("PROMRELAY_TEST_INGEST_TOKEN", token)],
+    );
     let admin_url = format!("https://127.0.0.1:{admin}");
     eventually(
         Duration::from_secs(30),
@@ -349,20 +368,18 @@ tasks:
     let moved = tls_get(&format!("https://127.0.0.1:{port}/metrics"), &ca, "x", "y").await;
     assert!(moved.unwrap_err().contains("404"));
 
-    let sender_config = |credentials: &str| {
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs: [{{targets: [\"127.0.0.1:{{port}}\"]}}]\nremote_write:\n  - url: https://127.0.0.1:{port}/api/v1/write\n    authorization: {{credentials: {credentials}}}\n    tls_config: {{ca_file: {ca}}}\n    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}\n",
-            ca = ca.display()
-        )
+    let sender = |who: &str, credentials: &str| {
+        let auth = format!("    authorization: {{credentials: {credentials}}}\n");
+        https_sender(port, &ca, who, "", &auth)
     };
-    let _good = Prometheus::start(&sender_config(token), false).await;
-    let _bad = Prometheus::start(&sender_config("wrong-token"), false).await;
+    let _good = Prometheus::start(&sender("good", token), false).await;
+    let _bad = Prometheus::start(&sender("bad", "wrong-token"), false).await;
     eventually(
         Duration::from_secs(60),
         "the HTTPS sender's samples at the receiver",
         || async {
             let got = receiver
-                .raw_series("up{job=\"self\"}", "1m", now_ms())
+                .raw_series("up{sender=\"good\"}", "1m", now_ms())
                 .await?;
             if got.is_empty() {
                 Err("none yet".into())
@@ -418,13 +435,7 @@ tasks:
 "#,
         url = receiver.write_url()
     );
-    let cfg = certs.path().join("promrelay.yaml");
-    std::fs::write(&cfg, config).unwrap();
-    let mut cmd = std::process::Command::new(relay_bin());
-    cmd.args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info");
-    let mut relay = Proc::spawn("promrelay", &mut cmd, certs.path().join("promrelay.log"));
+    let mut relay = spawn_relay_in(certs.path(), &config, &[]);
     wait_port(port, &mut relay).await;
     let sender = |who: &str, client_cert: bool| {
         let cert = if client_cert {
@@ -436,10 +447,7 @@ tasks:
         } else {
             String::new()
         };
-        format!(
-            "global:\n  scrape_interval: 1s\n  external_labels: {{sender: {who}}}\nscrape_configs:\n  - job_name: self\n    static_configs: [{{targets: [\"127.0.0.1:{{port}}\"]}}]\nremote_write:\n  - url: https://127.0.0.1:{port}/api/v1/write\n    tls_config: {{ca_file: {ca}{cert}}}\n    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}\n",
-            ca = ca.display()
-        )
+        https_sender(port, &ca, who, &cert, "")
     };
     let _with = Prometheus::start(&sender("with-cert", true), false).await;
     let without = Prometheus::start(&sender("without-cert", false), false).await;

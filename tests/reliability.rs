@@ -173,17 +173,25 @@ sources:
     assert!(r.text().contains("ack_timeout"), "{}", r.text());
 
     let receiver = Prometheus::receiver_on(port).await;
-    let second = request("ack_test", 4, ts + 1000, 10.0);
-    let r = remote_write(&relay.write_url(), proto::encode_snappy(&second)).await;
-    assert_eq!(r.status, 204, "{}", r.text());
-    // No waiting here: 204 under `ack: delivered` means Prometheus already has it.
-    let mut want = SeriesMap::new();
-    expect(&mut want, &second);
-    let got = receiver
-        .raw_series("ack_test", "5m", now_ms())
-        .await
-        .unwrap();
-    assert_eq!(got, want);
+    // Post, expect 204, and query at once: no waiting, because 204 under `ack: delivered`
+    // means Prometheus already has it.
+    let delivered_on_204 = |url: String, req: WriteRequest, metric: &'static str| {
+        let receiver = &receiver;
+        async move {
+            let r = remote_write(&url, proto::encode_snappy(&req)).await;
+            assert_eq!(r.status, 204, "{}", r.text());
+            let mut want = SeriesMap::new();
+            expect(&mut want, &req);
+            let got = receiver.raw_series(metric, "5m", now_ms()).await.unwrap();
+            assert_eq!(got, want);
+        }
+    };
+    delivered_on_204(
+        relay.write_url(),
+        request("ack_test", 4, ts + 1000, 10.0),
+        "ack_test",
+    )
+    .await;
     // The early request was kept and delivered after all.
     let mut early = SeriesMap::new();
     expect(&mut early, &first);
@@ -193,17 +201,12 @@ sources:
 
     // The same through a spool: delivered still means in Prometheus, without waiting for the
     // 30 s batching deadline.
-    let third = request("ack_spooled_test", 2, ts + 2000, 20.0);
-    let url = format!("{}/sources/spooled/api/v1/write", relay.base());
-    let r = remote_write(&url, proto::encode_snappy(&third)).await;
-    assert_eq!(r.status, 204, "{}", r.text());
-    let mut want = SeriesMap::new();
-    expect(&mut want, &third);
-    let got = receiver
-        .raw_series("ack_spooled_test", "5m", now_ms())
-        .await
-        .unwrap();
-    assert_eq!(got, want);
+    delivered_on_204(
+        format!("{}/sources/spooled/api/v1/write", relay.base()),
+        request("ack_spooled_test", 2, ts + 2000, 20.0),
+        "ack_spooled_test",
+    )
+    .await;
 
     // A target that refuses for good (Prometheus answers 404): the sender hears 400.
     let url = format!("{}/sources/wrong-path/api/v1/write", relay.base());

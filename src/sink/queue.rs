@@ -159,6 +159,16 @@ pub struct SinkQueue {
     closed: AtomicBool,
 }
 
+/// Wait until `notify` wakes the caller, or until `until` when given (a batch falls due).
+pub(super) async fn wait_for_wake(notify: &Notify, until: Option<Instant>) {
+    match until {
+        Some(t) => {
+            let _ = tokio::time::timeout_at(t.into(), notify.notified()).await;
+        }
+        None => notify.notified().await,
+    }
+}
+
 /// Spare buffers kept per lane for reuse; more would only hold memory.
 const SPARES: usize = 4;
 
@@ -368,12 +378,7 @@ impl SinkQueue {
                     None
                 }
             };
-            match wait_until {
-                Some(t) => {
-                    let _ = tokio::time::timeout_at(t.into(), l.notify.notified()).await;
-                }
-                None => l.notify.notified().await,
-            }
+            wait_for_wake(&l.notify, wait_until).await;
         }
     }
 

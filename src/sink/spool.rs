@@ -615,12 +615,7 @@ impl Spool {
                     None
                 }
             };
-            match wait_until {
-                Some(t) => {
-                    let _ = tokio::time::timeout_at(t.into(), l.notify.notified()).await;
-                }
-                None => l.notify.notified().await,
-            }
+            super::queue::wait_for_wake(&l.notify, wait_until).await;
         }
     }
 
