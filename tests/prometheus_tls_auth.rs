@@ -374,21 +374,12 @@ tasks:
     };
     let _good = Prometheus::start(&sender("good", token), false).await;
     let _bad = Prometheus::start(&sender("bad", "wrong-token"), false).await;
-    eventually(
-        Duration::from_secs(60),
-        "the HTTPS sender's samples at the receiver",
-        || async {
-            let got = receiver
-                .raw_series("up{sender=\"good\"}", "1m", now_ms())
-                .await?;
-            if got.is_empty() {
-                Err("none yet".into())
-            } else {
-                Ok(got)
-            }
-        },
-    )
-    .await;
+    receiver
+        .wait_for_any(
+            "up{sender=\"good\"}",
+            "the HTTPS sender's samples at the receiver",
+        )
+        .await;
     let refused = "promrelay_ingest_refused_total{source=\"default\",reason=\"unauthorized\"}";
     eventually(
         Duration::from_secs(60),
@@ -451,21 +442,12 @@ tasks:
     };
     let _with = Prometheus::start(&sender("with-cert", true), false).await;
     let without = Prometheus::start(&sender("without-cert", false), false).await;
-    eventually(
-        Duration::from_secs(60),
-        "the sender with a client certificate",
-        || async {
-            let got = receiver
-                .raw_series("up{sender=\"with-cert\"}", "1m", now_ms())
-                .await?;
-            if got.is_empty() {
-                Err("none yet".into())
-            } else {
-                Ok(())
-            }
-        },
-    )
-    .await;
+    receiver
+        .wait_for_any(
+            "up{sender=\"with-cert\"}",
+            "the sender with a client certificate",
+        )
+        .await;
     // The other one is failing its handshakes (its own metric says so) and delivers nothing.
     eventually(
         Duration::from_secs(60),

@@ -432,6 +432,19 @@ impl Prometheus {
 }
 
 impl Prometheus {
+    /// Wait (bounded, 60 s) until `selector` has any sample in the last minute.
+    pub async fn wait_for_any(&self, selector: &str, what: &str) -> SeriesMap {
+        eventually(Duration::from_secs(60), what, || async {
+            let got = self.raw_series(selector, "1m", now_ms()).await?;
+            if got.is_empty() {
+                Err("none yet".to_string())
+            } else {
+                Ok(got)
+            }
+        })
+        .await
+    }
+
     /// Wait (bounded) until `selector` over `range` evaluated at the fixed time `at_ms` holds
     /// exactly `want`.
     pub async fn wait_for_series_at(
