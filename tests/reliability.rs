@@ -30,6 +30,31 @@ fn request(metric: &str, series: usize, ts: i64, value: f64) -> WriteRequest {
     }
 }
 
+/// 200 series named `metric` at `ts`, each padded with a 300-byte label: about 80 KB encoded.
+fn padded_request(metric: &str, ts: i64, value: f64) -> WriteRequest {
+    let mut req = request(metric, 200, ts, value);
+    for s in &mut req.timeseries {
+        s.labels.push(Label::new("pad", &"p".repeat(300)));
+    }
+    req
+}
+
+/// Send one 25-series `spool_kill_test` request per round (a second apart from `base`), each
+/// answered 204, and add them to `want`.
+async fn send_taken(url: &str, rounds: std::ops::Range<i64>, base: i64, want: &mut SeriesMap) {
+    for round in rounds {
+        let req = request(
+            "spool_kill_test",
+            25,
+            base + round * 1000,
+            round as f64 * 100.0,
+        );
+        let r = remote_write(url, proto::encode_snappy(&req)).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+        expect(want, &req);
+    }
+}
+
 /// Add what `req` carries to `want`, keyed as the receiver's query API reports it.
 fn expect(want: &mut SeriesMap, req: &WriteRequest) {
     for s in &req.timeseries {
@@ -62,15 +87,8 @@ tasks:
     let mut relay = Relay::start(&config).await;
     let mut want = SeriesMap::new();
     let base = now_ms() - 120_000;
-    let mut ts = base;
     // The default ack for a spooled task is `spooled`: 204 means synced to disk.
-    for round in 0..40 {
-        let req = request("spool_kill_test", 25, ts, round as f64 * 100.0);
-        let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
-        assert_eq!(r.status, 204, "{}", r.text());
-        expect(&mut want, &req);
-        ts += 1000;
-    }
+    send_taken(&relay.write_url(), 0..40, base, &mut want).await;
     relay
         .wait_metric(
             "promrelay_target_spool_bytes{task=\"durable\",target=\"central\"}",
@@ -80,13 +98,7 @@ tasks:
         .await;
     relay.kill9_and_restart().await;
     // Still down after the restart: more data joins the replayed backlog.
-    for round in 40..60 {
-        let req = request("spool_kill_test", 25, ts, round as f64 * 100.0);
-        let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
-        assert_eq!(r.status, 204, "{}", r.text());
-        expect(&mut want, &req);
-        ts += 1000;
-    }
+    send_taken(&relay.write_url(), 40..60, base, &mut want).await;
     assert!(
         relay
             .proc
@@ -536,10 +548,7 @@ tasks:
     let base = now_ms() - 100_000;
     // ~80 KB per request encoded: 40 of them overflow the 1 MiB spool several times.
     for round in 0..40 {
-        let mut req = request("no_stall_test", 200, base + round * 1000, round as f64);
-        for s in &mut req.timeseries {
-            s.labels.push(Label::new("pad", &"p".repeat(300)));
-        }
+        let req = padded_request("no_stall_test", base + round * 1000, round as f64);
         let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
         assert_eq!(r.status, 204, "round {round}: {}", r.text());
         expect(&mut want, &req);
@@ -646,10 +655,7 @@ tasks:
     let mut refused = 0;
     // ~80 KB per request: the 1 MiB spool is full after a dozen or so; send a bounded 40.
     for round in 0..40 {
-        let mut req = request("spool_full_test", 200, base + round * 1000, round as f64);
-        for s in &mut req.timeseries {
-            s.labels.push(Label::new("pad", &"p".repeat(300)));
-        }
+        let req = padded_request("spool_full_test", base + round * 1000, round as f64);
         let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
         match r.status.as_u16() {
             204 => expect(&mut want, &req),
