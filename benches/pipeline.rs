@@ -12,12 +12,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use promrelay::batch::SeriesBatch;
 use promrelay::config::Config;
 use promrelay::decode::DecodeLimits;
-use promrelay::encode::{json, remote_write};
+use promrelay::encode::{json_sample as json, remote_write};
 use promrelay::filter::Filter;
 use promrelay::pipeline::Pipeline;
 use promrelay::relabel::{LabelSet, merge};
 use promrelay::telemetry::Metrics;
-use promrelay::workload::WorkloadSpec;
+use promrelay::tools::workload::WorkloadSpec;
 use prost::Message;
 use std::hint::black_box;
 use std::path::Path;
@@ -233,12 +233,12 @@ fn spool(c: &mut Criterion) {
 }
 
 fn kafka(c: &mut Criterion) {
-    use promrelay::config::{KafkaCompression, KafkaFormat, KafkaKey, parse_topic};
-    use promrelay::sink::kafka::layout::{KafkaLayout, MessageBuilder};
+    use promrelay::targets::kafka::{KafkaCompression, KafkaFormat, KafkaKey, parse_topic};
+    use promrelay::targets::kafka::{KafkaLayout, MessageBuilder};
     let (raw, _, samples) = workload();
     let mut batch = SeriesBatch::new();
     batch.decode_protobuf(&raw).unwrap();
-    let cfg = promrelay::config::KafkaConfig {
+    let cfg = promrelay::targets::kafka::KafkaConfig {
         topic: parse_topic("metrics").unwrap(),
         key: KafkaKey::Series,
         format: KafkaFormat::Json,

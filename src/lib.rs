@@ -7,17 +7,15 @@
 #![forbid(unsafe_code)]
 
 pub mod batch; // the arena-backed sample batch every stage speaks
-pub mod bench; // `promrelay bench` (filter throughput) and the blackhole receiver
-pub mod config; // YAML → checked, compiled configuration
+pub mod config; // YAML → checked, compiled configuration (shared parts; kinds check their own)
 pub mod decode; // snappy + hand-written protobuf walk into a batch
-pub mod encode; // batch → remote-write protobuf / flat JSON, into reused buffers
+pub mod encode; // batch → remote-write protobuf / flat JSON sample objects, into reused buffers
 pub mod filter; // label conditions, compiled once with per-pattern strategies
-pub mod ingest; // HTTP server: routes, limits, answers
-pub mod kafka_tail; // `promrelay kafka-tail`: read a topic back as JSON lines
 pub mod pipeline; // one request through every task: match → relabel → encode → queue
 pub mod proto; // prost reference types (tests, benches, request generation)
 pub mod relabel; // task labels and external labels, merged lazily in sorted order
 pub mod relay; // wiring and orderly shutdown
-pub mod sink; // targets: bounded queues, retrying senders; remote_write, kafka and file services
+pub mod sources; // where data comes in, one folder per kind: http/
+pub mod targets; // where data goes, one folder per kind: remote_write/, kafka/, file/
 pub mod telemetry; // self-metrics and logging
-pub mod workload; // deterministic realistic request generators
+pub mod tools; // bench, blackhole, kafka-tail: command-line tools beside the relay

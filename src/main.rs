@@ -164,7 +164,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let opts = promrelay::kafka_tail::TailOptions {
+            let opts = promrelay::tools::kafka_tail::TailOptions {
                 brokers,
                 topic,
                 from_beginning,
@@ -175,7 +175,7 @@ fn main() -> ExitCode {
                 idle_exit,
                 options: pairs,
             };
-            match promrelay::kafka_tail::tail(&opts, &mut std::io::stdout().lock()) {
+            match promrelay::tools::kafka_tail::tail(&opts, &mut std::io::stdout().lock()) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("promrelay kafka-tail: {e}");
@@ -202,7 +202,7 @@ fn main() -> ExitCode {
                 eprintln!("--duration: expected a non-negative number of seconds");
                 return ExitCode::from(2);
             };
-            let spec = promrelay::workload::WorkloadSpec {
+            let spec = promrelay::tools::workload::WorkloadSpec {
                 series,
                 labels_per_series: labels.clamp(6, 18),
                 samples_per_series: samples_per_series.max(1),
@@ -218,7 +218,7 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-                match rt.block_on(promrelay::bench::over_http(
+                match rt.block_on(promrelay::tools::bench::over_http(
                     &url,
                     pid,
                     &spec,
@@ -241,12 +241,13 @@ fn main() -> ExitCode {
                             return ExitCode::from(2);
                         }
                     },
-                    None => promrelay::bench::default_config(),
+                    None => promrelay::tools::bench::default_config(),
                 };
                 let threads = threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-                match promrelay::bench::in_process(cfg, &spec, threads, duration, requests, !quiet)
-                {
+                match promrelay::tools::bench::in_process(
+                    cfg, &spec, threads, duration, requests, !quiet,
+                ) {
                     Ok(r) => r,
                     Err(e) => {
                         eprintln!("promrelay bench: {e}");
@@ -265,7 +266,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(promrelay::bench::blackhole(listen, shutdown_signal())) {
+            match rt.block_on(promrelay::tools::blackhole::blackhole(
+                listen,
+                shutdown_signal(),
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("promrelay blackhole: {e}");

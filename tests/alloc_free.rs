@@ -6,7 +6,7 @@
 use promrelay::config::Config;
 use promrelay::pipeline::Pipeline;
 use promrelay::telemetry::Metrics;
-use promrelay::workload::WorkloadSpec;
+use promrelay::tools::workload::WorkloadSpec;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;

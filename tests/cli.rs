@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use promrelay::proto;
-use promrelay::workload::WorkloadSpec;
+use promrelay::tools::workload::WorkloadSpec;
 use std::process::Command;
 use std::time::Duration;
 

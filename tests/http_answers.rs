@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use hyper::Method;
 use promrelay::proto;
-use promrelay::workload::WorkloadSpec;
+use promrelay::tools::workload::WorkloadSpec;
 
 fn body(series: usize) -> Vec<u8> {
     proto::encode_snappy(

@@ -1,6 +1,6 @@
 use super::*;
 use crate::proto::{self, Exemplar, Histogram, Label, MetricMetadata, TimeSeries, WriteRequest};
-use crate::workload::{Rng, WorkloadSpec};
+use crate::tools::workload::{Rng, WorkloadSpec};
 use prost::Message;
 
 /// Labels and (value bits, timestamp) per series: comparable across decoders, NaN included.

@@ -101,7 +101,7 @@ mod tests {
     use crate::batch::SeriesBatch;
     use crate::proto::{self, Histogram, Label, TimeSeries, WriteRequest};
     use crate::relabel::{LabelSet, merge};
-    use crate::workload::WorkloadSpec;
+    use crate::tools::workload::WorkloadSpec;
     use prost::Message;
 
     #[test]

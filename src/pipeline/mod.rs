@@ -12,13 +12,12 @@
 //! so no target gets a duplicate and none is skipped.
 
 use crate::batch::SeriesBatch;
-use crate::config::{Ack, Config, KafkaFormat};
+use crate::config::{Ack, Config};
 use crate::decode::{DecodeError, DecodeLimits};
-use crate::encode::{json, remote_write};
 use crate::filter::Filter;
 use crate::relabel::{LabelSet, merge};
-use crate::sink::queue::{Chunk, Span};
-use crate::sink::{Format, SinkError, Target};
+use crate::targets::queue::Span;
+use crate::targets::{Output, SinkError, Target};
 use crate::telemetry::{Metrics, SourceMetrics, TaskMetrics};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -53,11 +52,9 @@ struct SourceRoute {
 /// Per-target scratch of one request.
 #[derive(Default)]
 struct TargetScratch {
-    lanes: Vec<Chunk>,
-    samples: usize,
+    out: Output,
     /// What the chunks cost against the queue's limit (samples, or spool bytes).
     cost: usize,
-    unsupported: usize,
     touched: bool,
 }
 
@@ -188,7 +185,7 @@ impl Pipeline {
                 .targets
                 .iter()
                 .map(|t| TargetScratch {
-                    lanes: (0..t.queue.lanes()).map(|_| Chunk::default()).collect(),
+                    out: t.output(),
                     ..Default::default()
                 })
                 .collect(),
@@ -200,10 +197,8 @@ impl Pipeline {
         s.batch.trim(RETAIN_DECODE_BYTES);
         for &t in &s.touched {
             let ts = &mut s.targets[t];
-            ts.lanes.iter_mut().for_each(Chunk::clear);
-            ts.samples = 0;
+            ts.out.clear();
             ts.cost = 0;
-            ts.unsupported = 0;
             ts.touched = false;
         }
         s.touched.clear();
@@ -279,73 +274,21 @@ impl Pipeline {
                 if !task.filter.matches(&series) {
                     continue;
                 }
-                let samples = series.samples();
-                let histograms = series.histogram_count() as usize;
-                matched += samples.len() + histograms;
+                matched += series.samples().len() + series.histogram_count() as usize;
                 for &ti in &task.targets {
                     let target = &self.targets[ti];
-                    let out = &mut outs[ti];
-                    if !out.touched {
-                        out.touched = true;
+                    let ts = &mut outs[ti];
+                    if !ts.touched {
+                        ts.touched = true;
                         touched.push(ti);
                     }
-                    let labels = || {
-                        merge(
-                            series.buf(),
-                            series.label_refs(),
-                            &task.labels,
-                            &target.external_labels,
-                        )
-                    };
-                    match &target.format {
-                        Format::RemoteWrite => {
-                            let lane = (series.hash() % out.lanes.len() as u64) as usize;
-                            let chunk = &mut out.lanes[lane];
-                            remote_write::encode_series(
-                                &mut chunk.bytes,
-                                labels(),
-                                samples,
-                                series.extras(),
-                            );
-                            chunk.end_series(samples.len() + histograms);
-                            out.samples += samples.len() + histograms;
-                        }
-                        Format::JsonLines => {
-                            if samples.is_empty() && histograms == 0 {
-                                continue;
-                            }
-                            let chunk = &mut out.lanes[0];
-                            for s in samples {
-                                json::write_sample(&mut chunk.bytes, labels(), s);
-                                chunk.bytes.push(b'\n');
-                            }
-                            chunk.end_series(samples.len());
-                            out.samples += samples.len();
-                            out.unsupported += histograms;
-                        }
-                        Format::Kafka(layout) => {
-                            let json = layout.format == KafkaFormat::Json;
-                            if json && samples.is_empty() {
-                                out.unsupported += histograms;
-                                continue;
-                            }
-                            let name = series.label(b"__name__").unwrap_or_default();
-                            let lane = layout.lane(series.hash(), name, out.lanes.len());
-                            let chunk = &mut out.lanes[lane];
-                            let n = layout.write_record(
-                                &mut chunk.bytes,
-                                labels(),
-                                samples,
-                                series.extras(),
-                            );
-                            let carried = if json { n } else { n + histograms };
-                            chunk.end_series(carried);
-                            out.samples += carried;
-                            if json {
-                                out.unsupported += histograms;
-                            }
-                        }
-                    }
+                    let labels = merge(
+                        series.buf(),
+                        series.label_refs(),
+                        &task.labels,
+                        &target.external_labels,
+                    );
+                    target.encoder.write_series(&mut ts.out, &series, labels);
                 }
             }
             task.metrics.matched.inc_by(matched as u64);
@@ -355,9 +298,9 @@ impl Pipeline {
         // All or nothing: reserve everywhere first.
         for (k, &ti) in touched.iter().enumerate() {
             let queue = &self.targets[ti].queue;
-            let out = &mut outs[ti];
-            out.cost = queue.cost(out.samples, &out.lanes);
-            if !queue.try_reserve(out.cost) {
+            let ts = &mut outs[ti];
+            ts.cost = queue.cost(ts.out.samples, &ts.out.lanes);
+            if !queue.try_reserve(ts.cost) {
                 for &undo in &touched[..k] {
                     self.targets[undo].queue.release(outs[undo].cost);
                 }
@@ -372,7 +315,7 @@ impl Pipeline {
         let mut failed = None;
         for &ti in touched.iter() {
             let target = &self.targets[ti];
-            let out = &outs[ti];
+            let out = &outs[ti].out;
             let mut lost = 0;
             for (lane, chunk) in out.lanes.iter().enumerate() {
                 if chunk.is_empty() {

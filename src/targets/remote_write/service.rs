@@ -3,8 +3,9 @@
 //! Classification follows the remote-write spec: 2xx delivered; 5xx and 429 retried (429 with
 //! its `Retry-After`); any other status refused for good; connection errors and timeouts retried.
 
-use super::SendResult;
-use crate::config::{RemoteWriteConfig, TlsConfig};
+use super::RemoteWriteConfig;
+use crate::targets::tls::TlsConfig;
+use crate::targets::{Payload, SendResult};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -77,17 +78,24 @@ impl RemoteWriteService {
     }
 
     /// Snappy (block format) through a reused buffer.
-    pub fn prepare(&mut self, body: &[u8]) -> Bytes {
+    pub fn prepare(&mut self, body: &[u8]) -> Payload {
         self.compressed
             .resize(snap::raw::max_compress_len(body.len()), 0);
-        match self.encoder.compress(body, &mut self.compressed) {
+        Payload::Bytes(match self.encoder.compress(body, &mut self.compressed) {
             Ok(n) => Bytes::copy_from_slice(&self.compressed[..n]),
             // Only for inputs over ~4 GiB, which the queue never builds; fail loudly in a send.
             Err(_) => Bytes::new(),
-        }
+        })
     }
 
-    pub async fn send(&self, payload: Bytes) -> SendResult {
+    /// One POST of a prepared batch.
+    pub async fn send(&self, payload: &mut Payload, _dropped: &mut usize) -> SendResult {
+        let Payload::Bytes(payload) = payload else {
+            return SendResult::Reject {
+                why: "internal error: a remote_write target was handed Kafka messages".into(),
+            };
+        };
+        let payload = payload.clone();
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(self.url.clone());
@@ -138,6 +146,16 @@ impl RemoteWriteService {
             Ok(Ok(x)) => x,
         };
         classify(status, retry_after, &body)
+    }
+}
+
+/// One service per lane: each has its own connection pool, so lanes send in parallel.
+///
+/// # Errors
+/// As [`RemoteWriteService::new`].
+impl RemoteWriteConfig {
+    pub fn services(&self, lanes: usize) -> Result<Vec<RemoteWriteService>, String> {
+        (0..lanes).map(|_| RemoteWriteService::new(self)).collect()
     }
 }
 

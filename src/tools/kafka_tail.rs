@@ -5,7 +5,7 @@
 //! `format: remote_write` messages are decoded and printed in the same flat JSON form.
 
 use crate::batch::SeriesBatch;
-use crate::encode::json;
+use crate::encode::json_sample as json;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;

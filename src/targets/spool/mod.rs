@@ -37,6 +37,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
+mod config;
+
+pub use config::{OnFull, RawSpool, SpoolConfig};
+
 use super::queue::Batch;
 use prometheus_client::metrics::counter::Counter;
 
@@ -46,31 +50,6 @@ pub const HEADER: usize = 12;
 const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Spare batch buffers kept per lane.
 const SPARES: usize = 2;
-
-/// What to do when the spool holds `max_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFull {
-    /// Push back to ingest (429/503 + `Retry-After`); nothing is dropped.
-    Block,
-    /// Drop the oldest segment of the fullest lane, counted, and take the new data.
-    DropOldest,
-}
-
-#[derive(Debug, Clone)]
-pub struct SpoolConfig {
-    pub dir: PathBuf,
-    pub max_bytes: u64,
-    pub on_full: OnFull,
-    pub fsync_interval: Duration,
-}
-
-impl SpoolConfig {
-    /// Segment size: an eighth of the spool (so `drop_oldest` drops at most that much at a
-    /// time), between 1 MiB and 128 MiB.
-    fn segment_bytes(&self) -> u64 {
-        (self.max_bytes / 8).clamp(1 << 20, 128 << 20)
-    }
-}
 
 /// Counters the spool bumps itself (they belong to the target's metrics).
 #[derive(Clone, Default)]

@@ -1,4 +1,6 @@
-//! The HTTP server: remote-write ingest per source, self-metrics and health endpoints.
+//! The HTTP source: remote-write ingest per named source path, plus the self-metrics and health
+//! endpoints served beside it. `config.rs` holds the source's keys, `server.rs` the listener
+//! side (TLS, one task per connection); this file routes and answers requests.
 //!
 //! Answers follow the remote-write 1.0 spec, so senders retry exactly what is worth retrying:
 //!
@@ -17,6 +19,12 @@
 //!
 //! 503 is the default backpressure answer because Prometheus 2.42 retries every 5xx but drops a
 //! batch answered 429 unless `retry_on_http_429` is set in its `queue_config`.
+
+mod config;
+mod server;
+
+pub use config::RawSource;
+pub use server::{TlsError, accept_opt, serve_connection, server_tls};
 
 use crate::config::ServerConfig;
 use crate::pipeline::{IngestError, Pipeline};

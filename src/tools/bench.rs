@@ -1,7 +1,6 @@
-//! `promrelay bench`: the built-in filter-throughput benchmark, and `promrelay blackhole`, the
-//! remote-write receiver that answers 204 to everything (for `perf/compare.sh`).
+//! `promrelay bench`: the built-in filter-throughput benchmark.
 //!
-//! Two modes over the same generated remote-write bodies ([`crate::workload`]):
+//! Two modes over the same generated remote-write bodies ([`super::workload`]):
 //! - **in-process**: run the bodies through a config's tasks with [`Pipeline::process`] on N
 //!   threads, discarding what reaches the queues: the data path alone, no HTTP, no sender.
 //! - **HTTP**: drive a remote-write URL with N connections, like a fleet of Prometheus servers;
@@ -9,10 +8,10 @@
 //!
 //! Every run is bounded by its duration. Load is only ever sent to loopback addresses.
 
+use super::workload::WorkloadSpec;
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::telemetry::Metrics;
-use crate::workload::WorkloadSpec;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Uri};
@@ -261,7 +260,7 @@ pub fn in_process(
     duration: Duration,
     max_requests: Option<u64>,
     show_progress: bool,
-) -> Result<BenchReport, crate::sink::SinkError> {
+) -> Result<BenchReport, crate::targets::SinkError> {
     let mut config = config;
     // Nothing is sent in process: queues are emptied after each request. A spool would fill
     // up (and measure the disk), so spools are left out.
@@ -420,51 +419,6 @@ pub async fn over_http(
     report.cpu_seconds = pid.and_then(|p| Some(cpu_seconds(p)? - cpu0?));
     report.peak_rss_bytes = pid.and_then(peak_rss);
     Ok(report)
-}
-
-/// Serve a remote-write receiver that reads each body and answers 204, until `shutdown`.
-///
-/// # Errors
-/// A listen address that is not loopback or cannot be bound.
-pub async fn blackhole(
-    listen: std::net::SocketAddr,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), BenchError> {
-    if !listen.ip().is_loopback() {
-        return Err(BenchError::NotLoopback(listen.to_string()));
-    }
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let requests = Arc::new(AtomicU64::new(0));
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let requests = requests.clone();
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let requests = requests.clone();
-                    async move {
-                        let _ = req.into_body().collect().await;
-                        requests.fetch_add(1, Ordering::Relaxed);
-                        let mut r = hyper::Response::new(Full::new(Bytes::new()));
-                        *r.status_mut() = hyper::StatusCode::NO_CONTENT;
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    tracing::info!(
-        requests = requests.load(Ordering::Relaxed),
-        "blackhole stopped"
-    );
-    Ok(())
 }
 
 #[cfg(test)]

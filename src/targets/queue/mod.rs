@@ -11,6 +11,10 @@
 //! order they arrived. A lane's buffer is protobuf `timeseries` fields (or JSON lines) appended
 //! back to back: that is already the request body.
 
+mod config;
+
+pub use config::{QueueConfig, RawQueue};
+
 use super::spool::{self, Spool};
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -1,11 +1,21 @@
 //! The file target: JSON lines appended to a file, or written to standard output (`path: "-"`).
 //! Writes run on tokio's blocking pool so a slow disk never stalls the async workers.
 
-use super::SendResult;
-use crate::config::FileConfig;
+use super::FileConfig;
+use crate::targets::{Payload, SendResult};
 use bytes::Bytes;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+
+/// One writer: the file target has a single lane, so lines keep their order.
+///
+/// # Errors
+/// As [`FileService::open`].
+impl FileConfig {
+    pub fn services(&self, _lanes: usize) -> Result<Vec<FileService>, String> {
+        Ok(vec![FileService::open(self)?])
+    }
+}
 
 pub struct FileService {
     out: Arc<Mutex<Box<dyn Write + Send>>>,
@@ -37,7 +47,19 @@ impl FileService {
         })
     }
 
-    pub async fn send(&self, payload: Bytes) -> SendResult {
+    /// The batch as it is: JSON lines.
+    pub fn prepare(&mut self, body: &[u8]) -> Payload {
+        Payload::Bytes(Bytes::copy_from_slice(body))
+    }
+
+    /// Append a prepared batch.
+    pub async fn send(&self, payload: &mut Payload, _dropped: &mut usize) -> SendResult {
+        let Payload::Bytes(payload) = payload else {
+            return SendResult::Reject {
+                why: "internal error: a file target was handed Kafka messages".into(),
+            };
+        };
+        let payload = payload.clone();
         let out = self.out.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut w = out.lock().unwrap_or_else(|p| p.into_inner());

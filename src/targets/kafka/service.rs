@@ -1,4 +1,4 @@
-//! The Kafka target: lane batches become messages (see [`layout`]), produced with librdkafka
+//! The Kafka target: lane batches become messages (see `encode.rs` and `messages.rs`), produced with librdkafka
 //! and acknowledged only when the broker's delivery report says so.
 //!
 //! One `FutureProducer` per target, shared by its lanes. Each message already carries thousands
@@ -16,11 +16,8 @@
 //! `UnknownProducerId` to every later message of the old producer, forever; a new producer gets
 //! a new id (found by `tests/kafka_tansu.rs`, restarting Tansu mid-stream).
 
-pub mod layout;
-
-use super::SendResult;
-use crate::config::KafkaConfig;
-use layout::{KafkaMessage, MessageBuilder};
+use super::{KafkaConfig, MessageBuilder};
+use crate::targets::{Payload, SendResult};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -61,11 +58,17 @@ pub struct KafkaService {
     builder: MessageBuilder,
 }
 
-/// Build one service per lane around one shared producer.
-///
-/// # Errors
-/// librdkafka's message for a setting it refuses.
-pub fn services(cfg: &KafkaConfig, lanes: usize) -> Result<Vec<KafkaService>, String> {
+impl KafkaConfig {
+    /// One service per lane around one shared producer.
+    ///
+    /// # Errors
+    /// librdkafka's message for a setting it refuses.
+    pub fn services(&self, lanes: usize) -> Result<Vec<KafkaService>, String> {
+        services(self, lanes)
+    }
+}
+
+fn services(cfg: &KafkaConfig, lanes: usize) -> Result<Vec<KafkaService>, String> {
     let mut client = ClientConfig::new();
     for (k, v) in &cfg.client {
         client.set(k, v);
@@ -102,14 +105,19 @@ fn is_permanent(e: &KafkaError) -> bool {
 }
 
 impl KafkaService {
-    pub fn prepare(&mut self, body: &[u8]) -> Vec<KafkaMessage> {
-        self.builder.build(body)
+    pub fn prepare(&mut self, body: &[u8]) -> Payload {
+        Payload::Messages(self.builder.build(body))
     }
 
     /// Produce every message and wait for the delivery reports. Delivered messages and
     /// permanently refused ones are removed from `messages`; the samples of refused ones are
     /// added to `dropped`. `Retry` while any message is left.
-    pub async fn send(&self, messages: &mut Vec<KafkaMessage>, dropped: &mut usize) -> SendResult {
+    pub async fn send(&self, payload: &mut Payload, dropped: &mut usize) -> SendResult {
+        let Payload::Messages(messages) = payload else {
+            return SendResult::Reject {
+                why: "internal error: a Kafka target was handed a request body".into(),
+            };
+        };
         let (generation, producer) = self.slot.get();
         let mut pending = Vec::with_capacity(messages.len());
         let mut failed: Vec<(usize, KafkaError)> = Vec::new();

@@ -1,0 +1,177 @@
+//! How Kafka-bound series travel through a queue lane (their records); [`super::messages`] turns
+//! a lane's batch of records into messages.
+//!
+//! The data path writes one *record* per series into the lane buffer:
+//!
+//! ```text
+//! [u16 topic length][topic]   length 0: the configured fixed topic
+//! [u16 key length][key]       length 0: the lane's group key (key: series) or no key
+//! [u32 samples]
+//! [u32 body length][body]     JSON objects joined by ',' (json) or a `timeseries` field (remote_write)
+//! ```
+//!
+//! (little-endian). The queue cuts batches between records like between any series. The sender
+//! then groups a batch's records by (topic, key) in arrival order and packs each group into
+//! messages of at most `max_message_bytes` before compression: `[` + bodies joined by `,` + `]`
+//! for JSON, the concatenated fields (a `WriteRequest`) for remote_write. A single record larger
+//! than the cap goes out alone.
+//!
+//! Partitioning: with `key: series` a series' lane is picked by its label hash and every message
+//! of lane N carries the key `series-group-N`, so a series always reaches the same partition, in
+//! order. With `key: metric` the lane is picked by the metric name and the key is the metric
+//! name. With `key: none` messages have no key.
+
+use super::{KafkaConfig, KafkaFormat, KafkaKey, TopicPart};
+use crate::batch::{Sample, SeriesView};
+use crate::decode::SeriesHasher;
+use crate::encode::{json_sample as json, remote_write};
+use crate::relabel::MergedLabels;
+use crate::targets::Output;
+
+/// What the data path needs to know to write records for one Kafka target.
+#[derive(Debug, Clone)]
+pub struct KafkaLayout {
+    pub format: KafkaFormat,
+    pub key: KafkaKey,
+    /// `None` for a fixed topic.
+    topic: Option<Vec<TopicPart>>,
+}
+
+/// Longest topic name Kafka accepts.
+const MAX_TOPIC: usize = 249;
+
+impl KafkaConfig {
+    /// The Kafka encoder is the target's record layout.
+    pub fn encoder(&self) -> KafkaLayout {
+        KafkaLayout::new(self)
+    }
+}
+
+impl KafkaLayout {
+    pub fn new(cfg: &KafkaConfig) -> KafkaLayout {
+        KafkaLayout {
+            format: cfg.format,
+            key: cfg.key,
+            topic: cfg.fixed_topic().is_none().then(|| cfg.topic.clone()),
+        }
+    }
+
+    /// Write one series (its delivered `labels`) as a record into the lane its key picks.
+    /// JSON cannot carry native histograms: they are counted as unsupported.
+    #[inline]
+    pub fn write_series(
+        &self,
+        out: &mut Output,
+        series: &SeriesView<'_>,
+        labels: MergedLabels<'_>,
+    ) {
+        let samples = series.samples();
+        let histograms = series.histogram_count() as usize;
+        let json = self.format == KafkaFormat::Json;
+        if json {
+            out.unsupported += histograms;
+            if samples.is_empty() {
+                return;
+            }
+        }
+        let name = series.label(b"__name__").unwrap_or_default();
+        let lane = self.lane(series.hash(), name, out.lanes.len());
+        let chunk = &mut out.lanes[lane];
+        let n = self.write_record(&mut chunk.bytes, labels, samples, series.extras());
+        let carried = if json { n } else { n + histograms };
+        chunk.end_series(carried);
+        out.samples += carried;
+    }
+
+    /// The lane a series goes to (see the module docs).
+    #[inline]
+    pub fn lane(&self, series_hash: u64, metric: &[u8], lanes: usize) -> usize {
+        let h = match self.key {
+            KafkaKey::Metric => {
+                let mut h = SeriesHasher::new();
+                h.write(metric);
+                h.finish()
+            }
+            KafkaKey::Series | KafkaKey::None => series_hash,
+        };
+        (h % lanes as u64) as usize
+    }
+
+    /// Append one series' record. `labels` are the delivered (merged) labels. Returns the
+    /// number of samples the record carries.
+    pub fn write_record<'a, L, E>(
+        &self,
+        out: &mut Vec<u8>,
+        labels: L,
+        samples: &[Sample],
+        extras: E,
+    ) -> usize
+    where
+        L: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+        E: Iterator<Item = &'a [u8]> + Clone,
+    {
+        // Topic.
+        let at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        if let Some(parts) = &self.topic {
+            for part in parts {
+                match part {
+                    TopicPart::Text(t) => out.extend_from_slice(t.as_bytes()),
+                    TopicPart::Label(name) => {
+                        let v = labels
+                            .clone()
+                            .find(|(n, _)| *n == name.as_bytes())
+                            .map_or(&b""[..], |(_, v)| v);
+                        // Kafka allows only [a-zA-Z0-9._-] in topic names.
+                        out.extend(v.iter().map(|&b| {
+                            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                                b
+                            } else {
+                                b'_'
+                            }
+                        }));
+                    }
+                }
+            }
+            let len = (out.len() - at - 2).min(MAX_TOPIC);
+            out.truncate(at + 2 + len);
+            out[at..at + 2].copy_from_slice(&(len as u16).to_le_bytes());
+        }
+        // Key.
+        let at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        if self.key == KafkaKey::Metric {
+            let name = labels
+                .clone()
+                .find(|(n, _)| *n == b"__name__")
+                .map_or(&b""[..], |(_, v)| v);
+            let name = &name[..name.len().min(u16::MAX as usize)];
+            out.extend_from_slice(name);
+            out[at..at + 2].copy_from_slice(&(name.len() as u16).to_le_bytes());
+        }
+        // Sample count, then the body.
+        let count_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let samples_written = match self.format {
+            KafkaFormat::Json => {
+                for (i, s) in samples.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json::write_sample(out, labels.clone(), s);
+                }
+                samples.len()
+            }
+            KafkaFormat::RemoteWrite => {
+                remote_write::encode_series(out, labels, samples, extras);
+                samples.len()
+            }
+        };
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        out[count_at..count_at + 4].copy_from_slice(&(samples_written as u32).to_le_bytes());
+        samples_written
+    }
+}

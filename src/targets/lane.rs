@@ -1,0 +1,119 @@
+//! The send-and-retry loop every kind shares: one task per queue lane takes a batch, has the
+//! kind's service prepare it once, sends it, and retries 5xx/429/network errors with capped
+//! exponential backoff (honouring `Retry-After`); what retrying cannot fix is dropped and
+//! counted. A lane sends one batch at a time, which keeps each series in order.
+
+use super::Service;
+use super::kafka::KafkaMessage;
+use super::target::Target;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How one send attempt ended.
+#[derive(Debug)]
+pub enum SendResult {
+    Delivered,
+    /// Worth another try: 5xx, 429, a network error. `after` is the target's `Retry-After`.
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
+    /// Retrying cannot help (a 4xx other than 429): the batch is dropped and counted.
+    Reject {
+        why: String,
+    },
+}
+
+/// A batch prepared for sending, kept across retries.
+pub enum Payload {
+    Bytes(Bytes),
+    /// Kafka messages still to deliver (delivered ones are removed as they are acknowledged).
+    Messages(Vec<KafkaMessage>),
+}
+
+impl Payload {
+    /// Requests or messages the payload is sent as.
+    fn messages(&self) -> usize {
+        match self {
+            Payload::Bytes(_) => 1,
+            Payload::Messages(m) => m.len(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Payload::Bytes(b) => b.len(),
+            Payload::Messages(m) => m.iter().map(|m| m.payload.len()).sum(),
+        }
+    }
+}
+
+/// The longest `Retry-After` honoured; a longer one is shortened so a misconfigured target
+/// cannot park a lane for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Send every batch of one lane until the queue is closed and the lane is empty.
+pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
+    let cfg = &target.queue_config;
+    let m = &target.metrics;
+    let mut backoff = cfg.min_backoff;
+    while let Some(batch) = target.queue.next_batch(lane).await {
+        let mut payload = service.prepare(&batch.body);
+        let bytes = payload.len();
+        let messages = payload.messages();
+        let mut dropped = 0usize;
+        let mut failures = 0u32;
+        let mut delivered = false;
+        loop {
+            let started = Instant::now();
+            let result = service.send(&mut payload, &mut dropped).await;
+            m.send_seconds.observe(started.elapsed().as_secs_f64());
+            match result {
+                SendResult::Delivered => {
+                    m.delivered
+                        .inc_by((batch.samples - dropped.min(batch.samples)) as u64);
+                    m.dropped_refused.inc_by(dropped as u64);
+                    m.batches.inc();
+                    m.bytes.inc_by(bytes as u64);
+                    m.messages.inc_by(messages as u64);
+                    backoff = cfg.min_backoff;
+                    delivered = dropped == 0;
+                    if failures > 0 {
+                        tracing::info!(task = %target.task, target = %target.name, failures, "target recovered");
+                    }
+                    break;
+                }
+                SendResult::Retry { .. }
+                    if target.queue.is_closed() && target.queue.spool().is_some() =>
+                {
+                    // Shutting down: the batch is still in the spool (not finished), so it is
+                    // sent again at the next start; no reason to hold the exit for it.
+                    tracing::info!(task = %target.task, target = %target.name, samples = batch.samples, "shutdown: batch left in the spool");
+                    return;
+                }
+                SendResult::Retry { after, why } => {
+                    m.retries.inc();
+                    failures += 1;
+                    // One line per failure would flood the log during a long outage.
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(task = %target.task, target = %target.name, failures, "send failed, retrying: {why}");
+                    }
+                    let wait = after.map_or(backoff, |a| a.min(MAX_RETRY_AFTER));
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(cfg.max_backoff);
+                }
+                SendResult::Reject { why } => {
+                    m.dropped_refused.inc_by(batch.samples as u64);
+                    tracing::error!(
+                        task = %target.task, target = %target.name, samples = batch.samples,
+                        "target refused a batch, dropping it (not retried): {why}"
+                    );
+                    break;
+                }
+            }
+        }
+        target.queue.finish(lane, batch, delivered);
+        target.update_gauges();
+    }
+}

@@ -1,0 +1,160 @@
+//! Delivery targets: one folder per kind, and what every kind shares.
+//!
+//! A kind's folder (`remote_write/`, `kafka/`, `file/`) owns its whole life: `config.rs` (its
+//! YAML keys, defaults and checks), `encode.rs` (how one series is written into a lane's
+//! chunk), `service.rs` (sending one batch). Shared here: [`TargetConfig`] and the running
+//! [`Target`] (`target.rs`), the bounded [`queue`] and its lanes, the durable [`spool`], the
+//! send-and-retry loop ([`run_lane`], `lane.rs`) and [`tls`] settings.
+//!
+//! Layering, from the data path outwards: the kind's encoder writes into the request's
+//! [`Output`] → [`queue::SinkQueue`] (bounded, lanes by series hash) → [`run_lane`] → the
+//! kind's service (HTTP POST, Kafka produce, file append).
+//!
+//! [`target_kinds!`] at the bottom is the one registry of kinds: adding a kind adds its folder
+//! and one line there (see docs/architecture.md, "Adding a target kind").
+
+pub mod file;
+pub mod kafka;
+mod lane;
+pub mod queue;
+pub mod remote_write;
+pub mod spool;
+mod target;
+pub mod tls;
+
+pub use lane::{Payload, SendResult, run_lane};
+pub use target::{CommonKeys, Output, SinkError, Target, TargetConfig};
+
+use crate::batch::SeriesView;
+use crate::config::ConfigError;
+use crate::relabel::MergedLabels;
+use serde::Deserialize;
+use std::path::Path;
+
+/// The registry: one line per kind, `Variant => folder::{Raw, Config, Encoder, Service}`.
+///
+/// Each kind's folder provides, under those names:
+/// - `Raw`: its YAML keys (serde, `deny_unknown_fields`), with
+///   `fn validate(self, at: &str, base: &Path) -> Result<TargetConfig, ConfigError>` that
+///   builds the shared keys with [`TargetConfig::new`] and its own config `.into()` the kind;
+/// - `Config`: the checked config, with `fn encoder(&self) -> Encoder` and
+///   `fn services(&self, lanes: usize) -> Result<Vec<Service>, String>`;
+/// - `Encoder` (`Debug + Clone`): `fn write_series(&self, out: &mut Output, series:
+///   &SeriesView, labels: MergedLabels)`, called once per matching series on the data path;
+/// - `Service`: `fn prepare(&mut self, body: &[u8]) -> Payload` (once per batch) and
+///   `async fn send(&self, payload: &mut Payload, dropped: &mut usize) -> SendResult`.
+///
+/// From that the macro builds [`RawTarget`] (chosen by `type:`, the variant in snake case),
+/// [`TargetKind`], [`Encoder`] and [`Service`], each dispatching by `match`: enum dispatch,
+/// no `dyn` call per series.
+macro_rules! target_kinds {
+    ($($variant:ident => $kind:ident::{$raw:ident, $config:ident, $encoder:ident, $service:ident}),+ $(,)?) => {
+        /// A target as written in YAML, chosen by its `type:` key.
+        // Read once at start; the size difference between variants does not matter.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum RawTarget {
+            $($variant($kind::$raw),)+
+        }
+
+        impl RawTarget {
+            /// Check the target at `at` (`tasks[i].targets[j]`); relative paths resolve
+            /// against `base`.
+            ///
+            /// # Errors
+            /// The first bad key, named by its field path.
+            pub fn validate(self, at: &str, base: &Path) -> Result<TargetConfig, ConfigError> {
+                match self {
+                    $(RawTarget::$variant(t) => t.validate(at, base),)+
+                }
+            }
+        }
+
+        /// A checked target's kind-specific config.
+        // Built once at start; the size difference between variants does not matter.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug)]
+        pub enum TargetKind {
+            $($variant($kind::$config),)+
+        }
+
+        $(impl From<$kind::$config> for TargetKind {
+            fn from(c: $kind::$config) -> TargetKind {
+                TargetKind::$variant(c)
+            }
+        })+
+
+        impl TargetKind {
+            /// What the data path writes for this target.
+            pub fn encoder(&self) -> Encoder {
+                match self {
+                    $(TargetKind::$variant(c) => Encoder::$variant(c.encoder()),)+
+                }
+            }
+
+            /// One service per lane (`lanes` of them, or fewer where the kind needs fewer).
+            ///
+            /// # Errors
+            /// TLS material that does not load, a file that cannot be opened, a Kafka setting
+            /// librdkafka refuses.
+            pub fn services(&self, lanes: usize) -> Result<Vec<Service>, String> {
+                match self {
+                    $(TargetKind::$variant(c) => {
+                        Ok(c.services(lanes)?.into_iter().map(Service::$variant).collect())
+                    })+
+                }
+            }
+        }
+
+        /// How the data path writes one series for a target; chosen once when it is built.
+        #[derive(Debug, Clone)]
+        pub enum Encoder {
+            $($variant($kind::$encoder),)+
+        }
+
+        impl Encoder {
+            /// Write one matching series (its delivered `labels`) into the request's `out`.
+            #[inline]
+            pub fn write_series(
+                &self,
+                out: &mut Output,
+                series: &SeriesView<'_>,
+                labels: MergedLabels<'_>,
+            ) {
+                match self {
+                    $(Encoder::$variant(e) => e.write_series(out, series, labels),)+
+                }
+            }
+        }
+
+        /// The service a lane sends through. One per lane, never moved in a hot loop.
+        #[allow(clippy::large_enum_variant)]
+        pub enum Service {
+            $($variant($kind::$service),)+
+        }
+
+        impl Service {
+            /// Turn a batch into the payload sent (compressed for remote-write, messages for
+            /// Kafka), once per batch so retries resend the same bytes.
+            fn prepare(&mut self, body: &[u8]) -> Payload {
+                match self {
+                    $(Service::$variant(s) => s.prepare(body),)+
+                }
+            }
+
+            /// One attempt. `dropped` collects samples refused for good in a partial refusal.
+            async fn send(&self, payload: &mut Payload, dropped: &mut usize) -> SendResult {
+                match self {
+                    $(Service::$variant(s) => s.send(payload, dropped).await,)+
+                }
+            }
+        }
+    };
+}
+
+target_kinds! {
+    RemoteWrite => remote_write::{RawRemoteWrite, RemoteWriteConfig, RemoteWriteEncoder, RemoteWriteService},
+    File => file::{RawFile, FileConfig, FileEncoder, FileService},
+    Kafka => kafka::{RawKafka, KafkaConfig, KafkaLayout, KafkaService},
+}

@@ -1,0 +1,176 @@
+//! What every target has, whatever its kind: the keys every kind's config shares, and the
+//! running target the data path hands data to (its encoder, queue, metrics and ack policy).
+
+use super::queue::{Chunk, QueueConfig, RawQueue, SinkQueue};
+use super::spool::{self, RawSpool, SpoolConfig};
+use super::{Encoder, TargetKind};
+use crate::config::{Ack, ConfigError, invalid};
+use crate::relabel::{LabelSet, is_valid_label_name};
+use crate::telemetry::TargetMetrics;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A checked target: the shared keys, and the kind's own config.
+#[derive(Debug)]
+pub struct TargetConfig {
+    pub name: String,
+    pub external_labels: LabelSet,
+    pub queue: QueueConfig,
+    pub spool: Option<SpoolConfig>,
+    pub kind: TargetKind,
+}
+
+/// The keys every kind of target has, as written.
+pub struct CommonKeys<'a> {
+    pub name: String,
+    pub external_labels: &'a BTreeMap<String, String>,
+    pub queue: &'a RawQueue,
+    pub spool: Option<&'a RawSpool>,
+}
+
+impl TargetConfig {
+    /// Check the shared keys of the target at `at` and put them together with its kind.
+    ///
+    /// # Errors
+    /// The first bad key, named under `at`.
+    pub fn new(
+        common: CommonKeys<'_>,
+        at: &str,
+        base: &Path,
+        kind: TargetKind,
+    ) -> Result<TargetConfig, ConfigError> {
+        Ok(TargetConfig {
+            external_labels: external_labels(
+                common.external_labels,
+                &format!("{at}.external_labels"),
+            )?,
+            queue: common.queue.validate(at)?,
+            spool: common.spool.map(|s| s.validate(at, base)).transpose()?,
+            name: common.name,
+            kind,
+        })
+    }
+}
+
+fn external_labels(map: &BTreeMap<String, String>, field: &str) -> Result<LabelSet, ConfigError> {
+    if let Some(bad) = map.keys().find(|k| !is_valid_label_name(k)) {
+        return Err(invalid(
+            field,
+            format!("label name {bad:?} is not valid: use [a-zA-Z_][a-zA-Z0-9_]*"),
+        ));
+    }
+    LabelSet::new(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| invalid(field, e.to_string()))
+}
+
+/// Why a target could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("target {target:?}: {message}")]
+pub struct SinkError {
+    pub target: String,
+    pub message: String,
+}
+
+/// What one request wrote for one target: a chunk per lane, and what it carries.
+#[derive(Default)]
+pub struct Output {
+    pub lanes: Vec<Chunk>,
+    /// Samples (and histogram samples) written.
+    pub samples: usize,
+    /// Samples the target's format cannot carry, dropped and counted.
+    pub unsupported: usize,
+}
+
+impl Output {
+    pub fn clear(&mut self) {
+        self.lanes.iter_mut().for_each(Chunk::clear);
+        self.samples = 0;
+        self.unsupported = 0;
+    }
+}
+
+/// A running target: what the data path needs to hand it data.
+pub struct Target {
+    pub task: String,
+    pub name: String,
+    pub external_labels: LabelSet,
+    pub encoder: Encoder,
+    pub queue: Arc<SinkQueue>,
+    pub metrics: TargetMetrics,
+    pub queue_config: QueueConfig,
+    /// The task's acknowledgement policy.
+    pub ack: Ack,
+}
+
+impl Target {
+    /// Build a target's queue, opening (and replaying) its spool if it has one.
+    ///
+    /// # Errors
+    /// The spool directory cannot be created, locked or read.
+    pub fn new(
+        task: &str,
+        cfg: &TargetConfig,
+        metrics: TargetMetrics,
+        ack: Ack,
+    ) -> Result<Target, SinkError> {
+        let q = &cfg.queue;
+        let spool = match &cfg.spool {
+            None => None,
+            Some(sc) => {
+                let counters = spool::SpoolCounters {
+                    dropped_full: metrics.dropped_spool_full.clone(),
+                    dropped_corrupt: metrics.dropped_spool_corrupt.clone(),
+                };
+                let (s, recovered) =
+                    spool::Spool::open(sc.clone(), q.shards, counters).map_err(|e| SinkError {
+                        target: cfg.name.clone(),
+                        message: format!("spool: {e}"),
+                    })?;
+                if recovered.records > 0 || recovered.cut_bytes > 0 {
+                    tracing::info!(
+                        task, target = %cfg.name, samples = recovered.samples,
+                        bytes = recovered.bytes, torn_bytes_cut = recovered.cut_bytes,
+                        "spool: replaying what an earlier run left"
+                    );
+                }
+                metrics.spool_bytes.set(s.held_bytes() as i64);
+                Some(s)
+            }
+        };
+        let queue = SinkQueue::new(
+            q.shards,
+            q.capacity,
+            q.max_samples_per_send,
+            q.batch_send_deadline,
+            spool,
+        );
+        metrics.queue_depth.set(queue.held() as i64);
+        Ok(Target {
+            task: task.to_owned(),
+            name: cfg.name.clone(),
+            external_labels: cfg.external_labels.clone(),
+            encoder: cfg.kind.encoder(),
+            queue: Arc::new(queue),
+            metrics,
+            queue_config: q.clone(),
+            ack,
+        })
+    }
+
+    /// A fresh per-request output for this target: one chunk per lane.
+    pub fn output(&self) -> Output {
+        Output {
+            lanes: (0..self.queue.lanes()).map(|_| Chunk::default()).collect(),
+            ..Output::default()
+        }
+    }
+
+    /// Publish the queue gauges.
+    pub fn update_gauges(&self) {
+        self.metrics.queue_depth.set(self.queue.held() as i64);
+        if let Some(s) = self.queue.spool() {
+            self.metrics.spool_bytes.set(s.held_bytes() as i64);
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The command-line tools that are not the relay itself: `promrelay bench` and the workload it
+//! sends, `promrelay blackhole`, and `promrelay kafka-tail`. Nothing in the relay depends on
+//! them; they use the relay's library like any other client would.
+
+pub mod bench; // filter throughput, in-process or over HTTP
+pub mod blackhole; // a receiver that answers 204 to everything
+pub mod kafka_tail; // read a topic back as JSON lines
+pub mod workload; // deterministic realistic request generators
