@@ -33,6 +33,9 @@ pub enum StartError {
     Tls(#[from] crate::sources::http::TlsError),
 }
 
+/// How often an overflow is synced to disk.
+const OVERFLOW_SYNC: Duration = Duration::from_secs(1);
+
 /// A relay that is listening.
 pub struct Relay {
     state: Arc<IngestState>,
@@ -97,15 +100,13 @@ impl Relay {
             for (lane, service) in lanes.into_iter().enumerate() {
                 senders.spawn(run_lane(target.clone(), lane, service));
             }
-            if target.queue.spool().is_some() {
+            if target.queue.disk().is_some() || target.queue.overflow().is_some() {
                 let (target, mut stop) = (target.clone(), stop_rx.clone());
                 syncers.spawn(async move {
-                    if let Some(s) = target.queue.spool() {
-                        s.run_sync(async move {
-                            let _ = stop.wait_for(|&v| v).await;
-                        })
-                        .await;
-                    }
+                    let stop = async move {
+                        let _ = stop.wait_for(|&v| v).await;
+                    };
+                    target.queue.run_sync(OVERFLOW_SYNC, stop).await;
                 });
             }
         }
@@ -202,16 +203,18 @@ impl Relay {
         if drained.is_err() {
             senders.abort_all();
             for t in state.pipeline.targets() {
-                let left = t.queue.held();
-                if left == 0 {
-                    continue;
-                }
-                if t.queue.spool().is_some() {
-                    tracing::info!(task = %t.task, target = %t.name, samples = left, "shutdown timeout: samples stay in the spool for the next start");
-                } else {
+                let left = t.queue.memory_held();
+                if left > 0 {
                     t.metrics.dropped_shutdown.inc_by(left as u64);
-                    tracing::error!(task = %t.task, target = %t.name, samples = left, "shutdown timeout: samples not delivered");
+                    tracing::error!(task = %t.task, target = %t.name, samples = left, "shutdown timeout: samples held in memory not delivered");
                 }
+            }
+        }
+        for t in state.pipeline.targets() {
+            let on_disk = t.queue.disk_samples();
+            if on_disk > 0 {
+                let dir = t.queue.disk_dir().map(|d| d.display().to_string());
+                tracing::info!(task = %t.task, target = %t.name, samples = on_disk, dir = dir.as_deref().unwrap_or_default(), "shutdown: samples stay on disk for the next start");
             }
         }
         // Last: every spool syncs what it wrote and how far it got.

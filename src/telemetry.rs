@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 type Labels = Vec<(String, String)>;
 
@@ -50,6 +51,8 @@ pub struct Metrics {
     target_spool_bytes: Family<Labels, Gauge>,
     target_send_seconds: Family<Labels, Histogram>,
     target_sent_bytes: Family<Labels, Counter>,
+    target_spilling: Family<Labels, Gauge>,
+    target_oldest_pending: Family<Labels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -85,6 +88,8 @@ impl Metrics {
         let target_queue_depth = Family::default();
         let target_spool_bytes = Family::default();
         let target_sent_bytes = Family::default();
+        let target_spilling = Family::default();
+        let target_oldest_pending = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let target_send_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
@@ -170,8 +175,18 @@ impl Metrics {
         );
         registry.register(
             "target_spool_bytes",
-            "Bytes held by the target's spool now (reserved, unread and in flight)",
+            "Bytes the target holds on disk now, in its spool or overflow (reserved, unread and in flight)",
             target_spool_bytes.clone(),
+        );
+        registry.register(
+            "target_spilling",
+            "1 while the target's memory queue is full and its data goes to its overflow on disk",
+            target_spilling.clone(),
+        );
+        registry.register(
+            "target_oldest_pending_seconds",
+            "Age of the oldest data the target holds (memory or disk), to about a second; 0 when it holds nothing",
+            target_oldest_pending.clone(),
         );
         registry.register(
             "target_send_duration_seconds",
@@ -198,6 +213,8 @@ impl Metrics {
             target_spool_bytes,
             target_send_seconds,
             target_sent_bytes,
+            target_spilling,
+            target_oldest_pending,
         }
     }
 
@@ -255,6 +272,8 @@ impl Metrics {
             queue_depth: self.target_queue_depth.get_or_create(&l).clone(),
             spool_bytes: self.target_spool_bytes.get_or_create(&l).clone(),
             send_seconds: self.target_send_seconds.get_or_create(&l).clone(),
+            spilling: self.target_spilling.get_or_create(&l).clone(),
+            oldest_pending_seconds: self.target_oldest_pending.get_or_create(&l).clone(),
             dropped_refused: dropped(reason::REFUSED),
             dropped_unsupported: dropped(reason::UNSUPPORTED),
             dropped_shutdown: dropped(reason::SHUTDOWN),
@@ -296,8 +315,12 @@ pub struct TargetMetrics {
     pub bytes: Counter,
     pub retries: Counter,
     pub queue_depth: Gauge,
-    /// Bytes held by the target's spool (0 without one).
+    /// Bytes held on disk by the target's spool or overflow.
     pub spool_bytes: Gauge,
+    /// 1 while some lane spills to the overflow.
+    pub spilling: Gauge,
+    /// Age of the oldest data held; set when `/metrics` is scraped.
+    pub oldest_pending_seconds: Gauge<f64, AtomicU64>,
     pub send_seconds: Histogram,
     pub dropped_refused: Counter,
     pub dropped_unsupported: Counter,

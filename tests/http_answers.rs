@@ -48,6 +48,9 @@ tasks:
         url: {stalled_url}
         timeout: 60s
         queue: {{capacity: 150, max_samples_per_send: 100, shards: 1, batch_send_deadline: 50ms}}
+        # Memory only: with the default overflow a full queue spills to disk (tests/isolation.rs)
+        # instead of answering 503; this test is about the 503.
+        overflow: {{enabled: false}}
 "#
     ))
     .await;

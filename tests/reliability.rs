@@ -250,9 +250,11 @@ tasks:
       - name: central
         type: remote_write
         url: {}
-        # Small enough to fill during the outage: the sender is then pushed back (503) and
-        # keeps the rest in its WAL.
+        # Small enough to fill during the outage, and memory only (no overflow): the sender is
+        # then pushed back (503) and keeps the rest in its WAL. The overflow's answer to an
+        # outage is tests/isolation.rs.
         queue: {{capacity: 3000, batch_send_deadline: 200ms, min_backoff: 100ms, max_backoff: 1s}}
+        overflow: {{enabled: false}}
 "#,
         receiver.write_url()
     ))

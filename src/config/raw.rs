@@ -46,6 +46,8 @@ pub struct RawServer {
     pub admin_listen: Option<String>,
     /// Serve HTTPS on `listen` (and `admin_listen`).
     pub tls: Option<RawServerTls>,
+    /// Where targets keep what they hold on disk (the overflow of a target that falls behind).
+    pub data_dir: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +76,7 @@ impl Default for RawServer {
             ack_timeout: "25s".into(),
             admin_listen: None,
             tls: None,
+            data_dir: "data".into(),
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct ServerConfig {
     /// Where `/metrics` and the health endpoints are served when not on `listen`.
     pub admin_listen: Option<SocketAddr>,
     pub tls: Option<ServerTls>,
+    /// Where targets keep their overflow (resolved against the config file's directory).
+    pub data_dir: PathBuf,
 }
 
 /// HTTPS for the server: files checked to exist at load, read at start.
@@ -90,7 +92,11 @@ pub fn validate(s: &RawServer, base: &Path) -> Result<ServerConfig, ConfigError>
                     .transpose()?,
             }),
         },
+        data_dir: base.join(&s.data_dir),
     };
+    if s.data_dir.trim().is_empty() {
+        return Err(invalid("server.data_dir", "must not be empty"));
+    }
     if server.ack_timeout.is_zero() {
         return Err(invalid("server.ack_timeout", "must be greater than 0"));
     }

@@ -78,7 +78,7 @@ pub fn validate(t: RawTask, at: &str, cx: &mut TaskContext<'_>) -> Result<TaskCo
             "an enabled task needs at least one target",
         ));
     }
-    let mut targets = Vec::new();
+    let mut targets: Vec<TargetConfig> = Vec::new();
     let mut target_names = HashSet::new();
     for (j, target) in t.targets.into_iter().enumerate() {
         let tat = format!("{at}.targets[{j}]");
@@ -117,6 +117,13 @@ pub fn validate(t: RawTask, at: &str, cx: &mut TaskContext<'_>) -> Result<TaskCo
         }
         Some(a) => a,
     };
+    for t in &mut targets {
+        // A spool already holds everything on disk; an `ack: delivered` request waits for
+        // delivery, so spilling would only turn its push-back into a timeout.
+        if t.spool.is_some() || ack == Ack::Delivered {
+            t.overflow = None;
+        }
+    }
     Ok(TaskConfig {
         ack,
         name: t.name,

@@ -53,8 +53,6 @@ struct SourceRoute {
 #[derive(Default)]
 struct TargetScratch {
     out: Output,
-    /// What the chunks cost against the queue's limit (samples, or spool bytes).
-    cost: usize,
     touched: bool,
 }
 
@@ -146,6 +144,7 @@ impl Pipeline {
                     t,
                     metrics.target(&task.name, &t.name),
                     task.ack,
+                    &config.server.data_dir,
                 )?));
             }
             sources[source_index[&task.source]].tasks.push(TaskRuntime {
@@ -198,7 +197,6 @@ impl Pipeline {
         for &t in &s.touched {
             let ts = &mut s.targets[t];
             ts.out.clear();
-            ts.cost = 0;
             ts.touched = false;
         }
         s.touched.clear();
@@ -295,14 +293,11 @@ impl Pipeline {
             task.metrics.filtered.inc_by((received - matched) as u64);
         }
 
-        // All or nothing: reserve everywhere first.
+        // All or nothing: reserve everywhere first (in memory, or on a target's overflow).
         for (k, &ti) in touched.iter().enumerate() {
-            let queue = &self.targets[ti].queue;
-            let ts = &mut outs[ti];
-            ts.cost = queue.cost(ts.out.samples, &ts.out.lanes);
-            if !queue.try_reserve(ts.cost) {
+            if !self.targets[ti].queue.admit(&mut outs[ti].out.lanes) {
                 for &undo in &touched[..k] {
-                    self.targets[undo].queue.release(outs[undo].cost);
+                    self.targets[undo].queue.unadmit(&outs[undo].out.lanes);
                 }
                 let t = &self.targets[ti];
                 return Err(IngestError::QueueFull {
@@ -340,8 +335,8 @@ impl Pipeline {
                         });
                     }
                     Err(e) => {
-                        let samples: u32 = chunk.series.iter().map(|&(_, n)| n).sum();
-                        lost += samples as usize;
+                        let samples = chunk.samples;
+                        lost += samples;
                         tracing::error!(task = %target.task, target = %target.name, samples, "spool write failed, samples dropped: {e}");
                         failed = Some(ti);
                     }

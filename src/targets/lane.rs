@@ -84,12 +84,10 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     }
                     break;
                 }
-                SendResult::Retry { .. }
-                    if target.queue.is_closed() && target.queue.spool().is_some() =>
-                {
-                    // Shutting down: the batch is still in the spool (not finished), so it is
-                    // sent again at the next start; no reason to hold the exit for it.
-                    tracing::info!(task = %target.task, target = %target.name, samples = batch.samples, "shutdown: batch left in the spool");
+                SendResult::Retry { .. } if target.queue.is_closed() && batch.from_disk => {
+                    // Shutting down: the batch is still on disk (not finished), so it is sent
+                    // again at the next start; no reason to hold the exit for it.
+                    tracing::info!(task = %target.task, target = %target.name, samples = batch.samples, "shutdown: batch left on disk for the next start");
                     return;
                 }
                 SendResult::Retry { after, why } => {

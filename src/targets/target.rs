@@ -1,15 +1,16 @@
 //! What every target has, whatever its kind: the keys every kind's config shares, and the
 //! running target the data path hands data to (its encoder, queue, metrics and ack policy).
 
-use super::queue::{Chunk, QueueConfig, RawQueue, SinkQueue};
-use super::spool::{self, RawSpool, SpoolConfig};
+use super::queue::{Chunk, Overflow, QueueConfig, RawQueue, SinkQueue};
+use super::spool::{self, OverflowConfig, RawOverflow, RawSpool, SpoolConfig};
 use super::{Encoder, TargetKind};
 use crate::config::{Ack, ConfigError, invalid};
 use crate::relabel::{LabelSet, is_valid_label_name};
 use crate::telemetry::TargetMetrics;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A checked target: the shared keys, and the kind's own config.
 #[derive(Debug)]
@@ -18,6 +19,9 @@ pub struct TargetConfig {
     pub external_labels: LabelSet,
     pub queue: QueueConfig,
     pub spool: Option<SpoolConfig>,
+    /// Disk budget once the memory queue is full; not used with a `spool` (already on disk)
+    /// nor under `ack: delivered` (the request waits for delivery anyway).
+    pub overflow: Option<OverflowConfig>,
     pub kind: TargetKind,
 }
 
@@ -27,6 +31,7 @@ pub struct CommonKeys<'a> {
     pub external_labels: &'a BTreeMap<String, String>,
     pub queue: &'a RawQueue,
     pub spool: Option<&'a RawSpool>,
+    pub overflow: &'a RawOverflow,
 }
 
 impl TargetConfig {
@@ -47,6 +52,7 @@ impl TargetConfig {
             )?,
             queue: common.queue.validate(at)?,
             spool: common.spool.map(|s| s.validate(at, base)).transpose()?,
+            overflow: common.overflow.validate(at)?,
             name: common.name,
             kind,
         })
@@ -104,15 +110,17 @@ pub struct Target {
 }
 
 impl Target {
-    /// Build a target's queue, opening (and replaying) its spool if it has one.
+    /// Build a target's queue, opening (and replaying) its spool if it has one, and its
+    /// overflow under `data_dir` if that holds data from an earlier run.
     ///
     /// # Errors
-    /// The spool directory cannot be created, locked or read.
+    /// The spool or overflow directory cannot be created, locked or read.
     pub fn new(
         task: &str,
         cfg: &TargetConfig,
         metrics: TargetMetrics,
         ack: Ack,
+        data_dir: &Path,
     ) -> Result<Target, SinkError> {
         let q = &cfg.queue;
         let spool = match &cfg.spool {
@@ -138,13 +146,33 @@ impl Target {
                 Some(s)
             }
         };
-        let queue = SinkQueue::new(
+        let mut queue = SinkQueue::new(
             q.shards,
             q.capacity,
             q.max_samples_per_send,
             q.batch_send_deadline,
             spool,
         );
+        if let Some(o) = &cfg.overflow
+            && queue.spool().is_none()
+        {
+            let spool_cfg = SpoolConfig {
+                dir: overflow_dir(data_dir, task, &cfg.name),
+                max_bytes: o.max_bytes,
+                on_full: o.on_full,
+                fsync_interval: OVERFLOW_FSYNC,
+            };
+            let counters = spool::SpoolCounters {
+                dropped_full: metrics.dropped_spool_full.clone(),
+                dropped_corrupt: metrics.dropped_spool_corrupt.clone(),
+            };
+            let overflow =
+                Overflow::new(spool_cfg, queue.lanes(), counters).map_err(|e| SinkError {
+                    target: cfg.name.clone(),
+                    message: format!("overflow: {e}"),
+                })?;
+            queue = queue.with_overflow(overflow);
+        }
         metrics.queue_depth.set(queue.held() as i64);
         Ok(Target {
             task: task.to_owned(),
@@ -166,11 +194,78 @@ impl Target {
         }
     }
 
-    /// Publish the queue gauges.
+    /// Publish the queue gauges (cheap: atomics only; once per request and per batch).
     pub fn update_gauges(&self) {
         self.metrics.queue_depth.set(self.queue.held() as i64);
-        if let Some(s) = self.queue.spool() {
-            self.metrics.spool_bytes.set(s.held_bytes() as i64);
+        self.metrics.spool_bytes.set(self.queue.disk_bytes() as i64);
+        self.metrics.spilling.set(i64::from(self.queue.spilling()));
+    }
+
+    /// Publish the gauges worth computing only when someone looks (they take each lane's
+    /// lock): the age of the oldest data held.
+    pub fn update_scrape_gauges(&self) {
+        self.update_gauges();
+        self.metrics
+            .oldest_pending_seconds
+            .set(self.queue.oldest_pending().as_secs_f64());
+    }
+}
+
+/// How often an overflow's data is synced to disk (it survives a crash of the relay at once,
+/// in the page cache; this bounds what a crash of the machine loses).
+const OVERFLOW_FSYNC: Duration = Duration::from_secs(1);
+
+/// `{data_dir}/overflow/{task}/{target}`, each name made safe as one path component.
+pub fn overflow_dir(data_dir: &Path, task: &str, target: &str) -> PathBuf {
+    data_dir
+        .join("overflow")
+        .join(path_component(task))
+        .join(path_component(target))
+}
+
+/// A name as one path component: `A-Z a-z 0-9 . _ -` kept, anything else `_`; a name that had
+/// to change (or is `.`/`..`) gets a hash of the original, so two names never share a folder.
+fn path_component(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe == name && safe != "." && safe != ".." && !safe.is_empty() {
+        return safe;
+    }
+    let hash = crc32fast::hash(name.as_bytes());
+    format!("{safe}-{hash:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_component;
+
+    #[test]
+    fn names_become_safe_distinct_path_components() {
+        let cases = [
+            ("central", "central"),
+            ("a.b_c-1", "a.b_c-1"),
+            ("a/b", "a_b-"),
+            ("a b", "a_b-"),
+            ("..", "..-"),
+            ("ü", "_-"),
+        ];
+        for (name, prefix) in cases {
+            let got = path_component(name);
+            assert!(got.starts_with(prefix), "{name:?} -> {got:?}");
+            assert!(
+                !got.contains('/') && got != ".." && got != ".",
+                "{name:?} -> {got:?}"
+            );
         }
+        assert_ne!(path_component("a/b"), path_component("a b"));
+        assert_ne!(path_component("a_b"), path_component("a b"));
     }
 }

@@ -164,6 +164,9 @@ pub async fn handle(
             method_not_allowed("GET")
         }
         "/metrics" => {
+            for t in state.pipeline.targets() {
+                t.update_scrape_gauges();
+            }
             let mut r = text(StatusCode::OK, state.metrics.render());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -2,7 +2,7 @@
 
 use crate::config::{ConfigError, invalid};
 use crate::targets::queue::RawQueue;
-use crate::targets::spool::RawSpool;
+use crate::targets::spool::{RawOverflow, RawSpool};
 use crate::targets::{CommonKeys, TargetConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -18,6 +18,8 @@ pub struct RawFile {
     #[serde(default = "file_queue")]
     pub queue: RawQueue,
     pub spool: Option<RawSpool>,
+    #[serde(default)]
+    pub overflow: RawOverflow,
 }
 
 fn file_queue() -> RawQueue {
@@ -54,6 +56,7 @@ impl RawFile {
             external_labels: &self.external_labels,
             queue: &self.queue,
             spool: self.spool.as_ref(),
+            overflow: &self.overflow,
         };
         let mut cfg = TargetConfig::new(common, at, base, kind.into())?;
         cfg.queue.shards = 1; // one writer keeps lines in arrival order

@@ -7,7 +7,7 @@ use crate::config::values::positive;
 use crate::config::{ConfigError, invalid};
 use crate::relabel::is_valid_label_name;
 use crate::targets::queue::RawQueue;
-use crate::targets::spool::RawSpool;
+use crate::targets::spool::{RawOverflow, RawSpool};
 use crate::targets::tls::RawTls;
 use crate::targets::{CommonKeys, TargetConfig};
 use serde::Deserialize;
@@ -40,6 +40,8 @@ pub struct RawKafka {
     #[serde(default = "kafka_queue")]
     pub queue: RawQueue,
     pub spool: Option<RawSpool>,
+    #[serde(default)]
+    pub overflow: RawOverflow,
 }
 
 fn default_max_message_bytes() -> u64 {
@@ -309,6 +311,7 @@ impl RawKafka {
             external_labels: &self.external_labels,
             queue: &self.queue,
             spool: self.spool.as_ref(),
+            overflow: &self.overflow,
         };
         TargetConfig::new(common, at, base, kind.into())
     }

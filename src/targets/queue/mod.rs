@@ -1,24 +1,37 @@
 //! The bounded per-target queue between the data path and the senders.
 //!
-//! Capacity is counted in samples and covers everything the target holds: reserved by an
-//! ingest request, batching, sealed, and in flight. Ingest *reserves* first for every target a
-//! request touches and only then appends, so a request is either taken whole or refused whole
-//! (answered 503/429, and the sender retries it): no target ever sees half a request, and memory
-//! never grows past capacity plus one request.
+//! Capacity is counted in samples and covers everything the target holds in memory: reserved
+//! by an ingest request, batching, sealed, and in flight. Ingest *reserves* first for every
+//! target a request touches and only then appends, so a request is either taken whole or
+//! refused whole (answered 503/429, and the sender retries it): no target ever sees half a
+//! request, and memory never grows past capacity plus one request.
 //!
 //! Each queue has `shards` independent lanes. A series always goes to the same lane (by label
 //! hash), and each lane sends one batch at a time, so a series' samples reach the target in the
 //! order they arrived. A lane's buffer is protobuf `timeseries` fields (or JSON lines) appended
 //! back to back: that is already the request body.
+//!
+//! Where the bytes live, per target:
+//! - **memory, then disk** (the default): the memory lanes are the fast path; once memory is
+//!   full, a request's chunks go to the target's [`overflow`] spool instead, and a lane that
+//!   spilled keeps sending its later chunks to disk until its disk part has drained, so each
+//!   series stays in order (memory part first, then disk, then memory again). A target that
+//!   falls behind therefore never pushes back on the source, and so never stalls the other
+//!   targets of the source, until its disk budget is used up too.
+//! - **memory only** (`overflow: {enabled: false}`, or `ack: delivered`): a full queue pushes
+//!   back.
+//! - **disk first** (an explicit `spool:`): everything goes through the spool.
 
 mod config;
+mod overflow;
 
 pub use config::{QueueConfig, RawQueue};
+pub use overflow::Overflow;
 
 use super::spool::{self, Spool};
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
@@ -29,12 +42,18 @@ pub struct Chunk {
     pub bytes: Vec<u8>,
     /// `(end offset in bytes, samples)` per series, in order.
     pub series: Vec<(u32, u32)>,
+    /// Samples in all the series.
+    pub samples: usize,
+    /// Set by [`SinkQueue::admit`]: room was reserved on disk (the overflow), not in memory.
+    pub disk: bool,
 }
 
 impl Chunk {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.series.clear();
+        self.samples = 0;
+        self.disk = false;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -45,6 +64,12 @@ impl Chunk {
     #[inline]
     pub fn end_series(&mut self, samples: usize) {
         self.series.push((self.bytes.len() as u32, samples as u32));
+        self.samples += samples;
+    }
+
+    /// What the chunk costs on disk: its bytes and a record header.
+    fn disk_bytes(&self) -> u64 {
+        (self.bytes.len() + spool::HEADER) as u64
     }
 }
 
@@ -59,8 +84,9 @@ pub struct Batch {
     pub end: u64,
     /// Spool bytes the batch holds (0 in memory).
     pub bytes: usize,
+    /// Read back from a spool or overflow (left there, not lost, if the relay stops first).
+    pub from_disk: bool,
 }
-
 /// Which part of one request went to one lane: positions as in [`Batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -112,6 +138,56 @@ impl Progress {
     }
 }
 
+/// When the data a lane holds arrived, to about a second: marks of (lane sequence number just
+/// past the data, when its first part arrived), over every sample appended (memory or disk).
+#[derive(Default)]
+struct Arrivals {
+    marks: VecDeque<(u64, Instant)>,
+    appended: u64,
+    finished: u64,
+}
+
+/// A new mark at most this often; data within one mark counts from the mark's time.
+const MARK_EVERY: Duration = Duration::from_secs(1);
+/// Marks kept per lane; past it the two oldest merge (the oldest time stays, so the age shown
+/// never understates).
+const MAX_MARKS: usize = 1024;
+
+impl Arrivals {
+    fn add(&mut self, samples: usize, now: Instant) {
+        self.appended += samples as u64;
+        let appended = self.appended;
+        match self.marks.back_mut() {
+            Some((end, t)) if now.saturating_duration_since(*t) < MARK_EVERY => *end = appended,
+            _ => {
+                if self.marks.len() >= MAX_MARKS
+                    && let Some((second_end, _)) = self.marks.remove(1)
+                {
+                    self.marks[0].0 = second_end;
+                }
+                self.marks.push_back((appended, now));
+            }
+        }
+    }
+
+    fn finish(&mut self, samples: usize) {
+        self.finished = (self.finished + samples as u64).min(self.appended);
+        while self
+            .marks
+            .front()
+            .is_some_and(|&(end, _)| end <= self.finished)
+        {
+            self.marks.pop_front();
+        }
+    }
+
+    /// Forget everything: the lane is empty (data lost to corruption never finishes).
+    fn clear(&mut self) {
+        self.marks.clear();
+        self.finished = self.appended;
+    }
+}
+
 #[derive(Default)]
 struct LaneState {
     building: Vec<u8>,
@@ -122,6 +198,9 @@ struct LaneState {
     /// Samples ever appended / sealed into batches: the lane's positions.
     appended: u64,
     sealed: u64,
+    /// A batch is with the sender.
+    in_flight: bool,
+    arrivals: Arrivals,
 }
 
 impl LaneState {
@@ -139,9 +218,14 @@ impl LaneState {
             start,
             end: self.sealed,
             bytes: 0,
+            from_disk: false,
         });
         self.building_samples = 0;
         self.since = None;
+    }
+
+    fn memory_empty(&self) -> bool {
+        self.ready.is_empty() && self.building.is_empty() && !self.in_flight
     }
 }
 
@@ -150,12 +234,20 @@ struct Lane {
     notify: Notify,
 }
 
+impl Lane {
+    fn lock(&self) -> MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// See the module docs.
 pub struct SinkQueue {
     lanes: Box<[Lane]>,
     progress: Box<[Progress]>,
-    /// When set, data goes through this spool instead of the memory lanes.
+    /// When set, data goes through this spool instead of the memory lanes (disk first).
     spool: Option<Spool>,
+    /// When set, data goes here once memory is full (memory, then disk).
+    overflow: Option<Overflow>,
     capacity: usize,
     max_per_send: usize,
     send_deadline: Duration,
@@ -195,12 +287,21 @@ impl SinkQueue {
                 .collect(),
             progress: (0..lanes).map(|_| Progress::new(0)).collect(),
             spool,
+            overflow: None,
             capacity,
             max_per_send: max_per_send.max(1),
             send_deadline,
             held: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// Spill to `overflow` (made for as many lanes) once memory is full. Not with a spool.
+    pub fn with_overflow(mut self, overflow: Overflow) -> SinkQueue {
+        if self.spool.is_none() {
+            self.overflow = Some(overflow);
+        }
+        self
     }
 
     pub fn lanes(&self) -> usize {
@@ -211,35 +312,92 @@ impl SinkQueue {
         self.spool.as_ref()
     }
 
-    /// Samples held now (reserved, batching, queued, in flight; or written to the spool and not
+    pub fn overflow(&self) -> Option<&Overflow> {
+        self.overflow.as_ref()
+    }
+
+    /// The spool data is on disk in, if any: the explicit spool, or the overflow once opened.
+    pub fn disk(&self) -> Option<&Spool> {
+        self.spool
+            .as_ref()
+            .or_else(|| self.overflow.as_ref().and_then(Overflow::opened))
+    }
+
+    /// Samples held now (reserved, batching, queued, in flight; or written to disk and not
     /// yet finished).
     pub fn held(&self) -> usize {
         match &self.spool {
             Some(s) => s.held_samples() as usize,
+            None => self.memory_held() + self.disk_samples(),
+        }
+    }
+
+    /// The directory of what is on disk: the spool's or the overflow's.
+    pub fn disk_dir(&self) -> Option<&std::path::Path> {
+        match (&self.spool, &self.overflow) {
+            (Some(s), _) => Some(s.dir()),
+            (None, Some(o)) => Some(o.dir()),
+            (None, None) => None,
+        }
+    }
+
+    /// Samples held in memory (lost if the process dies).
+    pub fn memory_held(&self) -> usize {
+        match &self.spool {
+            Some(_) => 0,
             None => self.held.load(Ordering::Acquire),
         }
     }
 
-    /// What appending a request's `chunks` (carrying `samples` in all) costs against the
-    /// limit: its samples in memory; its bytes, record headers included, in a spool.
-    pub fn cost(&self, samples: usize, chunks: &[Chunk]) -> usize {
-        match &self.spool {
-            None => samples,
-            Some(_) => chunks
-                .iter()
-                .filter(|c| !c.is_empty())
-                .map(|c| c.bytes.len() + spool::HEADER)
-                .sum(),
+    /// Samples held on disk (delivered after a restart).
+    pub fn disk_samples(&self) -> usize {
+        self.disk().map_or(0, |s| s.held_samples() as usize)
+    }
+
+    /// Bytes held on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk().map_or(0, Spool::held_bytes)
+    }
+
+    /// Whether some lane's data is going to the overflow.
+    pub fn spilling(&self) -> bool {
+        self.overflow.as_ref().is_some_and(Overflow::any_spilling)
+    }
+
+    /// How long the oldest data still held has been waiting (to about a second); zero when
+    /// nothing is held.
+    pub fn oldest_pending(&self) -> Duration {
+        let now = Instant::now();
+        let mut oldest: Option<Instant> = None;
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let mut st = lane.lock();
+            let on_disk = self.disk().is_some_and(|s| s.lane_pending(i));
+            if st.memory_empty() && !on_disk {
+                st.arrivals.clear();
+                continue;
+            }
+            if let Some(&(_, t)) = st.arrivals.marks.front() {
+                oldest = Some(oldest.map_or(t, |o| o.min(t)));
+            }
+        }
+        oldest.map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    /// A range of a lane was dropped from its spool (`drop_oldest`): no longer held.
+    fn dropped_from_disk(&self, lane: usize, start: u64, end: u64, samples: u64) {
+        self.lanes[lane].lock().arrivals.finish(samples as usize);
+        if self.spool.is_some() {
+            self.progress[lane].finish(start, end, false);
         }
     }
 
-    /// Reserve room for data costing `n` (see [`SinkQueue::cost`]). Fails when it does not fit,
-    /// except into an empty queue, so that a request larger than the whole capacity is still
-    /// taken (alone) rather than refused forever.
+    /// Reserve room for data costing `n` samples in memory, or `n` bytes in a spool. Fails
+    /// when it does not fit, except into an empty queue, so that a request larger than the
+    /// whole capacity is still taken (alone) rather than refused forever.
     pub fn try_reserve(&self, n: usize) -> bool {
         if let Some(s) = &self.spool {
-            return s.try_reserve(n as u64, |lane, start, end| {
-                self.progress[lane].finish(start, end, false);
+            return s.try_reserve(n as u64, |lane, start, end, samples| {
+                self.dropped_from_disk(lane, start, end, samples);
             });
         }
         let mut cur = self.held.load(Ordering::Acquire);
@@ -267,28 +425,110 @@ impl SinkQueue {
         }
     }
 
-    /// Append a chunk (already reserved) to a lane, cutting batches between series at
+    /// Reserve room for one request's chunks (one per lane), all or nothing: in memory, or on
+    /// disk for lanes that are spilling and for everything once memory is full (each chunk's
+    /// `disk` says which). False when there is no room anywhere: the request is refused.
+    pub fn admit(&self, chunks: &mut [Chunk]) -> bool {
+        if self.spool.is_some() {
+            let bytes: u64 = chunks
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(Chunk::disk_bytes)
+                .sum();
+            return self.try_reserve(bytes as usize);
+        }
+        let Some(ov) = &self.overflow else {
+            let samples = chunks.iter().map(|c| c.samples).sum();
+            return self.try_reserve(samples);
+        };
+        let mut memory = 0;
+        for (lane, c) in chunks.iter_mut().enumerate() {
+            c.disk = !c.is_empty() && ov.is_spilling(lane);
+            if !c.disk {
+                memory += c.samples;
+            }
+        }
+        if memory > 0 && !self.try_reserve(memory) {
+            // Memory is full: the whole request goes to disk.
+            for c in chunks.iter_mut() {
+                c.disk = !c.is_empty();
+            }
+            memory = 0;
+        }
+        let disk: u64 = chunks
+            .iter()
+            .filter(|c| c.disk)
+            .map(Chunk::disk_bytes)
+            .sum();
+        if disk == 0 {
+            return true;
+        }
+        let reserved = ov.spool().is_some_and(|s| {
+            s.try_reserve(disk, |lane, start, end, samples| {
+                self.dropped_from_disk(lane, start, end, samples);
+            })
+        });
+        if !reserved && memory > 0 {
+            self.release(memory);
+        }
+        reserved
+    }
+
+    /// Give back what [`SinkQueue::admit`] reserved (another target refused the request).
+    pub fn unadmit(&self, chunks: &[Chunk]) {
+        if self.spool.is_some() {
+            let bytes: u64 = chunks
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(Chunk::disk_bytes)
+                .sum();
+            return self.release(bytes as usize);
+        }
+        let memory: usize = chunks.iter().filter(|c| !c.disk).map(|c| c.samples).sum();
+        self.release(memory);
+        let disk: u64 = chunks
+            .iter()
+            .filter(|c| c.disk)
+            .map(Chunk::disk_bytes)
+            .sum();
+        if disk > 0
+            && let Some(s) = self.overflow.as_ref().and_then(Overflow::opened)
+        {
+            s.release(disk);
+        }
+    }
+
+    /// Append a chunk (already admitted) to a lane, cutting batches between series at
     /// `max_samples_per_send`. Returns the lane positions it took.
     ///
     /// # Errors
-    /// Only with a spool: the write failed (nothing of the chunk is kept; its reservation is
-    /// released).
+    /// Only on disk: the write failed (nothing of the chunk is kept; its room is released).
     pub fn append(&self, lane: usize, chunk: &Chunk) -> std::io::Result<Span> {
+        let now = Instant::now();
         if let Some(s) = &self.spool {
-            let samples: u32 = chunk.series.iter().map(|&(_, n)| n).sum();
+            let samples = chunk.samples as u32;
             return match s.append(lane, &chunk.bytes, samples) {
-                Ok((start, end)) => Ok(Span { start, end }),
+                Ok((start, end)) => {
+                    self.lanes[lane].lock().arrivals.add(chunk.samples, now);
+                    Ok(Span { start, end })
+                }
                 Err(e) => {
-                    s.release((chunk.bytes.len() + spool::HEADER) as u64);
+                    s.release(chunk.disk_bytes());
                     Err(e)
                 }
             };
         }
-        let lane = &self.lanes[lane];
-        let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.since.is_none() {
-            st.since = Some(Instant::now());
+        let l = &self.lanes[lane];
+        let mut st = l.lock();
+        if let Some(ov) = &self.overflow
+            && (chunk.disk || ov.is_spilling(lane))
+        {
+            return self.spill(ov, lane, &mut st, chunk, now);
         }
+        if st.since.is_none() {
+            st.since = Some(now);
+        }
+        st.arrivals.add(chunk.samples, now);
         let start = st.appended;
         // The sender of an idle lane waits without a deadline: wake it so it starts the
         // batch_send_deadline clock for the batch that begins now.
@@ -317,9 +557,47 @@ impl SinkQueue {
         let end = st.appended;
         drop(st);
         if wake {
-            lane.notify.notify_one();
+            l.notify.notify_one();
         }
         Ok(Span { start, end })
+    }
+
+    /// Write a chunk to the overflow, under the lane's lock (so the sender sees the lane's
+    /// disk part and its spilling flag change together).
+    fn spill(
+        &self,
+        ov: &Overflow,
+        lane: usize,
+        st: &mut LaneState,
+        chunk: &Chunk,
+        now: Instant,
+    ) -> std::io::Result<Span> {
+        let Some(spool) = ov.opened() else {
+            // Unreachable: a lane spills only once its spool is open, and a chunk is marked
+            // `disk` only after room was reserved in it.
+            return Err(std::io::Error::other("overflow is not open"));
+        };
+        if !chunk.disk {
+            // Room was reserved in memory, but the lane started spilling since: move it.
+            self.held.fetch_sub(chunk.samples, Ordering::AcqRel);
+            spool.force_reserve(chunk.disk_bytes());
+        }
+        if !ov.is_spilling(lane) {
+            // What is batching in memory goes out before what goes to disk now.
+            st.seal();
+            ov.set_spilling(lane, true);
+        }
+        match spool.append(lane, &chunk.bytes, chunk.samples as u32) {
+            Ok((start, end)) => {
+                st.arrivals.add(chunk.samples, now);
+                self.lanes[lane].notify.notify_one();
+                Ok(Span { start, end })
+            }
+            Err(e) => {
+                spool.release(chunk.disk_bytes());
+                Err(e)
+            }
+        }
     }
 
     /// Seal a lane's batching data now, for a request that waits for delivery.
@@ -329,14 +607,13 @@ impl SinkQueue {
             return;
         }
         let lane = &self.lanes[lane];
-        let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.seal();
-        drop(st);
+        lane.lock().seal();
         lane.notify.notify_one();
     }
 
-    /// Stop taking data. Memory lanes flush what is batching and finish when empty; spool lanes
-    /// stop after the batch in flight (the rest stays on disk for the next start).
+    /// Stop taking data. Memory lanes flush what is batching and finish when empty; disk
+    /// parts (spool, overflow) stop after the batch in flight: the rest stays on disk for the
+    /// next start.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for lane in self.lanes.iter() {
@@ -352,8 +629,9 @@ impl SinkQueue {
     }
 
     /// The next batch of a lane: a sealed one, or the batching one once `batch_send_deadline`
-    /// has passed since its first series (immediately after [`SinkQueue::close`]). `None` once
-    /// the queue is closed and the lane is empty.
+    /// has passed since its first series (immediately after [`SinkQueue::close`]); for a
+    /// spilling lane, once memory is empty, its disk part. `None` once the queue is closed
+    /// and the lane's memory is empty.
     pub async fn next_batch(&self, lane: usize) -> Option<Batch> {
         if let Some(s) = &self.spool {
             return s
@@ -365,15 +643,43 @@ impl SinkQueue {
         let l = &self.lanes[lane];
         loop {
             let wait_until = {
-                let mut st = l.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut st = l.lock();
                 if let Some(b) = st.ready.pop_front() {
+                    st.in_flight = true;
                     return Some(b);
                 }
-                if !st.building.is_empty() {
+                if let Some(ov) = &self.overflow
+                    && ov.is_spilling(lane)
+                {
+                    if self.is_closed() {
+                        return None; // the disk part waits for the next start
+                    }
+                    match ov.opened() {
+                        Some(spool) => {
+                            if let Some(b) = spool.try_batch(lane, self.max_per_send) {
+                                st.in_flight = true;
+                                return Some(b);
+                            }
+                            if spool.lane_pending(lane) {
+                                None // a batch of it is in flight: wait for its finish
+                            } else {
+                                // Drained: the lane is back in memory.
+                                ov.set_spilling(lane, false);
+                                continue;
+                            }
+                        }
+                        None => {
+                            ov.set_spilling(lane, false);
+                            continue;
+                        }
+                    }
+                } else if !st.building.is_empty() {
                     let deadline = st.since.unwrap_or_else(Instant::now) + self.send_deadline;
                     if self.is_closed() || Instant::now() >= deadline {
                         st.seal();
-                        return st.ready.pop_front();
+                        let b = st.ready.pop_front();
+                        st.in_flight = b.is_some();
+                        return b;
                     }
                     Some(deadline)
                 } else if self.is_closed() {
@@ -392,16 +698,19 @@ impl SinkQueue {
     pub fn discard_all(&self) -> usize {
         let mut discarded = 0;
         for lane in self.lanes.iter() {
-            let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut st = lane.lock();
             st.seal();
+            let mut here = 0;
             while let Some(b) = st.ready.pop_front() {
-                discarded += b.samples;
+                here += b.samples;
                 if st.spare.len() < SPARES {
                     let mut body = b.body;
                     body.clear();
                     st.spare.push(body);
                 }
             }
+            st.arrivals.finish(here);
+            discarded += here;
         }
         self.held.fetch_sub(discarded, Ordering::AcqRel);
         discarded
@@ -411,18 +720,28 @@ impl SinkQueue {
     /// buffer for reuse, and let waiting requests know.
     pub fn finish(&self, lane: usize, mut batch: Batch, delivered: bool) {
         let (start, end) = (batch.start, batch.end);
+        {
+            let mut st = self.lanes[lane].lock();
+            st.in_flight = false;
+            st.arrivals.finish(batch.samples);
+            if !batch.from_disk {
+                self.held.fetch_sub(batch.samples, Ordering::AcqRel);
+                batch.body.clear();
+                if st.spare.len() < SPARES {
+                    st.spare.push(std::mem::take(&mut batch.body));
+                }
+            }
+        }
         if let Some(s) = &self.spool {
             s.finish(lane, batch);
-        } else {
-            self.held.fetch_sub(batch.samples, Ordering::AcqRel);
-            batch.body.clear();
-            let mut st = self.lanes[lane]
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if st.spare.len() < SPARES {
-                st.spare.push(batch.body);
+        } else if batch.from_disk {
+            if let Some(s) = self.overflow.as_ref().and_then(Overflow::opened) {
+                s.finish(lane, batch);
             }
+            // Overflow positions are byte offsets, not the memory lane's: no waiter uses
+            // them (`ack: delivered` targets have no overflow).
+            self.lanes[lane].notify.notify_one();
+            return;
         }
         self.progress[lane].finish(start, end, delivered);
     }
@@ -436,6 +755,31 @@ impl SinkQueue {
     pub async fn wait_synced(&self, lane: usize, span: Span) {
         if let Some(s) = &self.spool {
             s.wait_synced(lane, span.end).await;
+        }
+    }
+
+    /// Sync what is on disk every `every` (the spool's own `fsync_interval` for a spool) until
+    /// `stop`, then once more. Returns at once for a memory-only queue.
+    pub async fn run_sync(&self, every: Duration, stop: impl std::future::Future<Output = ()>) {
+        if let Some(s) = &self.spool {
+            return s.run_sync(stop).await;
+        }
+        let Some(ov) = &self.overflow else { return };
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Some(s) = ov.opened() {
+                        s.sync(true).await;
+                    }
+                }
+                () = &mut stop => break,
+            }
+        }
+        if let Some(s) = ov.opened() {
+            s.sync(true).await;
         }
     }
 }
@@ -543,3 +887,6 @@ mod tests {
         assert_eq!(q.held(), 0);
     }
 }
+
+#[cfg(test)]
+mod overflow_tests;

@@ -4,7 +4,7 @@ use crate::config::secrets::{Auth, RawBasicAuth, SecretSources, one_secret};
 use crate::config::values::nonzero_duration;
 use crate::config::{ConfigError, invalid};
 use crate::targets::queue::RawQueue;
-use crate::targets::spool::RawSpool;
+use crate::targets::spool::{RawOverflow, RawSpool};
 use crate::targets::tls::{RawTls, TlsConfig};
 use crate::targets::{CommonKeys, TargetConfig};
 use serde::Deserialize;
@@ -32,6 +32,8 @@ pub struct RawRemoteWrite {
     #[serde(default)]
     pub queue: RawQueue,
     pub spool: Option<RawSpool>,
+    #[serde(default)]
+    pub overflow: RawOverflow,
 }
 
 fn default_timeout() -> String {
@@ -121,6 +123,7 @@ impl RawRemoteWrite {
             external_labels: &self.external_labels,
             queue: &self.queue,
             spool: self.spool.as_ref(),
+            overflow: &self.overflow,
         };
         TargetConfig::new(common, at, base, kind.into())
     }

@@ -53,6 +53,61 @@ impl SpoolConfig {
     }
 }
 
+/// `overflow:` of a target: where its batches go once its memory queue is full (see
+/// [`crate::targets::queue`]). On by default, under `server.data_dir`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOverflow {
+    /// `false` turns the overflow off: a full memory queue then pushes back at once.
+    pub enabled: bool,
+    /// The disk budget of this target's overflow.
+    pub max_bytes: u64,
+    /// When the budget is used up: `block` pushes back, `drop_oldest` drops (counted).
+    pub on_full: OnFull,
+}
+
+impl Default for RawOverflow {
+    fn default() -> Self {
+        RawOverflow {
+            enabled: true,
+            // 1 GiB: hours of a typical Prometheus' traffic for one target (about 5 M samples
+            // of 200 bytes), and a bound no default setup can exceed per target.
+            max_bytes: 1 << 30,
+            on_full: OnFull::Block,
+        }
+    }
+}
+
+/// A checked `overflow:`; its directory is chosen when the target starts
+/// (`{server.data_dir}/overflow/{task}/{target}`).
+#[derive(Debug, Clone, Copy)]
+pub struct OverflowConfig {
+    pub max_bytes: u64,
+    pub on_full: OnFull,
+}
+
+impl RawOverflow {
+    /// `None` when turned off.
+    ///
+    /// # Errors
+    /// A budget below 1 MiB, named `{at}.overflow.max_bytes`.
+    pub fn validate(&self, at: &str) -> Result<Option<OverflowConfig>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        if self.max_bytes < 1 << 20 {
+            return Err(invalid(
+                format!("{at}.overflow.max_bytes"),
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        Ok(Some(OverflowConfig {
+            max_bytes: self.max_bytes,
+            on_full: self.on_full,
+        }))
+    }
+}
+
 impl RawSpool {
     /// Check the `spool:` block of the target at `at`; the directory resolves against `base`.
     ///

@@ -39,7 +39,7 @@ use tokio::sync::{Notify, watch};
 
 mod config;
 
-pub use config::{OnFull, RawSpool, SpoolConfig};
+pub use config::{OnFull, OverflowConfig, RawOverflow, RawSpool, SpoolConfig};
 
 use super::queue::Batch;
 use prometheus_client::metrics::counter::Counter;
@@ -406,6 +406,10 @@ impl Spool {
         self.lanes.len()
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.cfg.dir
+    }
+
     /// Bytes held (reserved, unread, in flight).
     pub fn held_bytes(&self) -> u64 {
         self.held.load(Ordering::Acquire)
@@ -419,8 +423,8 @@ impl Spool {
     /// Reserve `bytes` (record headers included) for data about to be appended. When the spool
     /// is full: `block` refuses; `drop_oldest` drops old segments until the data fits. An empty
     /// spool always takes one request, however large.
-    /// `dropped(lane, start, end)` hears of every range dropped.
-    pub fn try_reserve(&self, bytes: u64, dropped: impl Fn(usize, u64, u64)) -> bool {
+    /// `dropped(lane, start, end, samples)` hears of every range dropped.
+    pub fn try_reserve(&self, bytes: u64, dropped: impl Fn(usize, u64, u64, u64)) -> bool {
         loop {
             let cur = self.held.load(Ordering::Acquire);
             if cur == 0 || cur + bytes <= self.cfg.max_bytes {
@@ -443,9 +447,29 @@ impl Spool {
         self.held.fetch_sub(bytes, Ordering::AcqRel);
     }
 
+    /// Count `bytes` as held without checking the budget: for a record that must follow its
+    /// lane to disk after room was reserved for it in memory (a race the queue settles; the
+    /// overshoot is at most one request's chunk per lane).
+    pub fn force_reserve(&self, bytes: u64) {
+        self.held.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// The next batch of a lane if it has unread records, without waiting for more (an
+    /// overflow's backlog is due at once).
+    pub fn try_batch(&self, lane: usize, max_samples: usize) -> Option<Batch> {
+        let mut st = lock(&self.lanes[lane].state);
+        (st.read_off < st.write_off).then(|| self.read_batch(&mut st, max_samples as u64))
+    }
+
+    /// Whether a lane still holds anything: unread records or a batch in flight.
+    pub fn lane_pending(&self, lane: usize) -> bool {
+        let st = lock(&self.lanes[lane].state);
+        st.read_off < st.write_off || st.in_flight
+    }
+
     /// Drop the oldest unread segment of the lane with the most unread bytes. False when no
     /// lane has unread data (everything held is in flight or reserved).
-    fn drop_oldest(&self, dropped: impl Fn(usize, u64, u64)) -> bool {
+    fn drop_oldest(&self, dropped: impl Fn(usize, u64, u64, u64)) -> bool {
         let Some((index, lane)) = self
             .lanes
             .iter()
@@ -490,7 +514,7 @@ impl Spool {
             st.ack_to_read(&ack_file);
         }
         drop(st);
-        dropped(index, from, end);
+        dropped(index, from, end, samples);
         self.held.fetch_sub(bytes, Ordering::AcqRel);
         self.held_samples.fetch_sub(samples, Ordering::AcqRel);
         self.counters.dropped_full.inc_by(samples);
@@ -657,6 +681,7 @@ impl Spool {
             start,
             end: st.read_off,
             bytes: taken_bytes as usize,
+            from_disk: true,
         }
     }
 

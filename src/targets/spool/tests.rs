@@ -34,7 +34,7 @@ fn open(c: &SpoolConfig, lanes: usize) -> (Spool, Recovered, SpoolCounters) {
 
 /// Reserve and append one record.
 fn put(s: &Spool, lane: usize, payload: &[u8], samples: u32) -> (u64, u64) {
-    assert!(s.try_reserve((payload.len() + HEADER) as u64, |_, _, _| {}));
+    assert!(s.try_reserve((payload.len() + HEADER) as u64, |_, _, _, _| {}));
     s.append(lane, payload, samples).unwrap()
 }
 
@@ -168,7 +168,7 @@ async fn a_full_spool_blocks_or_drops_its_oldest_segment() {
         put(&s, 0, &big, 10);
     }
     assert!(
-        !s.try_reserve((big.len() + HEADER) as u64, |_, _, _| {}),
+        !s.try_reserve((big.len() + HEADER) as u64, |_, _, _, _| {}),
         "block: a fourth quarter plus headers does not fit"
     );
     drop(s);
@@ -178,7 +178,7 @@ async fn a_full_spool_blocks_or_drops_its_oldest_segment() {
     let (s, r, counters) = open(&c, 1);
     assert_eq!(r.samples, 30);
     let dropped = std::sync::Mutex::new(Vec::new());
-    assert!(s.try_reserve((big.len() + HEADER) as u64, |lane, a, b| {
+    assert!(s.try_reserve((big.len() + HEADER) as u64, |lane, a, b, _| {
         dropped.lock().unwrap().push((lane, a, b))
     }));
     s.append(0, &big, 10).unwrap();

@@ -1,0 +1,218 @@
+//! Memory first, then disk: a queue with an overflow, driven the way the pipeline and a lane's
+//! sender drive it.
+
+use super::*;
+use crate::targets::spool::{OnFull, SpoolConfig, SpoolCounters};
+use std::path::PathBuf;
+
+/// A directory removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let p =
+            std::env::temp_dir().join(format!("promrelay-overflow-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        Dir(p)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn queue(
+    dir: &Dir,
+    capacity: usize,
+    max_bytes: u64,
+    on_full: OnFull,
+) -> (SinkQueue, SpoolCounters) {
+    let counters = SpoolCounters::default();
+    let cfg = SpoolConfig {
+        dir: dir.0.clone(),
+        max_bytes,
+        on_full,
+        fsync_interval: Duration::from_secs(3600),
+    };
+    let overflow = Overflow::new(cfg, 1, counters.clone()).unwrap();
+    let q =
+        SinkQueue::new(1, capacity, 100, Duration::from_secs(3600), None).with_overflow(overflow);
+    (q, counters)
+}
+
+/// One lane's chunk: `len` bytes of `tag`, one series of `samples`.
+fn request(tag: u8, len: usize, samples: usize) -> Vec<Chunk> {
+    let mut c = Chunk::default();
+    c.bytes.resize(len, tag);
+    c.end_series(samples);
+    vec![c]
+}
+
+/// Admit and append a request as the pipeline does; false when it was refused.
+fn send(q: &SinkQueue, mut chunks: Vec<Chunk>) -> bool {
+    if !q.admit(&mut chunks) {
+        return false;
+    }
+    q.append(0, &chunks[0]).unwrap();
+    true
+}
+
+/// The next batch, delivered: its first bytes (one per record when records are 1 byte).
+async fn deliver(q: &SinkQueue) -> (Vec<u8>, bool) {
+    let b = tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
+        .await
+        .expect("a batch")
+        .expect("not closed");
+    let got = (b.body.clone(), b.from_disk);
+    q.finish(0, b, true);
+    got
+}
+
+#[tokio::test]
+async fn a_full_memory_queue_spills_to_disk_and_the_lane_keeps_its_order() {
+    let d = Dir::new("order");
+    let (q, _) = queue(&d, 10, 1 << 20, OnFull::Block);
+    assert!(send(&q, request(1, 1, 5)), "fits in memory");
+    assert!(
+        !q.spilling() && !d.0.exists(),
+        "nothing on disk while memory has room"
+    );
+    assert!(
+        send(&q, request(2, 1, 10)),
+        "memory is full: taken onto disk"
+    );
+    assert!(q.spilling() && d.0.exists());
+    assert!(
+        send(&q, request(3, 1, 1)),
+        "the lane spills: later data follows it to disk"
+    );
+    assert_eq!((q.memory_held(), q.disk_samples(), q.held()), (5, 11, 16));
+    q.flush(0);
+    assert_eq!(deliver(&q).await, (vec![1], false), "memory part first");
+    assert_eq!(deliver(&q).await, (vec![2, 3], true), "then the disk part");
+    // The sender finds the disk part drained and the lane goes back to memory.
+    let waiting = {
+        let q = std::sync::Arc::new(q);
+        let sender = tokio::spawn({
+            let q = q.clone();
+            async move { deliver(&q).await }
+        });
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while q.spilling() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the lane stops spilling once drained");
+        assert!(send(&q, request(4, 1, 1)));
+        q.flush(0);
+        (q, sender)
+    };
+    let (q, sender) = waiting;
+    assert_eq!(sender.await.unwrap(), (vec![4], false), "back in memory");
+    assert_eq!((q.held(), q.disk_bytes()), (0, 0));
+}
+
+#[tokio::test]
+async fn a_full_overflow_blocks_or_drops_its_oldest() {
+    let big = 600 << 10; // two of these do not fit in 1 MiB
+    let d = Dir::new("block");
+    let (q, counters) = queue(&d, 1, 1 << 20, OnFull::Block);
+    assert!(send(&q, request(1, 10, 1)), "memory");
+    assert!(send(&q, request(2, big, 1)), "disk");
+    assert!(
+        !send(&q, request(3, big, 1)),
+        "disk budget used up: pushed back"
+    );
+    assert_eq!(
+        (q.memory_held(), q.disk_samples()),
+        (1, 1),
+        "nothing kept of the refused one"
+    );
+    assert_eq!(counters.dropped_full.get(), 0);
+
+    let d = Dir::new("drop");
+    let (q, counters) = queue(&d, 1, 1 << 20, OnFull::DropOldest);
+    assert!(send(&q, request(1, 10, 1)));
+    assert!(send(&q, request(2, big, 7)));
+    assert!(
+        send(&q, request(3, big, 1)),
+        "drop_oldest takes the new data"
+    );
+    assert_eq!(
+        counters.dropped_full.get(),
+        7,
+        "the oldest disk data was dropped, counted"
+    );
+    q.flush(0);
+    assert_eq!(deliver(&q).await.0, vec![1; 10]);
+    let (body, from_disk) = deliver(&q).await;
+    assert!(
+        from_disk && body.iter().all(|&b| b == 3),
+        "only the newest record is left"
+    );
+}
+
+#[tokio::test]
+async fn an_overflow_left_by_an_earlier_run_is_delivered_before_new_data() {
+    let d = Dir::new("restart");
+    {
+        let (q, _) = queue(&d, 1, 1 << 20, OnFull::Block);
+        assert!(send(&q, request(1, 1, 1)));
+        assert!(send(&q, request(2, 1, 1)));
+        assert!(send(&q, request(3, 1, 1)));
+        // Dropped without delivering: a crash. The memory part (1) is lost; 2 and 3 are on disk.
+    }
+    let (q, _) = queue(&d, 100, 1 << 20, OnFull::Block);
+    assert!(
+        q.spilling(),
+        "the replayed lane spills so new data queues behind it"
+    );
+    assert_eq!(q.disk_samples(), 2);
+    assert!(send(&q, request(4, 1, 1)));
+    assert_eq!(deliver(&q).await, (vec![2, 3, 4], true));
+}
+
+#[tokio::test]
+async fn the_oldest_pending_age_covers_memory_and_disk_and_resets_when_empty() {
+    let d = Dir::new("age");
+    let (q, _) = queue(&d, 1, 1 << 20, OnFull::Block);
+    assert_eq!(q.oldest_pending(), Duration::ZERO);
+    assert!(send(&q, request(1, 1, 1)));
+    assert!(send(&q, request(2, 1, 1)));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(q.oldest_pending() >= Duration::from_millis(30));
+    q.flush(0);
+    deliver(&q).await;
+    assert!(
+        q.oldest_pending() >= Duration::from_millis(30),
+        "the disk part still waits"
+    );
+    deliver(&q).await;
+    assert_eq!(q.oldest_pending(), Duration::ZERO);
+}
+
+#[test]
+fn arrival_marks_stay_bounded_and_never_understate_the_oldest() {
+    let t0 = Instant::now();
+    let mut a = Arrivals::default();
+    for i in 0..3 * MAX_MARKS as u64 {
+        a.add(1, t0 + Duration::from_secs(i));
+    }
+    assert!(a.marks.len() <= MAX_MARKS);
+    assert_eq!(
+        a.marks.front().map(|m| m.1),
+        Some(t0),
+        "the oldest time is kept"
+    );
+    a.finish(MAX_MARKS);
+    let front = a.marks.front().expect("still pending").1;
+    assert!(
+        front <= t0 + Duration::from_secs(MAX_MARKS as u64),
+        "never later than the data"
+    );
+    a.finish(2 * MAX_MARKS);
+    assert!(a.marks.is_empty());
+}
