@@ -6,6 +6,7 @@
 //! earlier one's internals, and `config` and `batch` are shared by all.
 #![forbid(unsafe_code)]
 
+pub mod admin; // the control plane: live tasks, reload, the task API
 pub mod batch; // the arena-backed sample batch every stage speaks
 pub mod config; // YAML → checked, compiled configuration (shared parts; kinds check their own)
 pub mod decode; // snappy + hand-written protobuf walk into a batch

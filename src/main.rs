@@ -28,6 +28,10 @@ enum Command {
         /// The YAML config file.
         #[arg(long, short, default_value = "promrelay.yaml")]
         config: PathBuf,
+        /// Also reload when the config file (or a task file) changes, checked this often
+        /// (e.g. 30s). SIGHUP and POST /-/reload always reload.
+        #[arg(long = "config.auto-reload-interval", value_name = "DURATION", value_parser = parse_interval)]
+        auto_reload_interval: Option<std::time::Duration>,
     },
     /// Validate a config file and exit: 0 when it is valid, 2 with the field and reason when not.
     CheckConfig {
@@ -83,6 +87,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9301")]
         listen: std::net::SocketAddr,
     },
+    /// Manage the delivery tasks of a running relay through its admin API.
+    Tasks {
+        /// The relay's admin address, e.g. http://127.0.0.1:9201.
+        #[arg(long, default_value = "http://127.0.0.1:9201")]
+        url: String,
+        /// A file holding the bearer token the relay's server.admin requires.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TasksAction,
+    },
     /// Read a Kafka topic, decompress, and print one JSON sample per line.
     KafkaTail {
         /// Comma-separated host:port list.
@@ -112,6 +127,77 @@ enum Command {
         #[arg(long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum TasksAction {
+    /// One line per task: name, source, enabled, matched samples/s, each target's state.
+    List,
+    /// A task's config as YAML (secrets hidden).
+    Get {
+        /// The task's name.
+        name: String,
+    },
+    /// Create or update every task of a task file (`tasks: [...]`).
+    Apply {
+        /// The task file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Delete a task the API manages.
+    Delete {
+        /// The task's name.
+        name: String,
+    },
+    /// Enable a task.
+    Enable {
+        /// The task's name.
+        name: String,
+    },
+    /// Disable a task (it stops receiving data; its config stays).
+    Disable {
+        /// The task's name.
+        name: String,
+    },
+}
+
+fn tasks_command(url: &str, token_file: Option<&std::path::Path>, action: TasksAction) -> ExitCode {
+    use promrelay::tools::tasks::{TasksClient, TasksError};
+    let result = (|| {
+        let token = token_file
+            .map(|f| {
+                std::fs::read_to_string(f)
+                    .map_err(|e| TasksError::Usage(format!("{}: {e}", f.display())))
+            })
+            .transpose()?;
+        let client = TasksClient::new(url, token.as_deref())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| TasksError::Usage(e.to_string()))?;
+        let mut out = std::io::stdout().lock();
+        rt.block_on(async {
+            match action {
+                TasksAction::List => client.list(&mut out).await,
+                TasksAction::Get { name } => client.get(&name, &mut out).await,
+                TasksAction::Apply { file } => {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| TasksError::Usage(format!("{}: {e}", file.display())))?;
+                    client.apply(&text, &mut out).await
+                }
+                TasksAction::Delete { name } => client.act(&name, "delete", &mut out).await,
+                TasksAction::Enable { name } => client.act(&name, "enable", &mut out).await,
+                TasksAction::Disable { name } => client.act(&name, "disable", &mut out).await,
+            }
+        })
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("promrelay tasks: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -277,7 +363,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config } => {
+        Command::Tasks {
+            url,
+            token_file,
+            action,
+        } => tasks_command(&url, token_file.as_deref(), action),
+        Command::Run {
+            config,
+            auto_reload_interval,
+        } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -285,7 +379,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match run(cfg) {
+            match run(cfg, config, auto_reload_interval) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("promrelay: {e:#}");
@@ -296,7 +390,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+/// A duration flag in the config's own syntax (`30s`, `1m`); at least 1 s.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = promrelay::config::parse_duration(text)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+fn run(cfg: Config, file: PathBuf, auto_reload: Option<std::time::Duration>) -> anyhow::Result<()> {
     // One runtime worker per pipeline shard: each runs requests start to finish with its own
     // thread-local buffers (see promrelay::pipeline).
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -305,7 +408,9 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let relay = Relay::start(cfg).await?;
+        let relay = Relay::start_with_file(cfg, Some(file))
+            .await?
+            .auto_reload(auto_reload);
         relay.serve(shutdown_signal()).await;
         Ok(())
     })

@@ -1,22 +1,23 @@
-//! Wiring: config → targets and their senders → pipeline → HTTP server(s), and the orderly
-//! shutdown in reverse: stop accepting, finish in-flight requests, drain memory queues
-//! (bounded), stop spool senders after their batch in flight, sync spools, exit.
+//! Wiring: config → the live tasks and targets ([`Live`]) → HTTP server(s); reload on SIGHUP
+//! (and `POST /-/reload`, and a poll of the files when asked); and the orderly shutdown in
+//! reverse: stop accepting, finish in-flight requests, drain memory queues (bounded), stop disk
+//! senders after their batch in flight, sync what is on disk, exit.
 
-use crate::config::Config;
-use crate::pipeline::Pipeline;
+use crate::admin::Live;
+use crate::config::{Config, ServerConfig};
 use crate::sources::http::{IngestState, Listener, accept_opt, serve_connection, server_tls};
-use crate::targets::{SinkError, run_lane};
+use crate::targets::SinkError;
 use crate::telemetry::Metrics;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 /// Why the relay could not start.
@@ -33,18 +34,14 @@ pub enum StartError {
     Tls(#[from] crate::sources::http::TlsError),
 }
 
-/// How often an overflow is synced to disk.
-const OVERFLOW_SYNC: Duration = Duration::from_secs(1);
-
 /// A relay that is listening.
 pub struct Relay {
     state: Arc<IngestState>,
     listener: TcpListener,
     admin: Option<TcpListener>,
     tls: Option<TlsAcceptor>,
-    senders: JoinSet<()>,
-    syncers: JoinSet<()>,
-    stop_sync: tokio::sync::watch::Sender<bool>,
+    server: ServerConfig,
+    auto_reload: Option<Duration>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -54,88 +51,74 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 impl Relay {
+    /// [`Relay::start_with_file`] for a config that reloads cannot re-read.
+    ///
+    /// # Errors
+    /// As [`Relay::start_with_file`].
+    pub async fn start(config: Config) -> Result<Relay, StartError> {
+        Relay::start_with_file(config, None).await
+    }
+
     /// Build everything and bind the listen addresses; nothing is served until
-    /// [`Relay::serve`].
+    /// [`Relay::serve`]. `config_file` is what reloads read again.
     ///
     /// # Errors
     /// A target that cannot be built (TLS files, an unwritable file path, a spool directory
     /// that cannot be opened or is in use), server TLS files that do not load, or a listen
     /// address that cannot be bound.
-    pub async fn start(config: Config) -> Result<Relay, StartError> {
+    pub async fn start_with_file(
+        config: Config,
+        config_file: Option<PathBuf>,
+    ) -> Result<Relay, StartError> {
         let metrics = Arc::new(Metrics::new());
-        // Services first: they are the part that can fail, and targets are numbered in the same
-        // order by the pipeline (enabled tasks, config order).
-        let mut services = Vec::new();
-        for task in config.tasks.iter().filter(|t| t.enabled) {
-            for t in &task.targets {
-                services.push(
-                    t.kind
-                        .services(t.queue.shards)
-                        .map_err(|message| SinkError {
-                            target: t.name.clone(),
-                            message,
-                        })?,
-                );
-                let spool = t.spool.as_ref().map(|s| s.dir.display().to_string());
-                tracing::info!(task = %task.name, target = %t.name, ack = ?task.ack, spool = spool.as_deref().unwrap_or("none"), "target");
-            }
+        for w in &config.warnings {
+            tracing::warn!("{w}");
         }
         let server = config.server.clone();
         let tls = server.tls.as_ref().map(server_tls).transpose()?;
-        let source_auth = config
-            .source_auth
-            .iter()
-            .map(|a| a.header_value())
-            .collect();
         let listener = bind(server.listen).await?;
         let admin = match server.admin_listen {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
-        let pipeline = Pipeline::new(config, &metrics)?;
-        let mut senders = JoinSet::new();
-        let mut syncers = JoinSet::new();
-        let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
-        for (target, lanes) in pipeline.targets().iter().zip(services) {
-            for (lane, service) in lanes.into_iter().enumerate() {
-                senders.spawn(run_lane(target.clone(), lane, service));
-            }
-            if target.queue.disk().is_some() || target.queue.overflow().is_some() {
-                let (target, mut stop) = (target.clone(), stop_rx.clone());
-                syncers.spawn(async move {
-                    let stop = async move {
-                        let _ = stop.wait_for(|&v| v).await;
-                    };
-                    target.queue.run_sync(OVERFLOW_SYNC, stop).await;
-                });
-            }
-        }
+        let admin_addr = match &admin {
+            Some(l) => l.local_addr().unwrap_or(server.listen),
+            None => listener.local_addr().unwrap_or(server.listen),
+        };
+        let live = Arc::new(Live::start(config, metrics.clone(), config_file)?);
         let state = Arc::new(IngestState {
-            pipeline,
+            live,
             metrics,
-            server,
             ready: true.into(),
-            source_auth,
+            admin_loopback: admin_addr.ip().is_loopback(),
         });
         Ok(Relay {
             state,
             listener,
             admin,
             tls,
-            senders,
-            syncers,
-            stop_sync,
+            server,
+            auto_reload: None,
         })
+    }
+
+    /// Also reload when the config files' contents change, checked every `every`.
+    pub fn auto_reload(mut self, every: Option<Duration>) -> Relay {
+        self.auto_reload = every;
+        self
+    }
+
+    /// The live tasks and targets.
+    pub fn live(&self) -> &Arc<Live> {
+        &self.state.live
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or(self.state.server.listen)
+        self.listener.local_addr().unwrap_or(self.server.listen)
     }
 
-    /// The admin address actually bound, when `server.admin_listen` is set.
+    /// The admin address actually bound, when `server.admin.listen` is set.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
@@ -147,17 +130,18 @@ impl Relay {
             listener,
             admin,
             tls,
-            mut senders,
-            mut syncers,
-            stop_sync,
+            server,
+            auto_reload,
         } = self;
+        let reloader = tokio::spawn(reload_on_signal(state.live.clone(), auto_reload));
+        let sampler = tokio::spawn(crate::admin::rates::sample(state.live.clone()));
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(addr = %addr(&listener), tls = tls.is_some(), "listening");
         if let Some(a) = &admin {
-            tracing::info!(addr = %addr(a), "admin endpoints (/metrics, /-/healthy, /-/ready) listening");
+            tracing::info!(addr = %addr(a), "admin endpoints (/metrics, /-/healthy, /-/ready, /-/reload, /api/v1/tasks) listening");
         }
         let main_role = if admin.is_some() {
             Listener::Ingest
@@ -181,7 +165,9 @@ impl Relay {
             };
             serve_connection(&builder, &graceful, &state, tls.clone(), stream, role);
         }
-        let timeout = state.server.shutdown_timeout;
+        reloader.abort();
+        sampler.abort();
+        let timeout = server.shutdown_timeout;
         tracing::info!("shutting down: no new connections, draining queues for up to {timeout:?}");
         state.ready.store(false, Ordering::Release);
         drop(listener);
@@ -193,34 +179,62 @@ impl Relay {
         {
             tracing::warn!("some connections were still open at the shutdown timeout");
         }
-        for t in state.pipeline.targets() {
-            t.queue.close();
-        }
-        let drained = tokio::time::timeout_at(deadline, async {
-            while senders.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            senders.abort_all();
-            for t in state.pipeline.targets() {
-                let left = t.queue.memory_held();
-                if left > 0 {
-                    t.metrics.dropped_shutdown.inc_by(left as u64);
-                    tracing::error!(task = %t.task, target = %t.name, samples = left, "shutdown timeout: samples held in memory not delivered");
-                }
-            }
-        }
-        for t in state.pipeline.targets() {
-            let on_disk = t.queue.disk_samples();
-            if on_disk > 0 {
-                let dir = t.queue.disk_dir().map(|d| d.display().to_string());
-                tracing::info!(task = %t.task, target = %t.name, samples = on_disk, dir = dir.as_deref().unwrap_or_default(), "shutdown: samples stay on disk for the next start");
-            }
-        }
-        // Last: every spool syncs what it wrote and how far it got.
-        let _ = stop_sync.send(true);
-        while syncers.join_next().await.is_some() {}
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        state.live.shutdown(left).await;
         tracing::info!("stopped");
+    }
+}
+
+/// Reload on SIGHUP, and, with `every`, when the config files' contents change.
+async fn reload_on_signal(live: Arc<Live>, every: Option<Duration>) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = every.map(|d| {
+        let mut t = tokio::time::interval(d);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut last_tried: Option<u64> = None;
+    loop {
+        let hup_signal = async {
+            #[cfg(unix)]
+            if let Some(h) = hup.as_mut() {
+                h.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await;
+        };
+        let polled = async {
+            match tick.as_mut() {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let signalled = tokio::select! {
+            () = hup_signal => true,
+            () = polled => false,
+        };
+        if signalled {
+            tracing::info!("SIGHUP: reloading the config");
+            let _ = live.reload().await;
+            continue;
+        }
+        // Polling: reload when the files hash differently from what runs and from what was
+        // last tried (a broken file is reported once, not every interval).
+        let Some(path) = live.config_path() else {
+            continue;
+        };
+        let Ok(hash) = Config::files_hash(path) else {
+            continue;
+        };
+        let running = live.config_hash();
+        if Some(hash) != last_tried && hash != running {
+            last_tried = Some(hash);
+            tracing::info!("config files changed: reloading");
+            let _ = live.reload().await;
+        }
     }
 }
 

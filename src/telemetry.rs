@@ -28,6 +28,9 @@ pub mod reason {
     pub const SPOOL_CORRUPT: &str = "spool_corrupt";
     /// Writing to the spool failed (disk full, I/O error); the request was answered 503.
     pub const SPOOL_ERROR: &str = "spool_error";
+    /// Still in memory when a target removed or changed by a reload had drained for
+    /// `shutdown_timeout`.
+    pub const REMOVED: &str = "removed";
 }
 
 /// All metric families, registered under the `promrelay_` prefix.
@@ -53,6 +56,16 @@ pub struct Metrics {
     target_sent_bytes: Family<Labels, Counter>,
     target_spilling: Family<Labels, Gauge>,
     target_oldest_pending: Family<Labels, Gauge<f64, AtomicU64>>,
+    config: ConfigMetrics,
+}
+
+/// How the config was last loaded, named like Prometheus' own `prometheus_config_*`.
+#[derive(Clone, Default)]
+pub struct ConfigMetrics {
+    pub last_reload_successful: Gauge,
+    pub last_reload_success_timestamp_seconds: Gauge<f64, AtomicU64>,
+    pub reloads: Family<Labels, Counter>,
+    pub hash: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -188,6 +201,27 @@ impl Metrics {
             "Age of the oldest data the target holds (memory or disk), to about a second; 0 when it holds nothing",
             target_oldest_pending.clone(),
         );
+        let config = ConfigMetrics::default();
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last config (re)load succeeded, 0 when it failed (the old config still runs)",
+            config.last_reload_successful.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully",
+            config.last_reload_success_timestamp_seconds.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads, by result (success, failure)",
+            config.reloads.clone(),
+        );
+        registry.register(
+            "config_hash",
+            "A hash of the running config's files (changes when the config does)",
+            config.hash.clone(),
+        );
         registry.register(
             "target_send_duration_seconds",
             "Time of one send attempt",
@@ -215,6 +249,7 @@ impl Metrics {
             target_sent_bytes,
             target_spilling,
             target_oldest_pending,
+            config,
         }
     }
 
@@ -280,7 +315,68 @@ impl Metrics {
             dropped_spool_full: dropped(reason::SPOOL_FULL),
             dropped_spool_corrupt: dropped(reason::SPOOL_CORRUPT),
             dropped_spool_error: dropped(reason::SPOOL_ERROR),
+            dropped_removed: dropped(reason::REMOVED),
         }
+    }
+
+    /// Record a config (re)load: `hash` of the config that runs now.
+    pub fn config_loaded(&self, ok: bool, hash: u64) {
+        let c = &self.config;
+        c.last_reload_successful.set(i64::from(ok));
+        let result = if ok { "success" } else { "failure" };
+        c.reloads
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            c.last_reload_success_timestamp_seconds.set(now);
+            // 2^53 keeps every value exact in a float.
+            c.hash.set((hash & ((1 << 53) - 1)) as f64);
+        }
+    }
+
+    /// Forget a target's series (removed by a reload).
+    pub fn remove_target(&self, task: &str, target: &str) {
+        let l = labels(&[("task", task), ("target", target)]);
+        for f in [
+            &self.target_queued,
+            &self.target_delivered,
+            &self.target_batches,
+            &self.target_messages,
+            &self.target_retries,
+            &self.target_sent_bytes,
+        ] {
+            f.remove(&l);
+        }
+        self.target_queue_depth.remove(&l);
+        self.target_spool_bytes.remove(&l);
+        self.target_spilling.remove(&l);
+        self.target_oldest_pending.remove(&l);
+        self.target_send_seconds.remove(&l);
+        for r in [
+            reason::REFUSED,
+            reason::UNSUPPORTED,
+            reason::SHUTDOWN,
+            reason::SPOOL_FULL,
+            reason::SPOOL_CORRUPT,
+            reason::SPOOL_ERROR,
+            reason::REMOVED,
+        ] {
+            self.target_dropped.remove(&labels(&[
+                ("task", task),
+                ("target", target),
+                ("reason", r),
+            ]));
+        }
+    }
+
+    /// Forget a task's series (removed or disabled by a reload).
+    pub fn remove_task(&self, task: &str) {
+        let l = labels(&[("task", task)]);
+        self.task_matched.remove(&l);
+        self.task_filtered.remove(&l);
     }
 
     /// The text exposition of every metric.
@@ -328,6 +424,7 @@ pub struct TargetMetrics {
     pub dropped_spool_full: Counter,
     pub dropped_spool_corrupt: Counter,
     pub dropped_spool_error: Counter,
+    pub dropped_removed: Counter,
 }
 
 /// Log to stderr; `RUST_LOG` overrides the level (default `info`).

@@ -16,12 +16,13 @@ pub mod task;
 pub mod values;
 
 use raw::RawConfig;
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 
 pub use raw::Ack;
 pub use secrets::Auth;
-pub use server::{ServerConfig, ServerTls};
+pub use server::{AdminConfig, ServerConfig, ServerTls};
 pub use task::TaskConfig;
 pub use values::parse_duration;
 
@@ -55,32 +56,198 @@ pub struct Config {
     pub sources: Vec<String>,
     /// What each source (same order) requires of senders; `Auth::None` for no check.
     pub source_auth: Vec<Auth>,
+    /// Tasks of the main file, then of each task file in order.
     pub tasks: Vec<TaskConfig>,
+    /// Every file read, main file first, for reload and `promrelay_config_hash`.
+    pub files: Vec<PathBuf>,
+    /// A hash of the contents of every file read.
+    pub hash: u64,
+    /// Things worth telling the operator that do not stop the config (deprecated keys).
+    pub warnings: Vec<String>,
 }
 
+/// Where the main file's tasks say they come from when the config is not read from a file.
+pub const INLINE: &str = "<config>";
+
 impl Config {
-    /// Read and validate a config file.
+    /// Read and validate a config file, and the task files it names.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, the YAML position or the field.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_yaml(&text, base)
+        Config::load_overriding(path, None)
     }
 
-    /// Parse and validate YAML text; relative paths resolve against `base`.
+    /// [`Config::load`] as it would be with one task file replaced: `(file, Some(text))` reads
+    /// `text` for `file` (adding it when the walk does not find it), `(file, None)` leaves
+    /// `file` out. The admin API checks a change this way before it writes anything.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn load_overriding(
+        path: &Path,
+        change: Option<(&Path, Option<&str>)>,
+    ) -> Result<Config, ConfigError> {
+        let text = read(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_yaml_at(&text, base, path, change)
+    }
+
+    /// Parse and validate YAML text; relative paths (task files, spools, secrets) resolve
+    /// against `base`.
     ///
     /// # Errors
     /// As [`Config::load`].
     pub fn from_yaml(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        Config::from_yaml_at(text, base, Path::new(INLINE), None)
+    }
+
+    fn from_yaml_at(
+        text: &str,
+        base: &Path,
+        origin: &Path,
+        change: Option<(&Path, Option<&str>)>,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
-        validate(raw, base)
+        let mut files = vec![TaskSource {
+            path: origin.to_path_buf(),
+            prefix: String::new(),
+            values: task_values(text),
+            tasks: Vec::new(),
+        }];
+        let mut hasher = DefaultHasher::new();
+        text.hash(&mut hasher);
+        let mut paths = task_file_paths(&raw, base)?;
+        if let Some((file, Some(_))) = change
+            && !paths.iter().any(|p| p == file)
+        {
+            paths.push(file.to_path_buf());
+        }
+        for path in paths {
+            let text = match change {
+                Some((file, replaced)) if file == path => match replaced {
+                    Some(t) => t.to_owned(),
+                    None => continue,
+                },
+                _ => read(&path)?,
+            };
+            files.push(TaskSource::parse(&path, &text, &mut hasher)?);
+        }
+        validate_sources(raw, files, base, hasher.finish())
     }
+
+    /// The hash [`Config::load`] would give the files as they are now, without checking them
+    /// (a file that does not parse is hashed alone): to notice that they changed.
+    ///
+    /// # Errors
+    /// A file that cannot be read.
+    pub fn files_hash(path: &Path) -> Result<u64, ConfigError> {
+        let text = read(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut hasher = DefaultHasher::new();
+        text.hash(&mut hasher);
+        if let Ok(raw) = serde_yaml_ng::from_str::<RawConfig>(&text) {
+            for p in task_file_paths(&raw, base)? {
+                let t = read(&p)?;
+                p.hash(&mut hasher);
+                t.hash(&mut hasher);
+            }
+        }
+        Ok(hasher.finish())
+    }
+}
+
+/// The task files of a config: each `task_files` glob's matches in order, then the files of
+/// `server.admin.tasks_dir`, each file once.
+fn task_file_paths(raw: &RawConfig, base: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for (i, pattern) in raw.task_files.iter().enumerate() {
+        for path in glob_files(base, pattern, &format!("task_files[{i}]"))? {
+            if !out.contains(&path) {
+                out.push(path);
+            }
+        }
+    }
+    if let Some(dir) = raw
+        .server
+        .admin
+        .as_ref()
+        .and_then(|a| a.tasks_dir.as_deref())
+    {
+        let pattern = Path::new(dir).join("*.yaml");
+        for path in glob_files(base, &pattern.to_string_lossy(), "server.admin.tasks_dir")? {
+            if !out.contains(&path) {
+                out.push(path);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The files a glob matches (relative to `base`), sorted; none is not an error (as with
+/// Prometheus' `rule_files`).
+fn glob_files(base: &Path, pattern: &str, field: &str) -> Result<Vec<PathBuf>, ConfigError> {
+    let full = base.join(pattern);
+    let paths = glob::glob(&full.to_string_lossy())
+        .map_err(|e| invalid(field, format!("{pattern:?} is not a valid glob: {e}")))?;
+    let mut out: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The tasks of one file, with each task's YAML as written (for the API and its ETags).
+struct TaskSource {
+    path: PathBuf,
+    /// Put before each field path: empty for the main file, `FILE: ` for a task file.
+    prefix: String,
+    values: Vec<serde_json::Value>,
+    tasks: Vec<raw::RawTask>,
+}
+
+impl TaskSource {
+    fn parse(
+        path: &Path,
+        text: &str,
+        hasher: &mut DefaultHasher,
+    ) -> Result<TaskSource, ConfigError> {
+        path.hash(hasher);
+        text.hash(hasher);
+        let file: raw::RawTaskFile = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::Yaml(format!("{}: {e}", path.display())))?;
+        Ok(TaskSource {
+            prefix: format!("{}: ", path.display()),
+            path: path.to_path_buf(),
+            values: task_values(text),
+            tasks: file.tasks,
+        })
+    }
+}
+
+/// Each entry of `tasks:` in `text` as JSON (what the admin API shows and hashes).
+fn task_values(text: &str) -> Vec<serde_json::Value> {
+    let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return Vec::new();
+    };
+    doc.get("tasks")
+        .and_then(|t| t.as_sequence())
+        .map(|tasks| {
+            tasks
+                .iter()
+                .map(|t| serde_json::to_value(t).unwrap_or(serde_json::Value::Null))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Turn the raw structs into checked types.
@@ -88,7 +255,27 @@ impl Config {
 /// # Errors
 /// The first problem found, with its field path.
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let main = TaskSource {
+        path: PathBuf::from(INLINE),
+        prefix: String::new(),
+        values: Vec::new(),
+        tasks: Vec::new(),
+    };
+    validate_sources(raw, vec![main], base, 0)
+}
+
+fn validate_sources(
+    mut raw: RawConfig,
+    mut files: Vec<TaskSource>,
+    base: &Path,
+    hash: u64,
+) -> Result<Config, ConfigError> {
     let server = server::validate(&raw.server, base)?;
+    let mut warnings = Vec::new();
+    if raw.server.admin_listen.is_some() {
+        warnings
+            .push("server.admin_listen is deprecated: move it to server.admin.listen".to_owned());
+    }
 
     let mut sources = vec!["default".to_owned()];
     let mut source_auth = vec![Auth::None];
@@ -129,25 +316,39 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         source_auth.push(auth);
     }
 
+    if let Some(main) = files.first_mut() {
+        main.tasks = std::mem::take(&mut raw.tasks);
+    }
     let mut spool_dirs = HashMap::new();
-    let mut task_names = HashSet::new();
+    let mut task_names = HashMap::new();
     let mut cx = task::TaskContext {
         base,
         sources: &sources,
         spool_dirs: &mut spool_dirs,
         task_names: &mut task_names,
     };
-    let tasks = raw
-        .tasks
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| task::validate(t, &format!("tasks[{i}]"), &mut cx))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut tasks = Vec::new();
+    let mut paths = Vec::new();
+    for file in files {
+        paths.push(file.path.clone());
+        let mut values = file.values.into_iter();
+        for (i, t) in file.tasks.into_iter().enumerate() {
+            let at = format!("{}tasks[{i}]", file.prefix);
+            let origin = task::Origin {
+                file: file.path.clone(),
+                raw: values.next().unwrap_or(serde_json::Value::Null),
+            };
+            tasks.push(task::validate(t, &at, origin, &mut cx)?);
+        }
+    }
     Ok(Config {
         server,
         sources,
         source_auth,
         tasks,
+        files: paths,
+        hash,
+        warnings,
     })
 }
 

@@ -2,6 +2,7 @@
 //! Nothing here is trusted yet; [`super::validate`] turns it into checked, compiled types.
 //! The keys of each target and source kind are that kind's own (`targets::<kind>::config`).
 
+use super::secrets::RawBasicAuth;
 use crate::sources::http::RawSource;
 use crate::targets::RawTarget;
 use serde::Deserialize;
@@ -14,6 +15,17 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub sources: Vec<RawSource>,
+    #[serde(default)]
+    pub tasks: Vec<RawTask>,
+    /// More files of tasks (globs, relative to this file), each `tasks: [...]`.
+    #[serde(default)]
+    pub task_files: Vec<String>,
+}
+
+/// A file named by `task_files` (or written by the admin API into `server.admin.tasks_dir`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTaskFile {
     #[serde(default)]
     pub tasks: Vec<RawTask>,
 }
@@ -42,12 +54,28 @@ pub struct RawServer {
     pub max_label_value_bytes: u64,
     /// Longest an `ack: spooled | delivered` request waits before it is answered 503.
     pub ack_timeout: String,
-    /// Serve `/metrics` and the health endpoints here instead of on `listen`.
+    /// Deprecated spelling of `admin.listen`.
     pub admin_listen: Option<String>,
+    /// The admin endpoints: their address, who may call them, where API-made tasks live.
+    pub admin: Option<RawAdmin>,
     /// Serve HTTPS on `listen` (and `admin_listen`).
     pub tls: Option<RawServerTls>,
     /// Where targets keep what they hold on disk (the overflow of a target that falls behind).
     pub data_dir: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Serve `/metrics`, health, reload and the task API here instead of on `listen`.
+    pub listen: Option<String>,
+    /// Where the task API writes one file per task (read like `task_files`).
+    pub tasks_dir: Option<String>,
+    /// Credentials every admin path but `/-/healthy` and `/-/ready` requires.
+    pub basic_auth: Option<RawBasicAuth>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub bearer_token_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +103,7 @@ impl Default for RawServer {
             max_label_value_bytes: 64 << 10,
             ack_timeout: "25s".into(),
             admin_listen: None,
+            admin: None,
             tls: None,
             data_dir: "data".into(),
         }

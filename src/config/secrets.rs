@@ -16,10 +16,14 @@ pub struct RawBasicAuth {
 }
 
 /// How a remote-write target authenticates. Secrets are already read from their files.
-#[derive(Clone)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub enum Auth {
+    #[default]
     None,
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     Bearer(String),
 }
 
@@ -53,6 +57,32 @@ impl Auth {
                 &format!("{at}.basic_auth.password"),
             )?,
         })
+    }
+}
+
+/// The credentials a server side (a source, the admin endpoints) requires: basic auth or a
+/// bearer token, at most one; `Auth::None` for neither.
+///
+/// # Errors
+/// Both set, or a secret that cannot be read; named under `at`.
+pub fn expected(
+    basic: Option<&RawBasicAuth>,
+    bearer: SecretSources<'_>,
+    at: &str,
+    base: &Path,
+) -> Result<Auth, ConfigError> {
+    match (basic, bearer.any()) {
+        (Some(_), true) => Err(invalid(
+            at,
+            "set either basic_auth or bearer_token(_file), not both",
+        )),
+        (Some(b), false) => Auth::basic(b, base, at),
+        (None, true) => Ok(Auth::Bearer(one_secret(
+            bearer,
+            base,
+            &format!("{at}.bearer_token"),
+        )?)),
+        (None, false) => Ok(Auth::None),
     }
 }
 

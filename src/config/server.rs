@@ -1,6 +1,7 @@
 //! `server:`: listen addresses, input limits, answers, timeouts and TLS of the relay itself.
 
 use super::raw::RawServer;
+use super::secrets::{Auth, SecretSources, expected};
 use super::values::{duration, existing_file, positive};
 use super::{ConfigError, invalid};
 use std::net::SocketAddr;
@@ -22,11 +23,23 @@ pub struct ServerConfig {
     pub max_label_name_bytes: usize,
     pub max_label_value_bytes: usize,
     pub ack_timeout: Duration,
-    /// Where `/metrics` and the health endpoints are served when not on `listen`.
+    /// Where the admin endpoints are served when not on `listen` (`admin.listen`).
     pub admin_listen: Option<SocketAddr>,
+    /// Who may call the admin endpoints, and where API-made tasks live.
+    pub admin: AdminConfig,
     pub tls: Option<ServerTls>,
     /// Where targets keep their overflow (resolved against the config file's directory).
     pub data_dir: PathBuf,
+}
+
+/// `server.admin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where the task API writes one file per task; `None`: the API is read-only.
+    pub tasks_dir: Option<PathBuf>,
+    /// Required of every admin request but `/-/healthy` and `/-/ready`; `Auth::None`: nobody
+    /// is asked, and changes are allowed only when the admin address is a loopback one.
+    pub auth: Auth,
 }
 
 /// HTTPS for the server: files checked to exist at load, read at start.
@@ -75,11 +88,36 @@ pub fn validate(s: &RawServer, base: &Path) -> Result<ServerConfig, ConfigError>
         max_label_name_bytes: positive(s.max_label_name_bytes, "server.max_label_name_bytes")?,
         max_label_value_bytes: positive(s.max_label_value_bytes, "server.max_label_value_bytes")?,
         ack_timeout: duration(&s.ack_timeout, "server.ack_timeout")?,
-        admin_listen: s
-            .admin_listen
-            .as_deref()
-            .map(|a| address(a, "server.admin_listen"))
-            .transpose()?,
+        admin_listen: match (
+            &s.admin_listen,
+            s.admin.as_ref().and_then(|a| a.listen.as_ref()),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "server.admin_listen",
+                    "is the old spelling of server.admin.listen; set only the new one",
+                ));
+            }
+            (Some(a), None) => Some(address(a, "server.admin_listen")?),
+            (None, Some(a)) => Some(address(a, "server.admin.listen")?),
+            (None, None) => None,
+        },
+        admin: match &s.admin {
+            None => AdminConfig::default(),
+            Some(a) => AdminConfig {
+                tasks_dir: a.tasks_dir.as_deref().map(|d| base.join(d)),
+                auth: expected(
+                    a.basic_auth.as_ref(),
+                    SecretSources {
+                        inline: &a.bearer_token,
+                        file: &a.bearer_token_file,
+                        env: &a.bearer_token_env,
+                    },
+                    "server.admin",
+                    base,
+                )?,
+            },
+        },
         tls: match &s.tls {
             None => None,
             Some(t) => Some(ServerTls {

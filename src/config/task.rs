@@ -9,7 +9,7 @@ use crate::targets::TargetConfig;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TaskConfig {
     pub name: String,
     pub description: String,
@@ -20,6 +20,16 @@ pub struct TaskConfig {
     /// When ingest answers: resolved (`spooled` when a target has a spool, else `queued`).
     pub ack: Ack,
     pub targets: Vec<TargetConfig>,
+    /// Where it was defined, and as what.
+    pub origin: Origin,
+}
+
+/// Where a task was defined: its file (the main config, a task file, or a file the admin API
+/// wrote), and the task as written there (as JSON: what the API shows and hashes for ETags).
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub raw: serde_json::Value,
 }
 
 /// What checking one task needs to know of the rest of the config.
@@ -29,22 +39,30 @@ pub struct TaskContext<'a> {
     pub sources: &'a [String],
     /// Spool directories taken so far, and by which target (`tasks[i].targets[j]`).
     pub spool_dirs: &'a mut HashMap<PathBuf, String>,
-    /// Task names taken so far.
-    pub task_names: &'a mut HashSet<String>,
+    /// Task names taken so far, and where (`tasks[i]`, `FILE: tasks[i]`).
+    pub task_names: &'a mut HashMap<String, String>,
 }
 
 /// Check `tasks[i]` (`at`).
 ///
 /// # Errors
 /// The first problem, named by its field path under `at`.
-pub fn validate(t: RawTask, at: &str, cx: &mut TaskContext<'_>) -> Result<TaskConfig, ConfigError> {
+pub fn validate(
+    t: RawTask,
+    at: &str,
+    origin: Origin,
+    cx: &mut TaskContext<'_>,
+) -> Result<TaskConfig, ConfigError> {
     if t.name.trim().is_empty() {
         return Err(invalid(format!("{at}.name"), "must not be empty"));
     }
-    if !cx.task_names.insert(t.name.clone()) {
+    if let Some(first) = cx.task_names.insert(t.name.clone(), at.to_owned()) {
         return Err(invalid(
             format!("{at}.name"),
-            format!("task {:?} is defined twice", t.name),
+            format!(
+                "task {:?} is defined twice (first at {first}); names are unique across all task files",
+                t.name
+            ),
         ));
     }
     if !cx.sources.contains(&t.source) {
@@ -133,5 +151,6 @@ pub fn validate(t: RawTask, at: &str, cx: &mut TaskContext<'_>) -> Result<TaskCo
         filter,
         labels,
         targets,
+        origin,
     })
 }

@@ -51,7 +51,7 @@ impl MatchOp {
 }
 
 /// One compiled condition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Matcher {
     name: Box<[u8]>,
     op: MatchOp,
@@ -190,7 +190,7 @@ fn unquote(value: &str) -> Option<String> {
 }
 
 /// All conditions of one task, ANDed. An empty filter keeps everything.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Filter {
     matchers: Vec<Matcher>,
 }

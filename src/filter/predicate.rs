@@ -12,7 +12,7 @@ use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::{Anchored, Input, meta};
 
 /// A predicate over one label value.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Predicate {
     Literal(Box<[u8]>),
     /// Sorted, de-duplicated alternatives.

@@ -12,7 +12,7 @@
 //! so no target gets a duplicate and none is skipped.
 
 use crate::batch::SeriesBatch;
-use crate::config::{Ack, Config};
+use crate::config::{Ack, Config, ServerConfig};
 use crate::decode::{DecodeError, DecodeLimits};
 use crate::filter::Filter;
 use crate::relabel::{LabelSet, merge};
@@ -37,17 +37,30 @@ thread_local! {
 
 /// A task as the data path runs it.
 struct TaskRuntime {
+    name: String,
     filter: Filter,
     labels: LabelSet,
-    /// Indices into [`Pipeline::targets`].
-    targets: Vec<usize>,
+    targets: Vec<TaskTarget>,
     metrics: TaskMetrics,
+}
+
+/// One of a task's targets: which, and the labels it adds (they belong to the config, not to
+/// the running target, so a reload can change them without touching its queue).
+struct TaskTarget {
+    /// Index into [`Pipeline::targets`].
+    index: usize,
+    external_labels: LabelSet,
 }
 
 struct SourceRoute {
     tasks: Vec<TaskRuntime>,
     metrics: SourceMetrics,
+    /// The `Authorization` value senders must present, if any.
+    auth: Option<String>,
 }
+
+/// The targets a pipeline is assembled from, by (task, target) name.
+pub type TargetMap = HashMap<(String, String), Arc<Target>>;
 
 /// Per-target scratch of one request.
 #[derive(Default)]
@@ -108,24 +121,49 @@ pub struct Pipeline {
     source_index: HashMap<String, usize>,
     targets: Vec<Arc<Target>>,
     limits: DecodeLimits,
+    server: ServerConfig,
     /// Distinguishes pipelines in the per-thread scratch.
     id: u64,
 }
 
 impl Pipeline {
-    /// Build the routing table from a checked config. Disabled tasks are left out: they
-    /// receive nothing. Targets are numbered in config order (enabled tasks only), which is the
-    /// order of [`Pipeline::targets`].
+    /// Build the routing table from a checked config, and its targets. Disabled tasks are
+    /// left out: they receive nothing. Targets are numbered in config order (enabled tasks
+    /// only), which is the order of [`Pipeline::targets`].
     ///
     /// # Errors
     /// A target's spool cannot be opened.
     pub fn new(config: Config, metrics: &Metrics) -> Result<Pipeline, SinkError> {
+        let mut targets = TargetMap::new();
+        for task in config.tasks.iter().filter(|t| t.enabled) {
+            for t in &task.targets {
+                let target = Target::new(
+                    &task.name,
+                    t,
+                    metrics.target(&task.name, &t.name),
+                    task.ack,
+                    &config.server.data_dir,
+                )?;
+                targets.insert((task.name.clone(), t.name.clone()), Arc::new(target));
+            }
+        }
+        Ok(Pipeline::assemble(&config, &targets, metrics))
+    }
+
+    /// The routing table of `config` over running `targets` (every target of every enabled
+    /// task must be in the map; the control plane builds or keeps them).
+    ///
+    /// # Panics
+    /// Never for a map built from the same config; a missing target is left out and logged.
+    pub fn assemble(config: &Config, targets: &TargetMap, metrics: &Metrics) -> Pipeline {
         let mut sources: Vec<SourceRoute> = config
             .sources
             .iter()
-            .map(|s| SourceRoute {
+            .zip(&config.source_auth)
+            .map(|(s, auth)| SourceRoute {
                 tasks: Vec::new(),
                 metrics: metrics.source(s),
+                auth: auth.header_value(),
             })
             .collect();
         let source_index: HashMap<String, usize> = config
@@ -134,39 +172,69 @@ impl Pipeline {
             .enumerate()
             .map(|(i, s)| (s.clone(), i))
             .collect();
-        let mut targets = Vec::new();
-        for task in config.tasks.into_iter().filter(|t| t.enabled) {
-            let mut idx = Vec::new();
+        let mut ordered = Vec::new();
+        for task in config.tasks.iter().filter(|t| t.enabled) {
+            let mut task_targets = Vec::new();
             for t in &task.targets {
-                idx.push(targets.len());
-                targets.push(Arc::new(Target::new(
-                    &task.name,
-                    t,
-                    metrics.target(&task.name, &t.name),
-                    task.ack,
-                    &config.server.data_dir,
-                )?));
+                let Some(target) = targets.get(&(task.name.clone(), t.name.clone())) else {
+                    tracing::error!(task = %task.name, target = %t.name, "internal error: target not running; left out");
+                    continue;
+                };
+                task_targets.push(TaskTarget {
+                    index: ordered.len(),
+                    external_labels: t.external_labels.clone(),
+                });
+                ordered.push(target.clone());
             }
-            sources[source_index[&task.source]].tasks.push(TaskRuntime {
-                filter: task.filter,
-                labels: task.labels,
-                targets: idx,
-                metrics: metrics.task(&task.name),
-            });
+            if let Some(&si) = source_index.get(&task.source) {
+                sources[si].tasks.push(TaskRuntime {
+                    name: task.name.clone(),
+                    filter: task.filter.clone(),
+                    labels: task.labels.clone(),
+                    targets: task_targets,
+                    metrics: metrics.task(&task.name),
+                });
+            }
         }
-        Ok(Pipeline {
+        let s = &config.server;
+        Pipeline {
             sources,
             source_index,
-            targets,
+            targets: ordered,
             limits: DecodeLimits {
-                max_decoded_bytes: config.server.max_decoded_bytes,
-                max_series_per_request: config.server.max_series_per_request,
-                max_labels_per_series: config.server.max_labels_per_series,
-                max_label_name_bytes: config.server.max_label_name_bytes,
-                max_label_value_bytes: config.server.max_label_value_bytes,
+                max_decoded_bytes: s.max_decoded_bytes,
+                max_series_per_request: s.max_series_per_request,
+                max_labels_per_series: s.max_labels_per_series,
+                max_label_name_bytes: s.max_label_name_bytes,
+                max_label_value_bytes: s.max_label_value_bytes,
             },
+            server: s.clone(),
             id: NEXT_PIPELINE_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The server settings this pipeline was built with (the reloadable ones apply per
+    /// request: limits, answers, timeouts).
+    pub fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+
+    /// Each running task's name and its matched and filtered sample counts so far.
+    pub fn task_counters(&self) -> impl Iterator<Item = (&str, u64, u64)> {
+        self.sources.iter().flat_map(|s| {
+            s.tasks.iter().map(|t| {
+                (
+                    t.name.as_str(),
+                    t.metrics.matched.get(),
+                    t.metrics.filtered.get(),
+                )
+            })
         })
+    }
+
+    /// The `Authorization` value a source's senders must present, if any.
+    pub fn source_auth(&self, source: usize) -> Option<&str> {
+        self.sources.get(source).and_then(|s| s.auth.as_deref())
     }
 
     /// The index of a named source, for [`Pipeline::process`].
@@ -273,7 +341,8 @@ impl Pipeline {
                     continue;
                 }
                 matched += series.samples().len() + series.histogram_count() as usize;
-                for &ti in &task.targets {
+                for tt in &task.targets {
+                    let ti = tt.index;
                     let target = &self.targets[ti];
                     let ts = &mut outs[ti];
                     if !ts.touched {
@@ -284,7 +353,7 @@ impl Pipeline {
                         series.buf(),
                         series.label_refs(),
                         &task.labels,
-                        &target.external_labels,
+                        &tt.external_labels,
                     );
                     target.encoder.write_series(&mut ts.out, &series, labels);
                 }

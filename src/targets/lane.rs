@@ -79,6 +79,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     m.messages.inc_by(messages as u64);
                     backoff = cfg.min_backoff;
                     delivered = dropped == 0;
+                    target.health.delivered();
                     if failures > 0 {
                         tracing::info!(task = %target.task, target = %target.name, failures, "target recovered");
                     }
@@ -91,6 +92,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     return;
                 }
                 SendResult::Retry { after, why } => {
+                    target.health.failed(&why);
                     m.retries.inc();
                     failures += 1;
                     // One line per failure would flood the log during a long outage.
@@ -102,6 +104,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     backoff = (backoff * 2).min(cfg.max_backoff);
                 }
                 SendResult::Reject { why } => {
+                    target.health.refused(&why);
                     m.dropped_refused.inc_by(batch.samples as u64);
                     tracing::error!(
                         task = %target.task, target = %target.name, samples = batch.samples,

@@ -23,7 +23,9 @@ mod target;
 pub mod tls;
 
 pub use lane::{Payload, SendResult, run_lane};
-pub use target::{CommonKeys, Output, SinkError, Target, TargetConfig};
+pub use target::{
+    CommonKeys, Health, HealthState, Output, SinkError, Target, TargetConfig, TargetState,
+};
 
 use crate::batch::SeriesView;
 use crate::config::ConfigError;
@@ -37,7 +39,8 @@ use std::path::Path;
 /// - `Raw`: its YAML keys (serde, `deny_unknown_fields`), with
 ///   `fn validate(self, at: &str, base: &Path) -> Result<TargetConfig, ConfigError>` that
 ///   builds the shared keys with [`TargetConfig::new`] and its own config `.into()` the kind;
-/// - `Config`: the checked config, with `fn encoder(&self) -> Encoder` and
+/// - `Config` (`Debug + Clone + PartialEq`: a reload keeps a target whose config is equal):
+///   the checked config, with `fn encoder(&self) -> Encoder` and
 ///   `fn services(&self, lanes: usize) -> Result<Vec<Service>, String>`;
 /// - `Encoder` (`Debug + Clone`): `fn write_series(&self, out: &mut Output, series:
 ///   &SeriesView, labels: MergedLabels)`, called once per matching series on the data path;
@@ -74,7 +77,7 @@ macro_rules! target_kinds {
         /// A checked target's kind-specific config.
         // Built once at start; the size difference between variants does not matter.
         #[allow(clippy::large_enum_variant)]
-        #[derive(Debug)]
+        #[derive(Debug, Clone, PartialEq)]
         pub enum TargetKind {
             $($variant($kind::$config),)+
         }
@@ -86,6 +89,13 @@ macro_rules! target_kinds {
         })+
 
         impl TargetKind {
+            /// The kind's `type:` in YAML.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(TargetKind::$variant(_) => stringify!($kind),)+
+                }
+            }
+
             /// What the data path writes for this target.
             pub fn encoder(&self) -> Encoder {
                 match self {

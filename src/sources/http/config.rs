@@ -1,8 +1,8 @@
 //! `sources[*]` for the HTTP source: a name (its path, `/sources/{name}/api/v1/write`) and the
 //! credentials its senders must present.
 
-use crate::config::secrets::{Auth, RawBasicAuth, SecretSources, one_secret};
-use crate::config::{ConfigError, invalid};
+use crate::config::ConfigError;
+use crate::config::secrets::{Auth, RawBasicAuth, SecretSources, expected};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -28,18 +28,6 @@ impl RawSource {
             file: &self.bearer_token_file,
             env: &self.bearer_token_env,
         };
-        match (&self.basic_auth, bearer.any()) {
-            (Some(_), true) => Err(invalid(
-                at,
-                "set either basic_auth or bearer_token(_file), not both",
-            )),
-            (Some(b), false) => Auth::basic(b, base, at),
-            (None, true) => Ok(Auth::Bearer(one_secret(
-                bearer,
-                base,
-                &format!("{at}.bearer_token"),
-            )?)),
-            (None, false) => Ok(Auth::None),
-        }
+        expected(self.basic_auth.as_ref(), bearer, at, base)
     }
 }

@@ -26,7 +26,7 @@ mod server;
 pub use config::RawSource;
 pub use server::{TlsError, accept_opt, serve_connection, server_tls};
 
-use crate::config::ServerConfig;
+use crate::admin::Live;
 use crate::pipeline::{IngestError, Pipeline};
 use crate::telemetry::Metrics;
 use bytes::Bytes;
@@ -50,13 +50,21 @@ pub enum Listener {
 
 /// What every request handler shares.
 pub struct IngestState {
-    pub pipeline: Pipeline,
+    /// The tasks and targets that run now; each request loads the pipeline once.
+    pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
-    pub server: ServerConfig,
     /// False once shutdown has begun: `/-/ready` answers 503.
     pub ready: AtomicBool,
-    /// The `Authorization` value each source (by index) requires, if any.
-    pub source_auth: Vec<Option<String>>,
+    /// The admin endpoints are bound to a loopback address (changes are allowed there
+    /// without `server.admin` credentials).
+    pub admin_loopback: bool,
+}
+
+/// Whether `path` is one of the admin endpoints (served on `server.admin.listen` when set).
+pub fn is_admin_path(path: &str) -> bool {
+    matches!(path, "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload")
+        || path == "/api/v1/tasks"
+        || path.starts_with("/api/v1/tasks/")
 }
 
 /// Compare without an early exit, so the time taken does not reveal how much of a secret
@@ -99,17 +107,17 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Resp, std::convert::Infallible> {
     let path = req.uri().path();
-    let admin_path = matches!(path, "/metrics" | "/-/healthy" | "/-/ready");
+    let admin_path = is_admin_path(path);
     if role == Listener::Admin && !admin_path {
         return Ok(text(
             StatusCode::NOT_FOUND,
-            "not found; this is the admin address: /metrics, /-/healthy, /-/ready",
+            "not found; this is the admin address: /metrics, /-/healthy, /-/ready, /-/reload, /api/v1/tasks",
         ));
     }
     if role == Listener::Ingest && admin_path {
         return Ok(text(
             StatusCode::NOT_FOUND,
-            "not found; /metrics and the health endpoints are served on server.admin_listen",
+            "not found; /metrics and the admin endpoints are served on server.admin.listen",
         ));
     }
     let source = if path == "/api/v1/write" {
@@ -123,14 +131,15 @@ pub async fn handle(
         if req.method() != Method::POST {
             return Ok(method_not_allowed("POST"));
         }
-        let Some(index) = state.pipeline.source(name) else {
+        let pipeline = state.live.pipeline();
+        let Some(index) = pipeline.source(name) else {
             return Ok(text(
                 StatusCode::NOT_FOUND,
                 format!("unknown source {name:?}"),
             ));
         };
         let name = name.to_owned();
-        if let Some(Some(expected)) = state.source_auth.get(index) {
+        if let Some(expected) = pipeline.source_auth(index) {
             let given = req
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -153,9 +162,17 @@ pub async fn handle(
                 return Ok(r);
             }
         }
-        let resp = write(&state, index, &name, req).await;
+        let resp = write(&state, &pipeline, index, &name, req).await;
         state.metrics.request(&name, resp.status().as_u16());
         return Ok(resp);
+    }
+    if admin_path && !matches!(path, "/-/healthy" | "/-/ready") {
+        if let Some(refused) = crate::admin::api::authorize(&state.live, &req) {
+            return Ok(refused);
+        }
+        if path != "/metrics" {
+            return Ok(crate::admin::api::handle(&state.live, state.admin_loopback, req).await);
+        }
     }
     let resp = match path {
         "/metrics" | "/-/healthy" | "/-/ready"
@@ -164,7 +181,7 @@ pub async fn handle(
             method_not_allowed("GET")
         }
         "/metrics" => {
-            for t in state.pipeline.targets() {
+            for t in state.live.pipeline().targets() {
                 t.update_scrape_gauges();
             }
             let mut r = text(StatusCode::OK, state.metrics.render());
@@ -233,13 +250,20 @@ fn check_headers(req: &Request<Incoming>) -> Option<Resp> {
     None
 }
 
-async fn write(state: &IngestState, source: usize, name: &str, req: Request<Incoming>) -> Resp {
+async fn write(
+    state: &IngestState,
+    pipeline: &Pipeline,
+    source: usize,
+    name: &str,
+    req: Request<Incoming>,
+) -> Resp {
+    let server = pipeline.server();
     let refused = |reason: &str| state.metrics.refused(name, reason);
     if let Some(answer) = check_headers(&req) {
         refused("unsupported_media_type");
         return answer;
     }
-    let max = state.server.max_body_bytes;
+    let max = server.max_body_bytes;
     let too_large = || {
         refused("body_too_large");
         text(
@@ -268,7 +292,7 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
     };
     let retry_later = |status: StatusCode, message: String| {
         let mut r = text(status, message);
-        let secs = state.server.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let secs = server.retry_after.as_secs_f64().ceil().max(1.0) as u64;
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         r
@@ -279,11 +303,11 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
         r
     };
     let mut waits = Vec::new();
-    match state.pipeline.process_acked(source, &body, &mut waits) {
+    match pipeline.process_acked(source, &body, &mut waits) {
         Ok(_) if waits.is_empty() => no_content(),
         Ok(_) => {
-            let timeout = state.server.ack_timeout;
-            match tokio::time::timeout(timeout, state.pipeline.wait_acks(&waits)).await {
+            let timeout = server.ack_timeout;
+            match tokio::time::timeout(timeout, pipeline.wait_acks(&waits)).await {
                 Ok(Ok(())) => no_content(),
                 Ok(Err(e)) => {
                     refused("target_refused");
@@ -307,7 +331,7 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
             text(status, format!("cannot decode remote-write request: {e}"))
         }
         Err(full @ IngestError::QueueFull { .. }) => {
-            let status = StatusCode::from_u16(state.server.backpressure_status)
+            let status = StatusCode::from_u16(server.backpressure_status)
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             refused("queue_full");
             retry_later(status, full.to_string())

@@ -30,7 +30,7 @@ fn file_queue() -> RawQueue {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileConfig {
     /// `None` for standard output (`path: "-"`).
     pub path: Option<PathBuf>,

@@ -105,7 +105,7 @@ pub enum TopicPart {
     Label(String),
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     pub topic: Vec<TopicPart>,
     pub key: KafkaKey,

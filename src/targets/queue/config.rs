@@ -31,7 +31,7 @@ impl Default for RawQueue {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
     pub capacity: usize,
     pub max_samples_per_send: usize,

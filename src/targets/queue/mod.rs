@@ -429,6 +429,11 @@ impl SinkQueue {
     /// disk for lanes that are spilling and for everything once memory is full (each chunk's
     /// `disk` says which). False when there is no room anywhere: the request is refused.
     pub fn admit(&self, chunks: &mut [Chunk]) -> bool {
+        if self.is_closed() {
+            // Retired by a reload (or shutting down): a request still on the old pipeline is
+            // refused, and its sender retries it against the new one.
+            return false;
+        }
         if self.spool.is_some() {
             let bytes: u64 = chunks
                 .iter()
@@ -626,6 +631,14 @@ impl SinkQueue {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Give up the directory of what is on disk (see [`Spool::unlock`]); once the senders
+    /// have stopped.
+    pub fn release_disk(&self) {
+        if let Some(s) = self.disk() {
+            s.unlock();
+        }
     }
 
     /// The next batch of a lane: a sealed one, or the batching one once `batch_send_deadline`

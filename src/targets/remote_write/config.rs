@@ -50,7 +50,7 @@ pub struct RawAccessKey {
     pub secret_env: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RemoteWriteConfig {
     pub url: hyper::Uri,
     pub auth: Auth,

@@ -37,7 +37,7 @@ fn default_fsync_interval() -> String {
     "1s".into()
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolConfig {
     pub dir: PathBuf,
     pub max_bytes: u64,
@@ -80,7 +80,7 @@ impl Default for RawOverflow {
 
 /// A checked `overflow:`; its directory is chosen when the target starts
 /// (`{server.data_dir}/overflow/{task}/{target}`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverflowConfig {
     pub max_bytes: u64,
     pub on_full: OnFull,

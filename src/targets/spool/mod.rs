@@ -119,7 +119,8 @@ pub struct Spool {
     held_samples: AtomicU64,
     sync_wanted: Notify,
     counters: SpoolCounters,
-    _lock: File,
+    /// Held (flock) while this spool owns the directory.
+    lock_file: File,
 }
 
 fn crc(len: u32, samples: u32, payload: &[u8]) -> u32 {
@@ -397,7 +398,7 @@ impl Spool {
             held_samples: AtomicU64::new(recovered.samples),
             sync_wanted: Notify::new(),
             counters,
-            _lock: lock_file,
+            lock_file,
         };
         Ok((spool, recovered))
     }
@@ -408,6 +409,12 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.cfg.dir
+    }
+
+    /// Give the directory up (a reload retired this target): another spool may open it now.
+    /// Call only once nothing reads or writes through this one any more.
+    pub fn unlock(&self) {
+        let _ = self.lock_file.unlock();
     }
 
     /// Bytes held (reserved, unread, in flight).
