@@ -63,6 +63,7 @@ impl Relay {
         // Services first: they are the part that can fail, and targets are numbered in the same
         // order by the pipeline (enabled tasks, config order).
         let mut services = Vec::new();
+        crate::telemetry::logging::log_config(&config);
         for task in config.tasks.iter().filter(|t| t.enabled) {
             for t in &task.targets {
                 services.push(
@@ -74,7 +75,7 @@ impl Relay {
                         })?,
                 );
                 let spool = t.spool.as_ref().map(|s| s.dir.display().to_string());
-                tracing::info!(task = %task.name, target = %t.name, ack = ?task.ack, spool = spool.as_deref().unwrap_or("none"), "target");
+                tracing::info!(task = %task.name, source = %task.source, target = %t.name, r#type = t.kind.type_name(), ack = %task.ack, lanes = t.queue.shards, spool = spool.as_deref(), "target");
             }
         }
         let server = config.server.clone();
@@ -181,7 +182,19 @@ impl Relay {
             serve_connection(&builder, &graceful, &state, tls.clone(), stream, role);
         }
         let timeout = state.server.shutdown_timeout;
-        tracing::info!("shutting down: no new connections, draining queues for up to {timeout:?}");
+        let pending: u64 = state
+            .pipeline
+            .targets()
+            .iter()
+            .map(|t| t.queue.held() as u64)
+            .sum();
+        tracing::info!(timeout = %crate::telemetry::logging::Seconds(timeout), pending, "shutting down: no new connections, draining queues");
+        let drains: Vec<_> = state
+            .pipeline
+            .targets()
+            .iter()
+            .map(|t| t.drain_start())
+            .collect();
         state.ready.store(false, Ordering::Release);
         drop(listener);
         drop(admin);
@@ -217,6 +230,9 @@ impl Relay {
         // Last: every spool syncs what it wrote and how far it got.
         let _ = stop_sync.send(true);
         while syncers.join_next().await.is_some() {}
+        for (t, start) in state.pipeline.targets().iter().zip(&drains) {
+            t.log_drained(start);
+        }
         tracing::info!("stopped");
     }
 }

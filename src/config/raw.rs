@@ -123,6 +123,17 @@ pub enum Ack {
     Delivered,
 }
 
+impl std::fmt::Display for Ack {
+    /// As written in the config: `queued`, `spooled`, `delivered`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ack::Queued => "queued",
+            Ack::Spooled => "spooled",
+            Ack::Delivered => "delivered",
+        })
+    }
+}
+
 fn yes() -> bool {
     true
 }

@@ -80,10 +80,19 @@ pub struct IngestStats {
 pub enum IngestError {
     #[error("{0}")]
     Decode(#[from] DecodeError),
+    /// `samples`: what the refused request carried.
     #[error("queue of target {target:?} (task {task:?}) is full; retry later")]
-    QueueFull { task: String, target: String },
+    QueueFull {
+        task: String,
+        target: String,
+        samples: usize,
+    },
     #[error("spool of target {target:?} (task {task:?}) cannot be written; retry later")]
-    Spool { task: String, target: String },
+    Spool {
+        task: String,
+        target: String,
+        samples: usize,
+    },
 }
 
 /// Something an answered request still has to wait for, under its task's `ack` policy.
@@ -275,6 +284,7 @@ impl Pipeline {
                     continue;
                 }
                 matched += series.samples().len() + series.histogram_count() as usize;
+                let newest = series.newest_timestamp_ms();
                 for &ti in &task.targets {
                     let target = &self.targets[ti];
                     let ts = &mut outs[ti];
@@ -289,6 +299,7 @@ impl Pipeline {
                         &target.external_labels,
                     );
                     target.encoder.write_series(&mut ts.out, &series, labels);
+                    ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
                 }
             }
             task.metrics.matched.inc_by(matched as u64);
@@ -308,6 +319,7 @@ impl Pipeline {
                 return Err(IngestError::QueueFull {
                     task: t.task.clone(),
                     target: t.name.clone(),
+                    samples: received,
                 });
             }
         }
@@ -323,6 +335,7 @@ impl Pipeline {
                 }
                 match target.queue.append(lane, chunk) {
                     Ok(span) => {
+                        target.clock.queued(lane, span.end, out.newest_timestamp_ms);
                         let delivered = match target.ack {
                             Ack::Queued => continue,
                             Ack::Spooled if target.queue.spool().is_none() => continue,
@@ -361,6 +374,7 @@ impl Pipeline {
             return Err(IngestError::Spool {
                 task: t.task.clone(),
                 target: t.name.clone(),
+                samples: received,
             });
         }
         Ok(IngestStats {

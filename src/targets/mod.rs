@@ -86,6 +86,13 @@ macro_rules! target_kinds {
         })+
 
         impl TargetKind {
+            /// The kind's `type:` in YAML (`remote_write`, `file`, `kafka`).
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(TargetKind::$variant(_) => stringify!($kind),)+
+                }
+            }
+
             /// What the data path writes for this target.
             pub fn encoder(&self) -> Encoder {
                 match self {

@@ -6,7 +6,7 @@ use super::spool::{self, RawSpool, SpoolConfig};
 use super::{Encoder, TargetKind};
 use crate::config::{Ack, ConfigError, invalid};
 use crate::relabel::{LabelSet, is_valid_label_name};
-use crate::telemetry::TargetMetrics;
+use crate::telemetry::{TargetClock, TargetMetrics};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -80,6 +80,8 @@ pub struct Output {
     pub samples: usize,
     /// Samples the target's format cannot carry, dropped and counted.
     pub unsupported: usize,
+    /// The newest float sample timestamp written (ms since the epoch; `i64::MIN` for none).
+    pub newest_timestamp_ms: i64,
 }
 
 impl Output {
@@ -87,7 +89,15 @@ impl Output {
         self.lanes.iter_mut().for_each(Chunk::clear);
         self.samples = 0;
         self.unsupported = 0;
+        self.newest_timestamp_ms = i64::MIN;
     }
+}
+
+/// Counters of a target when shutdown began ([`Target::drain_start`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DrainStart {
+    delivered: u64,
+    dropped: u64,
 }
 
 /// A running target: what the data path needs to hand it data.
@@ -101,6 +111,10 @@ pub struct Target {
     pub queue_config: QueueConfig,
     /// The task's acknowledgement policy.
     pub ack: Ack,
+    /// The newest timestamps received and delivered (see [`crate::telemetry::lag`]).
+    pub clock: TargetClock,
+    /// The spool's directory, for log lines.
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl Target {
@@ -135,6 +149,9 @@ impl Target {
                     );
                 }
                 metrics.spool_bytes.set(s.held_bytes() as i64);
+                metrics
+                    .spool_max_bytes
+                    .set(i64::try_from(sc.max_bytes).unwrap_or(i64::MAX));
                 Some(s)
             }
         };
@@ -146,7 +163,15 @@ impl Target {
             spool,
         );
         metrics.queue_depth.set(queue.held() as i64);
+        metrics.pending.set(queue.held() as i64);
+        let clock = TargetClock::new(
+            queue.lanes(),
+            metrics.received_timestamp.clone(),
+            metrics.sent_timestamp.clone(),
+        );
         Ok(Target {
+            clock,
+            spool_dir: cfg.spool.as_ref().map(|s| s.dir.clone()),
             task: task.to_owned(),
             name: cfg.name.clone(),
             external_labels: cfg.external_labels.clone(),
@@ -162,13 +187,60 @@ impl Target {
     pub fn output(&self) -> Output {
         Output {
             lanes: (0..self.queue.lanes()).map(|_| Chunk::default()).collect(),
+            newest_timestamp_ms: i64::MIN,
             ..Output::default()
+        }
+    }
+
+    /// What the target holds as shutdown begins, to report what the drain did.
+    pub fn drain_start(&self) -> DrainStart {
+        DrainStart {
+            delivered: self.metrics.delivered.get(),
+            dropped: self.dropped_total(),
+        }
+    }
+
+    fn dropped_total(&self) -> u64 {
+        let m = &self.metrics;
+        [
+            &m.dropped_refused,
+            &m.dropped_unsupported,
+            &m.dropped_shutdown,
+            &m.dropped_spool_full,
+            &m.dropped_spool_corrupt,
+            &m.dropped_spool_error,
+        ]
+        .iter()
+        .map(|c| c.get())
+        .sum()
+    }
+
+    /// The shutdown line of this target: delivered while draining, dropped, and what is left
+    /// (in the spool for the next start, or lost from memory).
+    pub fn log_drained(&self, start: &DrainStart) {
+        let delivered = self.metrics.delivered.get().saturating_sub(start.delivered);
+        let dropped = self.dropped_total().saturating_sub(start.dropped);
+        let left = self.queue.held();
+        match (&self.spool_dir, left) {
+            (Some(dir), left) if left > 0 => tracing::info!(
+                task = %self.task, target = %self.name, delivered, dropped, left_in_spool = left,
+                spool = %dir.display(), "drained; the rest stays in the spool for the next start"
+            ),
+            (None, left) if left > 0 => tracing::warn!(
+                task = %self.task, target = %self.name, delivered, dropped, lost = left,
+                "drained, but samples were still in memory at the shutdown timeout"
+            ),
+            _ => {
+                tracing::info!(task = %self.task, target = %self.name, delivered, dropped, "drained")
+            }
         }
     }
 
     /// Publish the queue gauges.
     pub fn update_gauges(&self) {
-        self.metrics.queue_depth.set(self.queue.held() as i64);
+        let held = self.queue.held() as i64;
+        self.metrics.queue_depth.set(held);
+        self.metrics.pending.set(held);
         if let Some(s) = self.queue.spool() {
             self.metrics.spool_bytes.set(s.held_bytes() as i64);
         }
