@@ -9,6 +9,7 @@
 //! checks) lives in that kind's folder under [`crate::targets`] or [`crate::sources`]; the walk
 //! hands each one over (see [`task::validate`] and the `sources:` loop below).
 
+pub mod de;
 pub mod raw;
 pub mod secrets;
 pub mod server;
@@ -19,13 +20,14 @@ use raw::RawConfig;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+pub use de::Location;
 pub use raw::Ack;
 pub use secrets::Auth;
 pub use server::{ServerConfig, ServerTls};
 pub use task::TaskConfig;
 pub use values::parse_duration;
 
-/// A configuration error: the field path and what is wrong with it.
+/// A configuration error: the field path, what is wrong with it, and where the key is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -33,10 +35,78 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Yaml(String),
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    /// The file is not YAML (`field` empty), or a key has the wrong type or name.
+    #[error("{}{message}{}", prefix(field), suffix(at))]
+    Yaml {
+        field: String,
+        message: String,
+        at: Option<Location>,
+    },
+    /// A value that deserialized but failed a check.
+    #[error("{field}: {message}{}", suffix(at))]
+    Invalid {
+        field: String,
+        message: String,
+        at: Option<Location>,
+    },
+}
+
+fn prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+fn suffix(at: &Option<Location>) -> String {
+    at.map(|l| format!(" ({l})")).unwrap_or_default()
+}
+
+impl ConfigError {
+    /// The key's place in `text`, for an error that does not know it yet.
+    fn located(mut self, text: &str) -> ConfigError {
+        if let ConfigError::Invalid { field, at, .. } = &mut self
+            && at.is_none()
+        {
+            *at = de::locate(text, field);
+        }
+        self
+    }
+
+    /// Where in the file the error is, when known.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Yaml { at, .. } | ConfigError::Invalid { at, .. } => *at,
+        }
+    }
+
+    fn from_serde(text: &str, e: serde_path_to_error::Error<serde_yaml_ng::Error>) -> ConfigError {
+        let mut field = e.path().to_string();
+        if field == "." {
+            field.clear();
+        }
+        let inner = e.inner();
+        let message = de::bare_message(inner);
+        // An unknown key is named in the message; point at it rather than at its parent.
+        let key = message
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(k, _)| k);
+        let lookup = match key {
+            Some(k) if field.is_empty() => k.to_owned(),
+            Some(k) if !field.ends_with(&format!(".{k}")) && field != k => format!("{field}.{k}"),
+            _ => field.clone(),
+        };
+        let at = de::locate(text, &lookup).or_else(|| {
+            inner.location().map(|l| Location {
+                line: l.line(),
+                column: l.column(),
+            })
+        });
+        ConfigError::Yaml { field, message, at }
+    }
 }
 
 /// A [`ConfigError::Invalid`] for `field`.
@@ -44,6 +114,7 @@ pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigEr
     ConfigError::Invalid {
         field: field.into(),
         message: message.into(),
+        at: None,
     }
 }
 
@@ -78,8 +149,9 @@ impl Config {
     /// As [`Config::load`].
     pub fn from_yaml(text: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig =
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
-        validate(raw, base)
+            serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+                .map_err(|e| ConfigError::from_serde(text, e))?;
+        validate(raw, base).map_err(|e| e.located(text))
     }
 }
 
