@@ -57,6 +57,22 @@ pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_u64(WholeNumber("a whole number of bytes"))
 }
 
+/// An optional size in bytes (with `#[serde(default)]`): as [`bytes`].
+///
+/// # Errors
+/// Anything but a non-negative integer.
+pub fn opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    bytes(d).map(Some)
+}
+
+/// An optional count (with `#[serde(default)]`): as [`count`].
+///
+/// # Errors
+/// Anything but a non-negative integer.
+pub fn opt_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    count(d).map(Some)
+}
+
 /// A count of samples: `expected a whole number of samples`.
 ///
 /// # Errors

@@ -75,6 +75,11 @@ fn the_documented_example_loads() {
         Some(dir.join("./delivered.jsonl").as_path())
     );
     assert_eq!(t.targets[1].queue.shards, 1);
+    assert_eq!(
+        (f.max_file_bytes, f.max_files),
+        (100 << 20, 5),
+        "a file target is bounded by default"
+    );
     assert!(
         !format!("{:?}", rw.auth).contains("s3cret"),
         "secrets never reach debug output"
@@ -144,6 +149,9 @@ fn errors_name_the_field() {
         ("tasks: [{name: a, targets: [{name: r, type: carrier_pigeon}]}]".into(), "unknown variant `carrier_pigeon`"),
         ("tasks: [{name: a, targets: [{name: f, type: file, path: x}, {name: f, type: file, path: y}]}]".to_string(), "tasks[0].targets[1].name: target \"f\" is defined twice"),
         ("server: {ack_timeout: 0s}".into(), "server.ack_timeout: must be greater than 0"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: '-', max_files: 2}]}]".into(), "tasks[0].targets[0].max_files: standard output (path: \"-\") is not rotated"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x, max_file_bytes: 0}]}]".into(), "tasks[0].targets[0].max_file_bytes: must be greater than 0"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x, max_file_bytes: 1GB}]}]".into(), "tasks[0].targets[0].max_file_bytes: invalid type: string \"1GB\", expected a whole number of bytes"),
         ("server: {admin_listen: 'x'}".into(), "server.admin_listen: \"x\" is not an IP:port"),
         ("server: {listen: '127.0.0.1:9201', admin_listen: '127.0.0.1:9201'}".into(), "server.admin_listen: must differ"),
         ("server: {tls: {cert_file: /nonexistent/c, key_file: /nonexistent/k}}".into(), "server.tls.cert_file: /nonexistent/c is not a readable file"),
