@@ -199,6 +199,14 @@ impl<'a> SeriesView<'a> {
         &self.batch.samples[a as usize..b as usize]
     }
 
+    /// The newest float sample timestamp (ms since the epoch), `i64::MIN` without samples.
+    #[inline]
+    pub fn newest_timestamp_ms(&self) -> i64 {
+        self.samples()
+            .iter()
+            .fold(i64::MIN, |m, s| m.max(s.timestamp))
+    }
+
     /// Raw encoded exemplar/histogram fields of this series, each a complete protobuf field.
     pub fn extras(&self) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
         let (a, b) = self.series.extras;

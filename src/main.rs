@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use promrelay::config::Config;
 use promrelay::relay::{Relay, shutdown_signal};
+use promrelay::telemetry::{LogFormat, LogLevel, build, init_logging};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,8 +14,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "promrelay",
-    version,
-    about = "Prometheus data delivery: remote_write in, filtered and labelled out"
+    version = build::VERSION_LINE,
+    about = "Prometheus data delivery: remote_write in, filtered and labelled out",
+    after_help = "`promrelay help COMMAND` shows a command's flags."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +34,12 @@ enum Command {
         /// (e.g. 30s). SIGHUP and POST /-/reload always reload.
         #[arg(long = "config.auto-reload-interval", value_name = "DURATION", value_parser = parse_interval)]
         auto_reload_interval: Option<std::time::Duration>,
+        /// Only log messages at this level or above. RUST_LOG, when set, overrides it.
+        #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+        log_level: LogLevel,
+        /// Log line format: logfmt (key=value) or json (one object a line).
+        #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+        log_format: LogFormat,
     },
     /// Validate a config file and exit: 0 when it is valid, 2 with the field and reason when not.
     CheckConfig {
@@ -103,6 +111,7 @@ enum Command {
         /// Comma-separated host:port list.
         #[arg(long)]
         brokers: String,
+        /// The topic to read.
         #[arg(long)]
         topic: String,
         /// Start at the oldest message instead of the newest.
@@ -201,8 +210,16 @@ fn tasks_command(url: &str, token_file: Option<&std::path::Path>, action: TasksA
 }
 
 fn main() -> ExitCode {
-    promrelay::telemetry::init_logging();
     let cli = Cli::parse();
+    let (level, format) = match &cli.command {
+        Command::Run {
+            log_level,
+            log_format,
+            ..
+        } => (*log_level, *log_format),
+        _ => (LogLevel::Info, LogFormat::Logfmt),
+    };
+    init_logging(level, format);
     match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(cfg) => {
@@ -371,6 +388,7 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             auto_reload_interval,
+            ..
         } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
@@ -414,4 +432,29 @@ fn run(cfg: Config, file: PathBuf, auto_reload: Option<std::time::Duration>) -> 
         relay.serve(shutdown_signal()).await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_of_every_command_has_a_help_text() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                if arg.is_positional() && arg.get_id() == "help" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "promrelay {} --{}: no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
 }

@@ -74,6 +74,7 @@ impl Relay {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
+        crate::telemetry::logging::log_config(&config);
         let server = config.server.clone();
         let tls = server.tls.as_ref().map(server_tls).transpose()?;
         let listener = bind(server.listen).await?;
@@ -168,7 +169,14 @@ impl Relay {
         reloader.abort();
         sampler.abort();
         let timeout = server.shutdown_timeout;
-        tracing::info!("shutting down: no new connections, draining queues for up to {timeout:?}");
+        let pipeline = state.live.pipeline();
+        let pending: u64 = pipeline
+            .targets()
+            .iter()
+            .map(|t| t.queue.held() as u64)
+            .sum();
+        drop(pipeline);
+        tracing::info!(timeout = %crate::telemetry::logging::Seconds(timeout), pending, "shutting down: no new connections, draining queues");
         state.ready.store(false, Ordering::Release);
         drop(listener);
         drop(admin);

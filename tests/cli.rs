@@ -92,3 +92,55 @@ async fn bundled_config_runs_and_sigterm_drains_the_queue_first() {
     }
     assert!(relay.proc.log_text().contains("shutting down"));
 }
+
+#[test]
+fn help_for_every_command_lists_each_flag_with_a_description() {
+    for (command, flags) in [
+        ("run", &["--config", "--log.level", "--log.format"][..]),
+        ("check-config", &[][..]),
+        (
+            "bench",
+            &["--url", "--pid", "--connections", "--duration"][..],
+        ),
+        ("blackhole", &["--listen"][..]),
+        (
+            "kafka-tail",
+            &["--brokers", "--topic", "--from-beginning"][..],
+        ),
+    ] {
+        let out = promrelay(&["help", command]);
+        assert!(out.status.success(), "promrelay help {command}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("Usage: promrelay {command}")),
+            "{text}"
+        );
+        for flag in flags {
+            let lines: Vec<&str> = text.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| l.trim_start().starts_with(flag) || l.contains(&format!(", {flag}")))
+                .unwrap_or_else(|| panic!("promrelay help {command}: no {flag}\n{text}"));
+            // The description follows the flag on its line, or (long help) on the next one.
+            let after = lines[at].split_once(flag).map_or("", |(_, a)| a);
+            let described = after.split_whitespace().count() >= 2
+                || lines
+                    .get(at + 1)
+                    .is_some_and(|next| next.split_whitespace().count() >= 2);
+            assert!(
+                described,
+                "promrelay help {command}: {flag} has no description\n{text}"
+            );
+        }
+    }
+    let out = promrelay(&["help", "run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[possible values: debug, info, warn, error]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- logfmt:") && text.contains("- json:"),
+        "{text}"
+    );
+}

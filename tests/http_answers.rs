@@ -69,6 +69,24 @@ tasks:
         "{}",
         r.text()
     );
+    // Its samples are counted by reason too (the sender retries them).
+    let refused: usize = WorkloadSpec {
+        series: 100,
+        ..Default::default()
+    }
+    .request(0)
+    .timeseries
+    .iter()
+    .map(|t| t.samples.len())
+    .sum();
+    assert_eq!(
+        relay
+            .metric(
+                "promrelay_ingest_refused_samples_total{source=\"default\",reason=\"queue_full\"}"
+            )
+            .await,
+        Some(refused as f64)
+    );
 
     // 400: not snappy; snappy but not protobuf; a series without labels.
     let r = http(

@@ -131,10 +131,11 @@ impl Running {
                     target.queue.run_sync(DISK_SYNC, stop).await;
                 })
             });
-        let spool = target.queue.disk_dir().map(|d| d.display().to_string());
+        let spool = cfg.spool.as_ref().map(|s| s.dir.display().to_string());
         tracing::info!(
-            task = %task.name, target = %cfg.name, ack = task.ack.as_str(),
-            dir = spool.as_deref().unwrap_or_default(), "target started"
+            task = %task.name, source = %task.source, target = %cfg.name,
+            r#type = cfg.kind.type_name(), ack = %task.ack, lanes = cfg.queue.shards,
+            spool = spool.as_deref(), "target"
         );
         Ok(Running {
             target,
@@ -185,6 +186,7 @@ impl Running {
     /// release the disk part.
     async fn retire(mut self, drain: Duration, by_reload: bool) {
         let t = &self.target;
+        let start = t.drain_start();
         t.queue.close();
         let drained = tokio::time::timeout(drain, async {
             while self.senders.join_next().await.is_some() {}
@@ -202,17 +204,12 @@ impl Running {
                 &t.metrics.dropped_shutdown
             };
             counter.inc_by(left as u64);
-            tracing::error!(task = %t.task, target = %t.name, samples = left, "samples held in memory not delivered within shutdown_timeout");
         }
         let _ = self.stop_sync.send(true);
         if let Some(s) = self.syncer.take() {
             let _ = s.await;
         }
-        let on_disk = t.queue.disk_samples();
-        if on_disk > 0 {
-            let dir = t.queue.disk_dir().map(|d| d.display().to_string());
-            tracing::info!(task = %t.task, target = %t.name, samples = on_disk, dir = dir.as_deref().unwrap_or_default(), "samples stay on disk for the next start of this target");
-        }
+        t.log_drained(&start);
         t.queue.release_disk();
     }
 }
@@ -584,15 +581,4 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
         set.spawn(f);
     }
     while set.join_next().await.is_some() {}
-}
-
-impl Ack {
-    /// The config's own word for it (`queued`, `spooled`, `delivered`), for logs and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Ack::Queued => "queued",
-            Ack::Spooled => "spooled",
-            Ack::Delivered => "delivered",
-        }
-    }
 }

@@ -9,6 +9,7 @@
 //! checks) lives in that kind's folder under [`crate::targets`] or [`crate::sources`]; the walk
 //! hands each one over (see [`task::validate`] and the `sources:` loop below).
 
+pub mod de;
 pub mod raw;
 pub mod secrets;
 pub mod server;
@@ -20,13 +21,14 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+pub use de::Location;
 pub use raw::Ack;
 pub use secrets::Auth;
 pub use server::{AdminConfig, ServerConfig, ServerTls};
 pub use task::TaskConfig;
 pub use values::parse_duration;
 
-/// A configuration error: the field path and what is wrong with it.
+/// A configuration error: the field path, what is wrong with it, and where the key is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -34,10 +36,86 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Yaml(String),
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    /// The file is not YAML (`field` empty), or a key has the wrong type or name.
+    #[error("{}{message}{}", prefix(field), suffix(at))]
+    Yaml {
+        field: String,
+        message: String,
+        at: Option<Location>,
+    },
+    /// A value that deserialized but failed a check.
+    #[error("{field}: {message}{}", suffix(at))]
+    Invalid {
+        field: String,
+        message: String,
+        at: Option<Location>,
+    },
+}
+
+fn prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+fn suffix(at: &Option<Location>) -> String {
+    at.map(|l| format!(" ({l})")).unwrap_or_default()
+}
+
+impl ConfigError {
+    /// The key's place in `text`, for an error that does not know it yet.
+    fn located(mut self, text: &str) -> ConfigError {
+        if let ConfigError::Invalid { field, at, .. } = &mut self
+            && at.is_none()
+        {
+            *at = de::locate(text, field);
+        }
+        self
+    }
+
+    /// The same error in a task file: its field path starts with `FILE: `.
+    fn prefixed(mut self, prefix: &str) -> ConfigError {
+        if let ConfigError::Invalid { field, .. } | ConfigError::Yaml { field, .. } = &mut self {
+            *field = format!("{prefix}{field}");
+        }
+        self
+    }
+
+    /// Where in the file the error is, when known.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Yaml { at, .. } | ConfigError::Invalid { at, .. } => *at,
+        }
+    }
+
+    fn from_serde(text: &str, e: serde_path_to_error::Error<serde_yaml_ng::Error>) -> ConfigError {
+        let mut field = e.path().to_string();
+        if field == "." {
+            field.clear();
+        }
+        let inner = e.inner();
+        let message = de::bare_message(inner);
+        // An unknown key is named in the message; point at it rather than at its parent.
+        let key = message
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(k, _)| k);
+        let lookup = match key {
+            Some(k) if field.is_empty() => k.to_owned(),
+            Some(k) if !field.ends_with(&format!(".{k}")) && field != k => format!("{field}.{k}"),
+            _ => field.clone(),
+        };
+        let at = de::locate(text, &lookup).or_else(|| {
+            inner.location().map(|l| Location {
+                line: l.line(),
+                column: l.column(),
+            })
+        });
+        ConfigError::Yaml { field, message, at }
+    }
 }
 
 /// A [`ConfigError::Invalid`] for `field`.
@@ -45,6 +123,7 @@ pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigEr
     ConfigError::Invalid {
         field: field.into(),
         message: message.into(),
+        at: None,
     }
 }
 
@@ -109,10 +188,12 @@ impl Config {
         change: Option<(&Path, Option<&str>)>,
     ) -> Result<Config, ConfigError> {
         let raw: RawConfig =
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+            serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+                .map_err(|e| ConfigError::from_serde(text, e))?;
         let mut files = vec![TaskSource {
             path: origin.to_path_buf(),
             prefix: String::new(),
+            text: text.to_owned(),
             values: task_values(text),
             tasks: Vec::new(),
         }];
@@ -134,7 +215,7 @@ impl Config {
             };
             files.push(TaskSource::parse(&path, &text, &mut hasher)?);
         }
-        validate_sources(raw, files, base, hasher.finish())
+        validate_sources(raw, files, base, hasher.finish()).map_err(|e| e.located(text))
     }
 
     /// The hash [`Config::load`] would give the files as they are now, without checking them
@@ -211,6 +292,8 @@ struct TaskSource {
     path: PathBuf,
     /// Put before each field path: empty for the main file, `FILE: ` for a task file.
     prefix: String,
+    /// The file's text, to locate an error's key in.
+    text: String,
     values: Vec<serde_json::Value>,
     tasks: Vec<raw::RawTask>,
 }
@@ -223,10 +306,13 @@ impl TaskSource {
     ) -> Result<TaskSource, ConfigError> {
         path.hash(hasher);
         text.hash(hasher);
-        let file: raw::RawTaskFile = serde_yaml_ng::from_str(text)
-            .map_err(|e| ConfigError::Yaml(format!("{}: {e}", path.display())))?;
+        let prefix = format!("{}: ", path.display());
+        let file: raw::RawTaskFile =
+            serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+                .map_err(|e| ConfigError::from_serde(text, e).prefixed(&prefix))?;
         Ok(TaskSource {
-            prefix: format!("{}: ", path.display()),
+            prefix,
+            text: text.to_owned(),
             path: path.to_path_buf(),
             values: task_values(text),
             tasks: file.tasks,
@@ -258,6 +344,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let main = TaskSource {
         path: PathBuf::from(INLINE),
         prefix: String::new(),
+        text: String::new(),
         values: Vec::new(),
         tasks: Vec::new(),
     };
@@ -323,6 +410,7 @@ fn validate_sources(
     let mut task_names = HashMap::new();
     let mut cx = task::TaskContext {
         base,
+        prefix: String::new(),
         sources: &sources,
         spool_dirs: &mut spool_dirs,
         task_names: &mut task_names,
@@ -331,14 +419,17 @@ fn validate_sources(
     let mut paths = Vec::new();
     for file in files {
         paths.push(file.path.clone());
+        cx.prefix = file.prefix.clone();
         let mut values = file.values.into_iter();
         for (i, t) in file.tasks.into_iter().enumerate() {
-            let at = format!("{}tasks[{i}]", file.prefix);
+            let at = format!("tasks[{i}]");
             let origin = task::Origin {
                 file: file.path.clone(),
                 raw: values.next().unwrap_or(serde_json::Value::Null),
             };
-            tasks.push(task::validate(t, &at, origin, &mut cx)?);
+            let task = task::validate(t, &at, origin, &mut cx);
+            // Locate the key in the task's own file, then say which file it is.
+            tasks.push(task.map_err(|e| e.located(&file.text).prefixed(&file.prefix))?);
         }
     }
     Ok(Config {

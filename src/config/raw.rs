@@ -36,23 +36,34 @@ pub struct RawServer {
     /// Address the ingest and admin endpoints listen on.
     pub listen: String,
     /// Largest compressed request body accepted (413 above).
+    #[serde(deserialize_with = "crate::config::de::bytes")]
     pub max_body_bytes: u64,
     /// Largest decoded body, checked from the snappy header before allocating (413 above).
+    #[serde(deserialize_with = "crate::config::de::bytes")]
     pub max_decoded_bytes: u64,
     /// HTTP status answered when a target queue is full: 503 (default) or 429.
+    #[serde(deserialize_with = "crate::config::de::status")]
     pub backpressure_status: u16,
     /// `Retry-After` sent with the backpressure answer.
+    #[serde(deserialize_with = "crate::config::de::duration")]
     pub retry_after: String,
     /// How long shutdown waits for queues to drain.
+    #[serde(deserialize_with = "crate::config::de::duration")]
     pub shutdown_timeout: String,
     /// Pipeline shards (runtime worker threads); 0 means one per CPU core.
+    #[serde(deserialize_with = "crate::config::de::count")]
     pub shards: u64,
     /// Input limits: a request over any of them is refused with 400 naming the setting.
+    #[serde(deserialize_with = "crate::config::de::count")]
     pub max_series_per_request: u64,
+    #[serde(deserialize_with = "crate::config::de::count")]
     pub max_labels_per_series: u64,
+    #[serde(deserialize_with = "crate::config::de::bytes")]
     pub max_label_name_bytes: u64,
+    #[serde(deserialize_with = "crate::config::de::bytes")]
     pub max_label_value_bytes: u64,
     /// Longest an `ack: spooled | delivered` request waits before it is answered 503.
+    #[serde(deserialize_with = "crate::config::de::duration")]
     pub ack_timeout: String,
     /// Deprecated spelling of `admin.listen`.
     pub admin_listen: Option<String>,
@@ -153,6 +164,17 @@ pub enum Ack {
     Spooled,
     /// Taken by every target of the task.
     Delivered,
+}
+
+impl std::fmt::Display for Ack {
+    /// As written in the config: `queued`, `spooled`, `delivered`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ack::Queued => "queued",
+            Ack::Spooled => "spooled",
+            Ack::Delivered => "delivered",
+        })
+    }
 }
 
 fn yes() -> bool {

@@ -35,6 +35,9 @@ pub struct Origin {
 /// What checking one task needs to know of the rest of the config.
 pub struct TaskContext<'a> {
     pub base: &'a Path,
+    /// `FILE: ` for the tasks of a task file (empty for the main file), for messages that
+    /// name another place.
+    pub prefix: String,
     /// Defined source names.
     pub sources: &'a [String],
     /// Spool directories taken so far, and by which target (`tasks[i].targets[j]`).
@@ -56,7 +59,10 @@ pub fn validate(
     if t.name.trim().is_empty() {
         return Err(invalid(format!("{at}.name"), "must not be empty"));
     }
-    if let Some(first) = cx.task_names.insert(t.name.clone(), at.to_owned()) {
+    if let Some(first) = cx
+        .task_names
+        .insert(t.name.clone(), format!("{}{at}", cx.prefix))
+    {
         return Err(invalid(
             format!("{at}.name"),
             format!(
@@ -111,7 +117,9 @@ pub fn validate(
             ));
         }
         if let Some(sp) = &target.spool
-            && let Some(other) = cx.spool_dirs.insert(sp.dir.clone(), tat.clone())
+            && let Some(other) = cx
+                .spool_dirs
+                .insert(sp.dir.clone(), format!("{}{tat}", cx.prefix))
         {
             return Err(invalid(
                 format!("{tat}.spool.dir"),

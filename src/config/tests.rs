@@ -75,6 +75,11 @@ fn the_documented_example_loads() {
         Some(dir.join("./delivered.jsonl").as_path())
     );
     assert_eq!(t.targets[1].queue.shards, 1);
+    assert_eq!(
+        (f.max_file_bytes, f.max_files),
+        (100 << 20, 5),
+        "a file target is bounded by default"
+    );
     assert!(
         !format!("{:?}", rw.auth).contains("s3cret"),
         "secrets never reach debug output"
@@ -144,6 +149,9 @@ fn errors_name_the_field() {
         ("tasks: [{name: a, targets: [{name: r, type: carrier_pigeon}]}]".into(), "unknown variant `carrier_pigeon`"),
         ("tasks: [{name: a, targets: [{name: f, type: file, path: x}, {name: f, type: file, path: y}]}]".to_string(), "tasks[0].targets[1].name: target \"f\" is defined twice"),
         ("server: {ack_timeout: 0s}".into(), "server.ack_timeout: must be greater than 0"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: '-', max_files: 2}]}]".into(), "tasks[0].targets[0].max_files: standard output (path: \"-\") is not rotated"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x, max_file_bytes: 0}]}]".into(), "tasks[0].targets[0].max_file_bytes: must be greater than 0"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x, max_file_bytes: 1GB}]}]".into(), "tasks[0].targets[0].max_file_bytes: invalid type: string \"1GB\", expected a whole number of bytes"),
         ("server: {admin_listen: 'x'}".into(), "server.admin_listen: \"x\" is not an IP:port"),
         ("server: {listen: '127.0.0.1:9201', admin_listen: '127.0.0.1:9201'}".into(), "server.admin_listen: must differ"),
         ("server: {tls: {cert_file: /nonexistent/c, key_file: /nonexistent/k}}".into(), "server.tls.cert_file: /nonexistent/c is not a readable file"),
@@ -214,7 +222,7 @@ fn the_complete_example_in_the_configuration_docs_is_valid() {
         .expect("a yaml block");
     let base = tempdir();
     std::fs::create_dir_all(base.join("secrets")).unwrap();
-    for f in ["central.pw", "ca.pem", "cluster-a.token"] {
+    for f in ["central.pw", "ca.pem", "cluster-a.token", "admin.token"] {
         std::fs::write(base.join("secrets").join(f), "x\n").unwrap();
     }
     let cfg = Config::from_yaml(yaml, &base).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
@@ -224,6 +232,8 @@ fn the_complete_example_in_the_configuration_docs_is_valid() {
         base.join("spool/central")
     );
     assert!(cfg.server.admin_listen.is_some());
+    assert!(cfg.server.admin.tasks_dir.is_some());
+    assert!(cfg.server.admin.auth.header_value().is_some());
 }
 
 #[test]
@@ -280,4 +290,171 @@ sources:
             None
         ]
     );
+}
+
+/// A config of a few lines in each section, into which each case below puts one mistake.
+const BASE: &str = "\
+server:
+  listen: \"127.0.0.1:9201\"
+  retry_after: 1s
+sources:
+  - name: fleet
+tasks:
+  - name: a
+    filter: |
+      job=ok
+      id=i-.*
+    targets:
+      - name: f
+        type: file
+        path: x
+      - name: g
+        type: file
+        path: y
+        spool: {dir: s, max_bytes: 10485760}
+";
+
+#[test]
+fn broken_configs_name_the_exact_path_line_and_column_of_the_key() {
+    // (replace, with, path named, line, column, message)
+    let cases: &[(&str, &str, &str, usize, usize, &str)] = &[
+        (
+            "max_bytes: 10485760",
+            "max_bytes: lots",
+            "tasks[0].targets[1].spool.max_bytes",
+            18,
+            25,
+            "invalid type: string \"lots\", expected a whole number of bytes",
+        ),
+        (
+            "max_bytes: 10485760",
+            "max_bytes: 1000",
+            "tasks[0].targets[1].spool.max_bytes",
+            18,
+            25,
+            "must be at least 1048576 (1 MiB)",
+        ),
+        (
+            "path: y\n",
+            "path: y\n        queue: {capacity: -5}\n",
+            "tasks[0].targets[1].queue.capacity",
+            18,
+            17,
+            "invalid type: integer `-5`, expected a whole number of samples",
+        ),
+        (
+            "retry_after: 1s",
+            "retry_after: {soon: yes}",
+            "server.retry_after",
+            3,
+            3,
+            "invalid type: map, expected a duration such as 30s",
+        ),
+        (
+            "retry_after: 1s",
+            "retry_after: soon",
+            "server.retry_after",
+            3,
+            3,
+            "\"soon\" is not a duration (examples: 500ms, 30s, 5m, 1h30m)",
+        ),
+        (
+            "retry_after: 1s",
+            "backpressure_status: lots",
+            "server.backpressure_status",
+            3,
+            3,
+            "invalid type: string \"lots\", expected an HTTP status code such as 503",
+        ),
+        (
+            "listen: \"127.0.0.1:9201\"",
+            "listen: nowhere",
+            "server.listen",
+            2,
+            3,
+            "\"nowhere\" is not an IP:port address",
+        ),
+        (
+            "path: x",
+            "path: x\n        colour: red",
+            "tasks[0].targets[0].colour",
+            15,
+            9,
+            "unknown field `colour`, expected one of",
+        ),
+        (
+            "type: file\n        path: y",
+            "type: carrier_pigeon\n        path: y",
+            "tasks[0].targets[1].type",
+            16,
+            9,
+            "unknown variant `carrier_pigeon`, expected one of `remote_write`, `file`, `kafka`",
+        ),
+        (
+            "        type: file\n        path: x\n",
+            "        path: x\n",
+            "tasks[0].targets[0]",
+            12,
+            9,
+            "missing field `type`",
+        ),
+        (
+            "id=i-.*",
+            "id=i-(",
+            "tasks[0].filter line 2",
+            10,
+            7,
+            "bad regex \"i-(\": unclosed group, at character 3: \"(\"",
+        ),
+        (
+            "  - name: fleet",
+            "  - name: 'fl eet'",
+            "sources[0].name",
+            5,
+            5,
+            "\"fl eet\" must be non-empty",
+        ),
+        (
+            "  - name: g",
+            "  - name: f",
+            "tasks[0].targets[1].name",
+            15,
+            9,
+            "target \"f\" is defined twice in this task",
+        ),
+        (
+            "    targets:\n",
+            "    enabled: maybe\n    targets:\n",
+            "tasks[0].enabled",
+            11,
+            5,
+            "invalid type: string \"maybe\", expected a boolean",
+        ),
+    ];
+    for &(from, to, path, line, column, message) in cases {
+        assert!(BASE.contains(from), "{from:?} is not in the base config");
+        let yaml = BASE.replacen(from, to, 1);
+        let err = Config::from_yaml(&yaml, Path::new("/base")).unwrap_err();
+        let (field, got) = match &err {
+            ConfigError::Yaml { field, message, .. }
+            | ConfigError::Invalid { field, message, .. } => (field.as_str(), message.as_str()),
+            other => panic!("{other}"),
+        };
+        assert_eq!(field, path, "{err}\n{yaml}");
+        assert!(got.starts_with(message), "{err}\n  wanted: {message}");
+        assert_eq!(
+            err.location(),
+            Some(Location { line, column }),
+            "{err}\n{yaml}"
+        );
+        let shown = err.to_string();
+        assert_eq!(
+            shown,
+            format!("{path}: {got} (line {line}, column {column})"),
+            "the message names path, reason and place in one line"
+        );
+    }
+    // Not YAML at all: no path, the parser's position.
+    let err = Config::from_yaml("tasks: [\n", Path::new(".")).unwrap_err();
+    assert!(err.location().is_some(), "{err}");
 }

@@ -38,11 +38,18 @@ impl Predicate {
 
     /// Compile a fully anchored regex, as Prometheus does (`^(?s:pattern)$`).
     ///
+    /// A syntax error is reported in the regex parser's own words with its position in the
+    /// pattern as written (`unclosed group, at character 4: "("`), not in the anchored form
+    /// that is compiled.
+    ///
     /// # Errors
     /// The regex syntax error, as text, when the pattern does not compile.
     pub fn regex(pattern: &str) -> Result<Predicate, String> {
+        if let Some(why) = syntax_error(pattern) {
+            return Err(why);
+        }
         let anchored = format!("^(?s:{pattern})$");
-        let meta = meta::Regex::new(&anchored).map_err(|e| e.to_string())?;
+        let meta = meta::Regex::new(&anchored).map_err(|e| explain(&e))?;
         if let Some(fast) = fast_path(pattern) {
             return Ok(fast);
         }
@@ -172,4 +179,47 @@ fn plain_literal(pattern: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// The regex parser's explanation of why `pattern` is not a regex, with its position (see
+/// [`Predicate::regex`]); `None` when it parses.
+fn syntax_error(pattern: &str) -> Option<String> {
+    let err = regex_syntax::ParserBuilder::new()
+        .dot_matches_new_line(true)
+        .build()
+        .parse(pattern)
+        .err()?;
+    let (kind, span) = match &err {
+        regex_syntax::Error::Parse(e) => (e.kind().to_string(), *e.span()),
+        regex_syntax::Error::Translate(e) => (e.kind().to_string(), *e.span()),
+        _ => return Some(err.to_string()),
+    };
+    let start = span.start.offset.min(pattern.len());
+    let end = span.end.offset.clamp(start, pattern.len());
+    let at = pattern.get(..start).map_or(0, |p| p.chars().count()) + 1;
+    // An empty span points between characters: show the one it points at.
+    let end = if end == start {
+        pattern
+            .get(start..)
+            .and_then(|rest| rest.chars().next())
+            .map_or(start, |c| start + c.len_utf8())
+    } else {
+        end
+    };
+    Some(match pattern.get(start..end) {
+        Some(text) if !text.is_empty() => format!("{kind}, at character {at}: {text:?}"),
+        _ => format!("{kind}, at character {at} (the end)"),
+    })
+}
+
+/// A build error with its causes (the meta engine's own message is only the outermost one).
+fn explain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }

@@ -150,6 +150,34 @@ fn refuses_bad_conditions_with_reasons() {
     }
 }
 
+#[test]
+fn a_bad_regex_says_why_and_where_in_the_regex_parsers_words() {
+    for (line, want) in [
+        (
+            "id=foo(bar",
+            "bad regex \"foo(bar\": unclosed group, at character 4: \"(\"",
+        ),
+        (
+            "id=*x",
+            "bad regex \"*x\": repetition operator missing expression, at character 1: \"*\"",
+        ),
+        (
+            "id=a[z-a]",
+            "bad regex \"a[z-a]\": invalid character class range, the start must be <= the end, at character 3: \"z-a\"",
+        ),
+        (
+            "id!~x)",
+            "bad regex \"x)\": unopened group, at character 2: \")\"",
+        ),
+    ] {
+        assert_eq!(
+            Matcher::parse(line).unwrap_err().to_string(),
+            want,
+            "{line}"
+        );
+    }
+}
+
 fn batch_of(series: &[&[(&str, &str)]]) -> SeriesBatch {
     let req = WriteRequest {
         timeseries: series

@@ -91,10 +91,19 @@ pub struct IngestStats {
 pub enum IngestError {
     #[error("{0}")]
     Decode(#[from] DecodeError),
+    /// `samples`: what the refused request carried.
     #[error("queue of target {target:?} (task {task:?}) is full; retry later")]
-    QueueFull { task: String, target: String },
+    QueueFull {
+        task: String,
+        target: String,
+        samples: usize,
+    },
     #[error("spool of target {target:?} (task {task:?}) cannot be written; retry later")]
-    Spool { task: String, target: String },
+    Spool {
+        task: String,
+        target: String,
+        samples: usize,
+    },
 }
 
 /// Something an answered request still has to wait for, under its task's `ack` policy.
@@ -341,6 +350,7 @@ impl Pipeline {
                     continue;
                 }
                 matched += series.samples().len() + series.histogram_count() as usize;
+                let newest = series.newest_timestamp_ms();
                 for tt in &task.targets {
                     let ti = tt.index;
                     let target = &self.targets[ti];
@@ -356,6 +366,7 @@ impl Pipeline {
                         &tt.external_labels,
                     );
                     target.encoder.write_series(&mut ts.out, &series, labels);
+                    ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
                 }
             }
             task.metrics.matched.inc_by(matched as u64);
@@ -372,6 +383,7 @@ impl Pipeline {
                 return Err(IngestError::QueueFull {
                     task: t.task.clone(),
                     target: t.name.clone(),
+                    samples: received,
                 });
             }
         }
@@ -387,6 +399,7 @@ impl Pipeline {
                 }
                 match target.queue.append(lane, chunk) {
                     Ok(span) => {
+                        target.clock.queued(lane, span.end, out.newest_timestamp_ms);
                         let delivered = match target.ack {
                             Ack::Queued => continue,
                             Ack::Spooled if target.queue.spool().is_none() => continue,
@@ -425,6 +438,7 @@ impl Pipeline {
             return Err(IngestError::Spool {
                 task: t.task.clone(),
                 target: t.name.clone(),
+                samples: received,
             });
         }
         Ok(IngestStats {

@@ -65,6 +65,8 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
         let mut dropped = 0usize;
         let mut failures = 0u32;
         let mut delivered = false;
+        // The target took the batch, maybe refusing part of it: its timestamps count as sent.
+        let mut taken = false;
         loop {
             let started = Instant::now();
             let result = service.send(&mut payload, &mut dropped).await;
@@ -80,6 +82,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     backoff = cfg.min_backoff;
                     delivered = dropped == 0;
                     target.health.delivered();
+                    taken = dropped < batch.samples;
                     if failures > 0 {
                         tracing::info!(task = %target.task, target = %target.name, failures, "target recovered");
                     }
@@ -114,6 +117,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                 }
             }
         }
+        target.clock.finished(lane, batch.end, taken);
         target.queue.finish(lane, batch, delivered);
         target.update_gauges();
     }

@@ -29,6 +29,7 @@ pub use target::{
 
 use crate::batch::SeriesView;
 use crate::config::ConfigError;
+use crate::config::de::KindFirst;
 use crate::relabel::MergedLabels;
 use serde::Deserialize;
 use std::path::Path;
@@ -55,10 +56,47 @@ macro_rules! target_kinds {
         /// A target as written in YAML, chosen by its `type:` key.
         // Read once at start; the size difference between variants does not matter.
         #[allow(clippy::large_enum_variant)]
-        #[derive(Debug, Deserialize)]
-        #[serde(tag = "type", rename_all = "snake_case")]
+        #[derive(Debug)]
         pub enum RawTarget {
             $($variant($kind::$raw),)+
+        }
+
+        /// The `type:` values, the variants in snake case.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum TargetType {
+            $($variant,)+
+        }
+
+        /// Not serde's `#[serde(tag = "type")]`: that buffers the whole map before choosing the
+        /// kind, and an error inside it would name only `tasks[i].targets[j]`. Streaming the
+        /// rest of the map into the kind's struct keeps the full path and the position
+        /// (see [`crate::config::de`]).
+        impl<'de> Deserialize<'de> for RawTarget {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Kind;
+                impl<'de> serde::de::Visitor<'de> for Kind {
+                    type Value = RawTarget;
+
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a target: a map with name, type and the type's keys")
+                    }
+
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        map: A,
+                    ) -> Result<RawTarget, A::Error> {
+                        let (kind, rest) = KindFirst::read::<TargetType>(map)?;
+                        let rest = serde::de::value::MapAccessDeserializer::new(rest);
+                        match kind {
+                            $(TargetType::$variant => {
+                                $kind::$raw::deserialize(rest).map(RawTarget::$variant)
+                            })+
+                        }
+                    }
+                }
+                d.deserialize_map(Kind)
+            }
         }
 
         impl RawTarget {
@@ -89,7 +127,7 @@ macro_rules! target_kinds {
         })+
 
         impl TargetKind {
-            /// The kind's `type:` in YAML.
+            /// The kind's `type:` in YAML (`remote_write`, `file`, `kafka`).
             pub fn type_name(&self) -> &'static str {
                 match self {
                     $(TargetKind::$variant(_) => stringify!($kind),)+

@@ -6,7 +6,7 @@ use super::spool::{self, OverflowConfig, RawOverflow, RawSpool, SpoolConfig};
 use super::{Encoder, TargetKind};
 use crate::config::{Ack, ConfigError, invalid};
 use crate::relabel::{LabelSet, is_valid_label_name};
-use crate::telemetry::TargetMetrics;
+use crate::telemetry::{TargetClock, TargetMetrics};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -86,6 +86,8 @@ pub struct Output {
     pub samples: usize,
     /// Samples the target's format cannot carry, dropped and counted.
     pub unsupported: usize,
+    /// The newest float sample timestamp written (ms since the epoch; `i64::MIN` for none).
+    pub newest_timestamp_ms: i64,
 }
 
 impl Output {
@@ -93,7 +95,15 @@ impl Output {
         self.lanes.iter_mut().for_each(Chunk::clear);
         self.samples = 0;
         self.unsupported = 0;
+        self.newest_timestamp_ms = i64::MIN;
     }
+}
+
+/// Counters of a target when shutdown began ([`Target::drain_start`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DrainStart {
+    delivered: u64,
+    dropped: u64,
 }
 
 /// A running target: what the data path needs to hand it data.
@@ -108,6 +118,8 @@ pub struct Target {
     pub ack: Ack,
     /// How its last sends went, for status.
     pub health: Health,
+    /// The newest timestamps received and delivered (see [`crate::telemetry::lag`]).
+    pub clock: TargetClock,
 }
 
 /// How a target's sends have been going: updated once per send attempt by its lanes, read by
@@ -242,6 +254,9 @@ impl Target {
                     );
                 }
                 metrics.spool_bytes.set(s.held_bytes() as i64);
+                metrics
+                    .spool_max_bytes
+                    .set(i64::try_from(sc.max_bytes).unwrap_or(i64::MAX));
                 Some(s)
             }
         };
@@ -265,6 +280,9 @@ impl Target {
                 dropped_full: metrics.dropped_spool_full.clone(),
                 dropped_corrupt: metrics.dropped_spool_corrupt.clone(),
             };
+            metrics
+                .spool_max_bytes
+                .set(i64::try_from(o.max_bytes).unwrap_or(i64::MAX));
             let overflow =
                 Overflow::new(spool_cfg, queue.lanes(), counters).map_err(|e| SinkError {
                     target: cfg.name.clone(),
@@ -273,7 +291,14 @@ impl Target {
             queue = queue.with_overflow(overflow);
         }
         metrics.queue_depth.set(queue.held() as i64);
+        metrics.pending.set(queue.held() as i64);
+        let clock = TargetClock::new(
+            queue.lanes(),
+            metrics.received_timestamp.clone(),
+            metrics.sent_timestamp.clone(),
+        );
         Ok(Target {
+            clock,
             task: task.to_owned(),
             name: cfg.name.clone(),
             encoder: cfg.kind.encoder(),
@@ -289,13 +314,64 @@ impl Target {
     pub fn output(&self) -> Output {
         Output {
             lanes: (0..self.queue.lanes()).map(|_| Chunk::default()).collect(),
+            newest_timestamp_ms: i64::MIN,
             ..Output::default()
+        }
+    }
+
+    /// What the target holds as shutdown begins, to report what the drain did.
+    pub fn drain_start(&self) -> DrainStart {
+        DrainStart {
+            delivered: self.metrics.delivered.get(),
+            dropped: self.dropped_total(),
+        }
+    }
+
+    fn dropped_total(&self) -> u64 {
+        let m = &self.metrics;
+        [
+            &m.dropped_refused,
+            &m.dropped_unsupported,
+            &m.dropped_shutdown,
+            &m.dropped_spool_full,
+            &m.dropped_spool_corrupt,
+            &m.dropped_spool_error,
+            &m.dropped_removed,
+        ]
+        .iter()
+        .map(|c| c.get())
+        .sum()
+    }
+
+    /// The line of this target when it stops (shutdown, or retired by a reload): delivered
+    /// while draining, dropped, what stays on disk for the next start (spool or overflow),
+    /// and what was lost from memory.
+    pub fn log_drained(&self, start: &DrainStart) {
+        let delivered = self.metrics.delivered.get().saturating_sub(start.delivered);
+        let dropped = self.dropped_total().saturating_sub(start.dropped);
+        let on_disk = self.queue.disk_samples();
+        let lost = self.queue.memory_held();
+        let dir = self.queue.disk_dir().map(|d| d.display().to_string());
+        if lost > 0 {
+            tracing::warn!(
+                task = %self.task, target = %self.name, delivered, dropped, lost, left_on_disk = on_disk,
+                "drained, but samples were still in memory at the shutdown timeout"
+            );
+        } else if on_disk > 0 {
+            tracing::info!(
+                task = %self.task, target = %self.name, delivered, dropped, left_on_disk = on_disk,
+                dir = dir.as_deref().unwrap_or_default(), "drained; the rest stays on disk for the next start"
+            );
+        } else {
+            tracing::info!(task = %self.task, target = %self.name, delivered, dropped, "drained");
         }
     }
 
     /// Publish the queue gauges (cheap: atomics only; once per request and per batch).
     pub fn update_gauges(&self) {
-        self.metrics.queue_depth.set(self.queue.held() as i64);
+        let held = self.queue.held() as i64;
+        self.metrics.queue_depth.set(held);
+        self.metrics.pending.set(held);
         self.metrics.spool_bytes.set(self.queue.disk_bytes() as i64);
         self.metrics.spilling.set(i64::from(self.queue.spilling()));
     }

@@ -28,7 +28,7 @@ pub use server::{TlsError, accept_opt, serve_connection, server_tls};
 
 use crate::admin::Live;
 use crate::pipeline::{IngestError, Pipeline};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Format, Metrics};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -139,6 +139,7 @@ pub async fn handle(
             ));
         };
         let name = name.to_owned();
+        let started = std::time::Instant::now();
         if let Some(expected) = pipeline.source_auth(index) {
             let given = req
                 .headers()
@@ -147,7 +148,9 @@ pub async fn handle(
                 .unwrap_or_default();
             if !constant_time_eq(given, expected.as_bytes()) {
                 state.metrics.refused(&name, "unauthorized");
-                state.metrics.request(&name, 401);
+                state
+                    .metrics
+                    .request(&name, 401, started.elapsed().as_secs_f64());
                 let mut r = text(
                     StatusCode::UNAUTHORIZED,
                     format!("source {name:?} requires credentials"),
@@ -163,7 +166,11 @@ pub async fn handle(
             }
         }
         let resp = write(&state, &pipeline, index, &name, req).await;
-        state.metrics.request(&name, resp.status().as_u16());
+        state.metrics.request(
+            &name,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
         return Ok(resp);
     }
     if admin_path && !matches!(path, "/-/healthy" | "/-/ready") {
@@ -184,12 +191,17 @@ pub async fn handle(
             for t in state.live.pipeline().targets() {
                 t.update_scrape_gauges();
             }
-            let mut r = text(StatusCode::OK, state.metrics.render());
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            // The body as rendered: `text()` would add a newline after OpenMetrics' `# EOF`,
+            // which Prometheus refuses ("unexpected data after # EOF").
+            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render_as(format))));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                HeaderValue::from_static(format.content_type()),
             );
             r
         }
@@ -305,7 +317,11 @@ async fn write(
     let mut waits = Vec::new();
     match pipeline.process_acked(source, &body, &mut waits) {
         Ok(_) if waits.is_empty() => no_content(),
-        Ok(_) => {
+        Ok(stats) => {
+            let refused = |reason: &str| {
+                refused(reason);
+                state.metrics.refused_samples(name, reason, stats.samples);
+            };
             let timeout = server.ack_timeout;
             match tokio::time::timeout(timeout, pipeline.wait_acks(&waits)).await {
                 Ok(Ok(())) => no_content(),
@@ -330,14 +346,16 @@ async fn write(
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             text(status, format!("cannot decode remote-write request: {e}"))
         }
-        Err(full @ IngestError::QueueFull { .. }) => {
+        Err(full @ IngestError::QueueFull { samples, .. }) => {
             let status = StatusCode::from_u16(server.backpressure_status)
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             refused("queue_full");
+            state.metrics.refused_samples(name, "queue_full", samples);
             retry_later(status, full.to_string())
         }
-        Err(e @ IngestError::Spool { .. }) => {
+        Err(e @ IngestError::Spool { samples, .. }) => {
             refused("spool_error");
+            state.metrics.refused_samples(name, "spool_error", samples);
             retry_later(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
     }

@@ -1,5 +1,6 @@
-//! `type: file` keys: the path (or `-` for standard output).
+//! `type: file` keys: the path (or `-` for standard output) and its rotation bound.
 
+use crate::config::values::positive;
 use crate::config::{ConfigError, invalid};
 use crate::targets::queue::RawQueue;
 use crate::targets::spool::{RawOverflow, RawSpool};
@@ -8,11 +9,22 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Rotate when the file would grow past this: 100 MiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 << 20;
+/// Rotated files kept beside the current one.
+pub const DEFAULT_MAX_FILES: u64 = 5;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     pub name: String,
     pub path: String,
+    /// Rotate the file before it would grow past this (default 100 MiB). Not for `-`.
+    #[serde(default, deserialize_with = "crate::config::de::opt_bytes")]
+    pub max_file_bytes: Option<u64>,
+    /// Rotated files kept (`path.1` the newest … `path.N`); 0 keeps none. Not for `-`.
+    #[serde(default, deserialize_with = "crate::config::de::opt_count")]
+    pub max_files: Option<u64>,
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
     #[serde(default = "file_queue")]
@@ -34,6 +46,10 @@ fn file_queue() -> RawQueue {
 pub struct FileConfig {
     /// `None` for standard output (`path: "-"`).
     pub path: Option<PathBuf>,
+    /// The current file is rotated before a write would take it past this.
+    pub max_file_bytes: u64,
+    /// Rotated files kept.
+    pub max_files: usize,
 }
 
 impl RawFile {
@@ -48,8 +64,29 @@ impl RawFile {
                 "must not be empty (use \"-\" for standard output)",
             ));
         }
+        let stdout = self.path == "-";
+        for (key, set) in [
+            ("max_file_bytes", self.max_file_bytes.is_some()),
+            ("max_files", self.max_files.is_some()),
+        ] {
+            if stdout && set {
+                return Err(invalid(
+                    format!("{at}.{key}"),
+                    "standard output (path: \"-\") is not rotated; leave it out",
+                ));
+            }
+        }
+        let max_files = self.max_files.unwrap_or(DEFAULT_MAX_FILES);
+        if max_files > 1000 {
+            return Err(invalid(format!("{at}.max_files"), "must be at most 1000"));
+        }
         let kind = FileConfig {
-            path: (self.path != "-").then(|| base.join(&self.path)),
+            path: (!stdout).then(|| base.join(&self.path)),
+            max_file_bytes: positive(
+                self.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
+                &format!("{at}.max_file_bytes"),
+            )? as u64,
+            max_files: max_files as usize,
         };
         let common = CommonKeys {
             name: self.name,

@@ -29,6 +29,7 @@ pub struct RawKafka {
     #[serde(default)]
     pub compression: KafkaCompression,
     #[serde(default = "default_max_message_bytes")]
+    #[serde(deserialize_with = "crate::config::de::bytes")]
     pub max_message_bytes: u64,
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,

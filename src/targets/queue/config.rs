@@ -9,12 +9,18 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, default)]
 pub struct RawQueue {
     /// Samples the target may hold (queued, batching and in flight) before ingest is pushed back.
+    #[serde(deserialize_with = "crate::config::de::samples")]
     pub capacity: u64,
+    #[serde(deserialize_with = "crate::config::de::samples")]
     pub max_samples_per_send: u64,
     /// Parallel senders; series are spread over them by hash, so each series stays in order.
+    #[serde(deserialize_with = "crate::config::de::count")]
     pub shards: u64,
+    #[serde(deserialize_with = "crate::config::de::duration")]
     pub min_backoff: String,
+    #[serde(deserialize_with = "crate::config::de::duration")]
     pub max_backoff: String,
+    #[serde(deserialize_with = "crate::config::de::duration")]
     pub batch_send_deadline: String,
 }
 

@@ -28,6 +28,7 @@ pub struct RawRemoteWrite {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_timeout")]
+    #[serde(deserialize_with = "crate::config::de::duration")]
     pub timeout: String,
     #[serde(default)]
     pub queue: RawQueue,

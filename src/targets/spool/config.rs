@@ -22,10 +22,12 @@ pub enum OnFull {
 pub struct RawSpool {
     pub dir: String,
     #[serde(default = "default_spool_bytes")]
+    #[serde(deserialize_with = "crate::config::de::bytes")]
     pub max_bytes: u64,
     #[serde(default)]
     pub on_full: OnFull,
     #[serde(default = "default_fsync_interval")]
+    #[serde(deserialize_with = "crate::config::de::duration")]
     pub fsync_interval: String,
 }
 

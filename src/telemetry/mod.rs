@@ -1,7 +1,23 @@
-//! Self-metrics (Prometheus text at `GET /metrics`) and log setup.
+//! Self-metrics (`GET /metrics`) and log setup.
 //!
 //! Handles for every task, target and source are created once at start, so the data path only
 //! bumps atomics, once per request, never per sample, and never looks anything up by name.
+//!
+//! - `exposition.rs`: the format a scraper asked for (OpenMetrics or text 0.0.4);
+//! - `process.rs`: the standard `process_*` metrics, read from `/proc` at each scrape;
+//! - `lag.rs`: the highest received and delivered timestamp of each target;
+//! - `logging.rs`: `--log.level`, `--log.format`, colour only on a terminal.
+//!
+//! What each metric means and which alerts use it: `docs/operations.md`.
+
+pub mod exposition;
+pub mod lag;
+pub mod logging;
+pub mod process;
+
+pub use exposition::Format;
+pub use lag::{TargetClock, TimestampGauge};
+pub use logging::{LogFormat, LogLevel, init_logging};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -56,6 +72,12 @@ pub struct Metrics {
     target_sent_bytes: Family<Labels, Counter>,
     target_spilling: Family<Labels, Gauge>,
     target_oldest_pending: Family<Labels, Gauge<f64, AtomicU64>>,
+    request_seconds: Family<Labels, Histogram>,
+    refused_samples: Family<Labels, Counter>,
+    target_pending: Family<Labels, Gauge>,
+    target_spool_max_bytes: Family<Labels, Gauge>,
+    target_received_ts: Family<Labels, TimestampGauge>,
+    target_sent_ts: Family<Labels, TimestampGauge>,
     config: ConfigMetrics,
 }
 
@@ -66,6 +88,25 @@ pub struct ConfigMetrics {
     pub last_reload_success_timestamp_seconds: Gauge<f64, AtomicU64>,
     pub reloads: Family<Labels, Counter>,
     pub hash: Gauge<f64, AtomicU64>,
+}
+
+/// What `promrelay --version` and `promrelay_build_info` report.
+pub mod build {
+    /// The crate version (Cargo.toml).
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    /// The git commit it was built from (`unknown` outside git; see build.rs).
+    pub const REVISION: &str = env!("PROMRELAY_REVISION");
+    /// The compiler, as `rustc --version` said it without the leading `rustc `.
+    pub const RUSTC: &str = env!("PROMRELAY_RUSTC");
+    /// `VERSION (revision: REVISION, rustc: RUSTC)`: the `--version` text.
+    pub const VERSION_LINE: &str = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (revision: ",
+        env!("PROMRELAY_REVISION"),
+        ", rustc: ",
+        env!("PROMRELAY_RUSTC"),
+        ")"
+    );
 }
 
 impl Default for Metrics {
@@ -83,7 +124,62 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("promrelay");
+        // The root holds what has standard names (`process_*`); everything of ours is under
+        // the `promrelay_` prefix.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("promrelay");
+        let build_info = Family::<Labels, Gauge>::default();
+        build_info
+            .get_or_create(&labels(&[
+                ("version", build::VERSION),
+                ("revision", build::REVISION),
+                ("rustc", build::RUSTC),
+            ]))
+            .set(1);
+        registry.register(
+            "build_info",
+            "A metric with a constant '1' value labelled by version, revision and rustc from which promrelay was built",
+            build_info,
+        );
+        let request_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time from a write request's headers to its answer, by source (includes ack waits)",
+            request_seconds.clone(),
+        );
+        let refused_samples = Family::default();
+        registry.register(
+            "ingest_refused_samples",
+            "Samples in requests refused after they decoded, by reason (the sender retries 5xx and 429)",
+            refused_samples.clone(),
+        );
+        let target_pending = Family::default();
+        registry.register(
+            "target_pending_samples",
+            "Samples the target holds and has not delivered yet (in memory or in its spool)",
+            target_pending.clone(),
+        );
+        let target_spool_max_bytes = Family::default();
+        registry.register(
+            "target_spool_max_bytes",
+            "The spool's max_bytes (0 without a spool)",
+            target_spool_max_bytes.clone(),
+        );
+        let target_received_ts = Family::default();
+        registry.register(
+            "target_highest_received_timestamp_seconds",
+            "Newest sample timestamp queued for the target, in seconds since the epoch",
+            target_received_ts.clone(),
+        );
+        let target_sent_ts = Family::default();
+        registry.register(
+            "target_highest_sent_timestamp_seconds",
+            "Newest sample timestamp the target acknowledged, in seconds since the epoch",
+            target_sent_ts.clone(),
+        );
         let requests = Family::default();
         let refused = Family::default();
         let received_samples = Family::default();
@@ -228,7 +324,13 @@ impl Metrics {
             target_send_seconds.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
+            request_seconds,
+            refused_samples,
+            target_pending,
+            target_spool_max_bytes,
+            target_received_ts,
+            target_sent_ts,
             requests,
             refused,
             received_samples,
@@ -261,11 +363,21 @@ impl Metrics {
             .inc();
     }
 
-    /// Count one ingest answer.
-    pub fn request(&self, source: &str, code: u16) {
+    /// Count the samples of a request refused for `reason` after it decoded.
+    pub fn refused_samples(&self, source: &str, reason: &str, samples: usize) {
+        self.refused_samples
+            .get_or_create(&labels(&[("source", source), ("reason", reason)]))
+            .inc_by(samples as u64);
+    }
+
+    /// Count one ingest answer and how long it took.
+    pub fn request(&self, source: &str, code: u16, seconds: f64) {
         self.requests
             .get_or_create(&labels(&[("source", source), ("code", &code.to_string())]))
             .inc();
+        self.request_seconds
+            .get_or_create(&labels(&[("source", source)]))
+            .observe(seconds);
     }
 
     pub fn source(&self, source: &str) -> SourceMetrics {
@@ -306,6 +418,10 @@ impl Metrics {
             retries: self.target_retries.get_or_create(&l).clone(),
             queue_depth: self.target_queue_depth.get_or_create(&l).clone(),
             spool_bytes: self.target_spool_bytes.get_or_create(&l).clone(),
+            spool_max_bytes: self.target_spool_max_bytes.get_or_create(&l).clone(),
+            pending: self.target_pending.get_or_create(&l).clone(),
+            received_timestamp: self.target_received_ts.get_or_create(&l).clone(),
+            sent_timestamp: self.target_sent_ts.get_or_create(&l).clone(),
             send_seconds: self.target_send_seconds.get_or_create(&l).clone(),
             spilling: self.target_spilling.get_or_create(&l).clone(),
             oldest_pending_seconds: self.target_oldest_pending.get_or_create(&l).clone(),
@@ -380,11 +496,20 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
+    /// Every metric in the text format 0.0.4 (what a plain `GET /metrics` gets).
     pub fn render(&self) -> String {
+        self.render_as(Format::Text)
+    }
+
+    /// Every metric in `format`.
+    pub fn render_as(&self, format: Format) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text => exposition::openmetrics_to_text(&out),
+        }
     }
 }
 
@@ -417,6 +542,13 @@ pub struct TargetMetrics {
     pub spilling: Gauge,
     /// Age of the oldest data held; set when `/metrics` is scraped.
     pub oldest_pending_seconds: Gauge<f64, AtomicU64>,
+    /// The spool's budget (0 without one).
+    pub spool_max_bytes: Gauge,
+    /// Samples held and not delivered (the same count as `queue_depth`, under the name
+    /// Prometheus' remote storage uses).
+    pub pending: Gauge,
+    pub received_timestamp: TimestampGauge,
+    pub sent_timestamp: TimestampGauge,
     pub send_seconds: Histogram,
     pub dropped_refused: Counter,
     pub dropped_unsupported: Counter,
@@ -425,14 +557,4 @@ pub struct TargetMetrics {
     pub dropped_spool_corrupt: Counter,
     pub dropped_spool_error: Counter,
     pub dropped_removed: Counter,
-}
-
-/// Log to stderr; `RUST_LOG` overrides the level (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
