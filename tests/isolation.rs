@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use promrelay::proto::{self, Label, Sample, TimeSeries, WriteRequest};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// `series` series named `metric` (label `id` = 0..), one sample each at `ts`; each series
@@ -34,20 +33,6 @@ fn request(metric: &str, series: usize, ts: i64, value: f64, pad: usize) -> Writ
             })
             .collect(),
         ..Default::default()
-    }
-}
-
-/// Add what `req` carries to `want`, keyed as the receiver's query API reports it.
-fn expect(want: &mut SeriesMap, req: &WriteRequest) {
-    for s in &req.timeseries {
-        let labels: BTreeMap<String, String> = s
-            .labels
-            .iter()
-            .map(|l| (l.name.clone(), l.value.clone()))
-            .collect();
-        let points = want.entry(labels).or_default();
-        points.extend(s.samples.iter().map(|p| (p.timestamp, p.value)));
-        points.sort_by_key(|p| p.0);
     }
 }
 
@@ -114,7 +99,7 @@ tasks:
         let req = request("isolation_test", 1000, base + round * 1000, round as f64, 0);
         let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
         assert_eq!(r.status, 204, "request {round} was not taken: {}", r.text());
-        expect(&mut want, &req);
+        expect_request(&mut want, &req);
     }
     // The healthy receiver has everything while the other is still down.
     wait_exact(
@@ -206,7 +191,7 @@ tasks:
         // The memory queue holds 2,000 samples: the first 20 requests stay in memory (the
         // receiver is down), every later one goes to the overflow on disk.
         if round >= 20 {
-            expect(&mut spilled, &req);
+            expect_request(&mut spilled, &req);
         }
     }
     assert_eq!(
@@ -293,7 +278,7 @@ sources:
                 pushed_back.is_none(),
                 "taken again after a push-back while still down"
             );
-            expect(&mut taken, &req);
+            expect_request(&mut taken, &req);
             continue;
         }
         assert_eq!(r.status, 503, "{}", r.text());

@@ -401,6 +401,52 @@ tasks:
         .await;
 }
 
+/// Requests carrying `api_a` (the API-made task's metric) and `api_control` (a task of the main
+/// file's, the barrier): once a request's control sample is at the receiver, its `api_a`
+/// sample either is too or was not delivered.
+struct Flow {
+    base: i64,
+    want_a: SeriesMap,
+    want_control: SeriesMap,
+}
+
+impl Flow {
+    /// Send request `seq`; wait for its control sample, then check `api_a` is exactly what
+    /// was delivered so far (this request's included when `delivered`).
+    async fn step(
+        &mut self,
+        relay: &Relay,
+        receiver: &Prometheus,
+        seq: i64,
+        delivered: bool,
+        what: &str,
+    ) {
+        let ts = self.base + seq * 1000;
+        let s = seq.to_string();
+        expect(
+            &mut self.want_control,
+            &[("__name__", "api_control"), ("seq", &s)],
+            ts,
+            seq as f64,
+        );
+        if delivered {
+            expect(
+                &mut self.want_a,
+                &[("__name__", "api_a"), ("seq", &s)],
+                ts,
+                seq as f64,
+            );
+        }
+        send(relay, &request(&["api_a", "api_control"], seq, ts)).await;
+        receiver
+            .wait_for_series("api_control", "5m", &self.want_control, "control")
+            .await;
+        receiver
+            .wait_for_series("api_a", "5m", &self.want_a, what)
+            .await;
+    }
+}
+
 /// An API write with a JSON body (and extra headers), as curl would send it.
 async fn api(method: Method, url: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
     http(method, url, headers, body.as_bytes().to_vec())
@@ -439,60 +485,28 @@ tasks:
 
     // Data flows to it; `control` (in the main file) is the barrier that shows a request was
     // fully processed, so a sample that did not arrive with it was not delivered.
-    let base = now_ms() - 60_000;
-    let mut want_a = SeriesMap::new();
-    let mut want_control = SeriesMap::new();
-    let mut step = |seq: i64, delivered: bool, want_a: &mut SeriesMap| {
-        let ts = base + seq * 1000;
-        expect(
-            &mut want_control,
-            &[("__name__", "api_control"), ("seq", &seq.to_string())],
-            ts,
-            seq as f64,
-        );
-        if delivered {
-            expect(
-                want_a,
-                &[("__name__", "api_a"), ("seq", &seq.to_string())],
-                ts,
-                seq as f64,
-            );
-        }
-        (
-            request(&["api_a", "api_control"], seq, ts),
-            want_control.clone(),
-        )
+    let mut flow = Flow {
+        base: now_ms() - 60_000,
+        want_a: SeriesMap::new(),
+        want_control: SeriesMap::new(),
     };
-    let (req, control) = step(1, true, &mut want_a);
-    send(&relay, &req).await;
-    receiver
-        .wait_for_series("api_control", "5m", &control, "control")
-        .await;
-    receiver
-        .wait_for_series("api_a", "5m", &want_a, "the new task delivers")
+    flow.step(&relay, &receiver, 1, true, "the new task delivers")
         .await;
 
     // Disable: nothing more; enable: again.
     let r = api(Method::POST, &format!("{tasks}/made/disable"), &[], "").await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let (req, control) = step(2, false, &mut want_a);
-    send(&relay, &req).await;
-    receiver
-        .wait_for_series("api_control", "5m", &control, "control")
-        .await;
-    receiver
-        .wait_for_series("api_a", "5m", &want_a, "the disabled task delivers nothing")
-        .await;
+    flow.step(
+        &relay,
+        &receiver,
+        2,
+        false,
+        "the disabled task delivers nothing",
+    )
+    .await;
     let r = api(Method::POST, &format!("{tasks}/made/enable"), &[], "").await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let (req, control) = step(3, true, &mut want_a);
-    send(&relay, &req).await;
-    receiver
-        .wait_for_series("api_control", "5m", &control, "control")
-        .await;
-    receiver
-        .wait_for_series("api_a", "5m", &want_a, "enabled again")
-        .await;
+    flow.step(&relay, &receiver, 3, true, "enabled again").await;
 
     // Edit with a stale ETag: 412; with the current one: the new filter applies.
     let r = api(
@@ -524,19 +538,14 @@ tasks:
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let (req, control) = step(4, false, &mut want_a);
-    send(&relay, &req).await;
-    receiver
-        .wait_for_series("api_control", "5m", &control, "control")
-        .await;
-    receiver
-        .wait_for_series(
-            "api_a",
-            "5m",
-            &want_a,
-            "the edited filter no longer takes api_a",
-        )
-        .await;
+    flow.step(
+        &relay,
+        &receiver,
+        4,
+        false,
+        "the edited filter no longer takes api_a",
+    )
+    .await;
 
     // A bad body: 400 naming the field and the regex's problem; nothing written.
     let before = std::fs::read_to_string(&file).unwrap();

@@ -51,21 +51,7 @@ async fn send_taken(url: &str, rounds: std::ops::Range<i64>, base: i64, want: &m
         );
         let r = remote_write(url, proto::encode_snappy(&req)).await;
         assert_eq!(r.status, 204, "{}", r.text());
-        expect(want, &req);
-    }
-}
-
-/// Add what `req` carries to `want`, keyed as the receiver's query API reports it.
-fn expect(want: &mut SeriesMap, req: &WriteRequest) {
-    for s in &req.timeseries {
-        let labels: BTreeMap<String, String> = s
-            .labels
-            .iter()
-            .map(|l| (l.name.clone(), l.value.clone()))
-            .collect();
-        let points = want.entry(labels).or_default();
-        points.extend(s.samples.iter().map(|p| (p.timestamp, p.value)));
-        points.sort_by_key(|p| p.0);
+        expect_request(want, &req);
     }
 }
 
@@ -193,7 +179,7 @@ sources:
             let r = remote_write(&url, proto::encode_snappy(&req)).await;
             assert_eq!(r.status, 204, "{}", r.text());
             let mut want = SeriesMap::new();
-            expect(&mut want, &req);
+            expect_request(&mut want, &req);
             let got = receiver.raw_series(metric, "5m", now_ms()).await.unwrap();
             assert_eq!(got, want);
         }
@@ -206,7 +192,7 @@ sources:
     .await;
     // The early request was kept and delivered after all.
     let mut early = SeriesMap::new();
-    expect(&mut early, &first);
+    expect_request(&mut early, &first);
     receiver
         .wait_for_series("ack_test_early", "5m", &early, "the early request")
         .await;
@@ -553,7 +539,7 @@ tasks:
         let req = padded_request("no_stall_test", base + round * 1000, round as f64);
         let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
         assert_eq!(r.status, 204, "round {round}: {}", r.text());
-        expect(&mut want, &req);
+        expect_request(&mut want, &req);
     }
     receiver
         .wait_for_series(
@@ -629,7 +615,7 @@ tasks:
     // The other target got it (a retry by the sender may deliver it there twice, which
     // Prometheus absorbs).
     let mut want = SeriesMap::new();
-    expect(&mut want, &req);
+    expect_request(&mut want, &req);
     receiver
         .wait_for_series("disk_full_test", "5m", &want, "the healthy target's copy")
         .await;
@@ -660,7 +646,7 @@ tasks:
         let req = padded_request("spool_full_test", base + round * 1000, round as f64);
         let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
         match r.status.as_u16() {
-            204 => expect(&mut want, &req),
+            204 => expect_request(&mut want, &req),
             429 => {
                 assert!(r.headers.contains_key("retry-after"));
                 refused += 1;

@@ -23,7 +23,7 @@ use super::live::Live;
 use super::rates::Series;
 use super::store;
 use crate::config::{Config, TaskConfig};
-use crate::sources::http::constant_time_eq;
+use crate::sources::http::{Resp, constant_time_eq, method_not_allowed, text};
 use crate::targets::TargetState;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -34,22 +34,8 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 
-type Resp = Response<Full<Bytes>>;
-
 /// Largest task body accepted.
 pub const MAX_BODY: usize = 1 << 20;
-
-fn text(status: StatusCode, body: impl Into<String>) -> Resp {
-    let mut body = body.into();
-    body.push('\n');
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
 
 fn json_resp(status: StatusCode, v: &Value) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(
@@ -209,16 +195,6 @@ pub async fn handle(live: &Arc<Live>, loopback: bool, req: Request<Incoming>) ->
             "not found; the task API is /api/v1/tasks, /api/v1/tasks/{name}, /api/v1/tasks/{name}/enable|disable",
         ),
     }
-}
-
-fn method_not_allowed(allow: &'static str) -> Resp {
-    let mut r = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method not allowed; use {allow}"),
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    r
 }
 
 fn not_found(name: &str) -> Resp {

@@ -471,6 +471,20 @@ impl Prometheus {
 
 pub type SeriesMap = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 
+/// Add what `req` carries to `want`, keyed as a receiver's query API reports it.
+pub fn expect_request(want: &mut SeriesMap, req: &promrelay::proto::WriteRequest) {
+    for s in &req.timeseries {
+        let labels: BTreeMap<String, String> = s
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        let points = want.entry(labels).or_default();
+        points.extend(s.samples.iter().map(|p| (p.timestamp, p.value)));
+        points.sort_by_key(|p| p.0);
+    }
+}
+
 pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {

@@ -76,9 +76,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-type Resp = Response<Full<Bytes>>;
+/// An answer: small bodies, built whole.
+pub(crate) type Resp = Response<Full<Bytes>>;
 
-fn text(status: StatusCode, body: impl Into<String>) -> Resp {
+/// A plain-text answer (a line, newline-terminated).
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Resp {
     let mut body = body.into();
     body.push('\n');
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -90,7 +92,8 @@ fn text(status: StatusCode, body: impl Into<String>) -> Resp {
     r
 }
 
-fn method_not_allowed(allow: &'static str) -> Resp {
+/// 405 with the `Allow` header.
+pub(crate) fn method_not_allowed(allow: &'static str) -> Resp {
     let mut r = text(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("method not allowed; use {allow}"),

@@ -265,6 +265,15 @@ pub(super) async fn wait_for_wake(notify: &Notify, until: Option<Instant>) {
     }
 }
 
+/// What a request's chunks cost on disk, record headers included.
+fn disk_cost(chunks: &[Chunk]) -> u64 {
+    chunks
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(Chunk::disk_bytes)
+        .sum()
+}
+
 /// Spare buffers kept per lane for reuse; more would only hold memory.
 const SPARES: usize = 4;
 
@@ -435,12 +444,7 @@ impl SinkQueue {
             return false;
         }
         if self.spool.is_some() {
-            let bytes: u64 = chunks
-                .iter()
-                .filter(|c| !c.is_empty())
-                .map(Chunk::disk_bytes)
-                .sum();
-            return self.try_reserve(bytes as usize);
+            return self.try_reserve(disk_cost(chunks) as usize);
         }
         let Some(ov) = &self.overflow else {
             let samples = chunks.iter().map(|c| c.samples).sum();
@@ -482,12 +486,7 @@ impl SinkQueue {
     /// Give back what [`SinkQueue::admit`] reserved (another target refused the request).
     pub fn unadmit(&self, chunks: &[Chunk]) {
         if self.spool.is_some() {
-            let bytes: u64 = chunks
-                .iter()
-                .filter(|c| !c.is_empty())
-                .map(Chunk::disk_bytes)
-                .sum();
-            return self.release(bytes as usize);
+            return self.release(disk_cost(chunks) as usize);
         }
         let memory: usize = chunks.iter().filter(|c| !c.disk).map(|c| c.samples).sum();
         self.release(memory);
