@@ -3,6 +3,7 @@
 use crate::config::secrets::{Auth, RawBasicAuth, SecretSources, one_secret};
 use crate::config::values::nonzero_duration;
 use crate::config::{ConfigError, invalid};
+use crate::relabel::is_valid_label_name;
 use crate::targets::queue::RawQueue;
 use crate::targets::spool::{RawOverflow, RawSpool};
 use crate::targets::tls::{RawTls, TlsConfig};
@@ -16,7 +17,17 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct RawRemoteWrite {
     pub name: String,
-    pub url: String,
+    /// The receiver; or `urls` for several, each series sent to `replicas` of them.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Labels whose values pick a series' receivers (default: all its labels).
+    #[serde(default)]
+    pub shard_by: Vec<String>,
+    /// How many of `urls` receive each series.
+    #[serde(default = "one")]
+    pub replicas: u64,
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
     pub basic_auth: Option<RawBasicAuth>,
@@ -37,6 +48,13 @@ pub struct RawRemoteWrite {
     pub overflow: RawOverflow,
 }
 
+fn one() -> u64 {
+    1
+}
+
+/// The most receivers one target may shard over.
+pub const MAX_URLS: usize = 64;
+
 fn default_timeout() -> String {
     "30s".into()
 }
@@ -53,11 +71,37 @@ pub struct RawAccessKey {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteWriteConfig {
+    /// The first (or only) receiver.
     pub url: hyper::Uri,
+    /// Every receiver, `url` first; a series goes to `replicas` of them.
+    pub urls: Vec<hyper::Uri>,
+    pub shard_by: Vec<String>,
+    pub replicas: usize,
     pub auth: Auth,
     pub tls: TlsConfig,
     pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
     pub timeout: Duration,
+}
+
+/// A receiver's URL: http or https, with a host. Returns it and whether it is https.
+fn parse_url(text: &str, field: &str) -> Result<(hyper::Uri, bool), ConfigError> {
+    let url: hyper::Uri = text
+        .parse()
+        .map_err(|e| invalid(field, format!("{text:?} is not a URL: {e}")))?;
+    let https = match url.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(invalid(
+                field,
+                format!("{text:?} must start with http:// or https://"),
+            ));
+        }
+    };
+    if url.host().is_none() {
+        return Err(invalid(field, format!("{text:?} has no host")));
+    }
+    Ok((url, https))
 }
 
 impl RawRemoteWrite {
@@ -66,26 +110,52 @@ impl RawRemoteWrite {
     /// # Errors
     /// The first bad key, named under `at`.
     pub fn validate(self, at: &str, base: &Path) -> Result<TargetConfig, ConfigError> {
-        let url: hyper::Uri = self.url.parse().map_err(|e| {
-            invalid(
-                format!("{at}.url"),
-                format!("{:?} is not a URL: {e}", self.url),
-            )
-        })?;
-        let https = match url.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => {
+        let given: Vec<(String, &str)> = match (&self.url, self.urls.is_empty()) {
+            (Some(u), true) => vec![(format!("{at}.url"), u.as_str())],
+            (None, false) => self
+                .urls
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (format!("{at}.urls[{i}]"), u.as_str()))
+                .collect(),
+            (Some(_), false) => {
+                return Err(invalid(at, "set either url or urls, not both"));
+            }
+            (None, true) => {
                 return Err(invalid(
                     format!("{at}.url"),
-                    format!("{:?} must start with http:// or https://", self.url),
+                    "is required (or urls, to shard series over several receivers)",
                 ));
             }
         };
-        if url.host().is_none() {
+        if given.len() > MAX_URLS {
             return Err(invalid(
-                format!("{at}.url"),
-                format!("{:?} has no host", self.url),
+                format!("{at}.urls"),
+                format!("at most {MAX_URLS} receivers"),
+            ));
+        }
+        let mut urls = Vec::new();
+        let mut https = false;
+        for (field, text) in &given {
+            let (url, secure) = parse_url(text, field)?;
+            https |= secure;
+            urls.push(url);
+        }
+        let replicas = usize::try_from(self.replicas).unwrap_or(usize::MAX);
+        if replicas == 0 || replicas > urls.len() {
+            return Err(invalid(
+                format!("{at}.replicas"),
+                format!(
+                    "must be between 1 and the number of urls ({}), got {}",
+                    urls.len(),
+                    self.replicas
+                ),
+            ));
+        }
+        if let Some(bad) = self.shard_by.iter().find(|l| !is_valid_label_name(l)) {
+            return Err(invalid(
+                format!("{at}.shard_by"),
+                format!("{bad:?} is not a label name"),
             ));
         }
         let auth = self.auth(at, base)?;
@@ -113,7 +183,10 @@ impl RawRemoteWrite {
         }
         let timeout = nonzero_duration(&self.timeout, &format!("{at}.timeout"))?;
         let kind = RemoteWriteConfig {
-            url,
+            url: urls[0].clone(),
+            urls,
+            shard_by: self.shard_by.clone(),
+            replicas,
             auth,
             tls,
             headers,
@@ -126,7 +199,11 @@ impl RawRemoteWrite {
             spool: self.spool.as_ref(),
             overflow: &self.overflow,
         };
-        TargetConfig::new(common, at, base, kind.into())
+        let endpoints = given.len();
+        let mut cfg = TargetConfig::new(common, at, base, kind.into())?;
+        // `queue.shards` lanes per receiver: a receiver's lanes are its own (senders, disk).
+        cfg.queue.shards *= endpoints;
+        Ok(cfg)
     }
 
     /// At most one of basic_auth, bearer_token and access_key.
@@ -169,5 +246,71 @@ impl RawRemoteWrite {
             ));
         }
         Ok(auths.pop().unwrap_or(Auth::None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::targets::TargetKind;
+    use std::path::Path;
+
+    fn target(keys: &str) -> String {
+        format!("tasks: [{{name: t, targets: [{{name: r, type: remote_write, {keys}}}]}}]")
+    }
+
+    #[test]
+    fn sharded_targets_check_their_keys() {
+        let cases = [
+            (
+                "urls: ['http://a:1', 'http://b:1'], replicas: 3",
+                "tasks[0].targets[0].replicas: must be between 1 and the number of urls (2), got 3",
+            ),
+            (
+                "urls: ['http://a:1'], replicas: 0",
+                "tasks[0].targets[0].replicas: must be between 1",
+            ),
+            (
+                "url: 'http://a:1', urls: ['http://b:1']",
+                "tasks[0].targets[0]: set either url or urls, not both",
+            ),
+            ("queue: {shards: 1}", "tasks[0].targets[0].url: is required"),
+            (
+                "urls: ['http://a:1', 'ftp://b']",
+                "tasks[0].targets[0].urls[1]: \"ftp://b\" must start with http",
+            ),
+            (
+                "urls: ['http://a:1'], shard_by: ['a-b']",
+                "tasks[0].targets[0].shard_by: \"a-b\" is not a label name",
+            ),
+        ];
+        for (keys, want) in cases {
+            let err = Config::from_yaml(&target(keys), Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(want),
+                "{keys}\n  error: {err}\n  wanted: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sharded_target_has_its_shards_per_receiver() {
+        let cfg = Config::from_yaml(
+            &target(
+                "urls: ['http://a:1', 'http://b:1', 'http://c:1'], replicas: 2, queue: {shards: 2}",
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        let t = &cfg.tasks[0].targets[0];
+        assert_eq!(t.queue.shards, 6, "2 lanes for each of 3 receivers");
+        let TargetKind::RemoteWrite(rw) = &t.kind else {
+            panic!()
+        };
+        assert_eq!((rw.urls.len(), rw.replicas), (3, 2));
+        let services = t.kind.services(t.queue.shards).unwrap();
+        assert_eq!(services.len(), 6);
     }
 }

@@ -34,10 +34,20 @@ pub struct RemoteWriteService {
 }
 
 impl RemoteWriteService {
+    /// A service sending to `cfg`'s first receiver.
+    ///
     /// # Errors
     /// TLS files that do not parse, or no usable root certificates for an https URL.
     pub fn new(cfg: &RemoteWriteConfig) -> Result<Self, String> {
-        let tls = client_tls(&cfg.tls, cfg.url.scheme_str() == Some("https"))?;
+        RemoteWriteService::to(cfg, &cfg.url)
+    }
+
+    /// A service sending to `url`, with `cfg`'s credentials, TLS, headers and timeout.
+    ///
+    /// # Errors
+    /// As [`RemoteWriteService::new`].
+    pub fn to(cfg: &RemoteWriteConfig, url: &Uri) -> Result<Self, String> {
+        let tls = client_tls(&cfg.tls, url.scheme_str() == Some("https"))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -69,7 +79,7 @@ impl RemoteWriteService {
         headers.extend(cfg.headers.iter().cloned());
         Ok(RemoteWriteService {
             client,
-            url: cfg.url.clone(),
+            url: url.clone(),
             headers,
             timeout: cfg.timeout,
             encoder: snap::raw::Encoder::new(),
@@ -155,7 +165,16 @@ impl RemoteWriteService {
 /// As [`RemoteWriteService::new`].
 impl RemoteWriteConfig {
     pub fn services(&self, lanes: usize) -> Result<Vec<RemoteWriteService>, String> {
-        (0..lanes).map(|_| RemoteWriteService::new(self)).collect()
+        // With several receivers, lane `i` belongs to receiver `i / (lanes / receivers)`
+        // (see `encode.rs`).
+        let receivers = self.urls.len().max(1);
+        let per = (lanes / receivers).max(1);
+        (0..lanes)
+            .map(|lane| {
+                let url = self.urls.get(lane / per).unwrap_or(&self.url);
+                RemoteWriteService::to(self, url)
+            })
+            .collect()
     }
 }
 

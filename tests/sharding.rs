@@ -1,0 +1,173 @@
+//! One remote_write target sharded over three real Prometheus receivers (`urls`): with
+//! `replicas: 1` every series is in exactly one receiver, with `replicas: 2` in exactly two, the
+//! union is what was sent, and a receiver down for 20 s loses nothing while the others keep
+//! receiving their share.
+
+mod common;
+
+use common::*;
+use promrelay::proto::{self, Label, Sample, TimeSeries, WriteRequest};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// `series` series named `metric` (label `id`), one sample each at `ts`.
+fn request(metric: &str, series: usize, ts: i64, value: f64) -> WriteRequest {
+    WriteRequest {
+        timeseries: (0..series)
+            .map(|i| TimeSeries {
+                labels: vec![
+                    Label::new("__name__", metric),
+                    Label::new("id", &i.to_string()),
+                ],
+                samples: vec![Sample {
+                    value: value + i as f64,
+                    timestamp: ts,
+                }],
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+type Ids = BTreeSet<String>;
+
+/// The `id`s of `metric` a receiver holds (with any points in the last 10 minutes), and how
+/// many points each has.
+async fn held(r: &Prometheus, metric: &str) -> BTreeMap<String, usize> {
+    r.raw_series(metric, "10m", now_ms())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(labels, points)| (labels["id"].clone(), points.len()))
+        .collect()
+}
+
+/// Wait until every one of `n` series of `metric` is held by exactly `copies` receivers, with
+/// `points` points each; returns each receiver's ids.
+async fn wait_spread(
+    receivers: &[&Prometheus],
+    metric: &str,
+    n: usize,
+    copies: usize,
+    points: usize,
+) -> Vec<Ids> {
+    eventually(Duration::from_secs(60), metric, || async {
+        let mut per = Vec::new();
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for r in receivers {
+            let h = held(r, metric).await;
+            if let Some((id, p)) = h.iter().find(|&(_, &p)| p != points) {
+                return Err(format!("series {id} has {p} points, not {points}"));
+            }
+            for id in h.keys() {
+                *count.entry(id.clone()).or_default() += 1;
+            }
+            per.push(h.into_keys().collect::<Ids>());
+        }
+        if count.len() != n {
+            return Err(format!("{} of {n} series arrived", count.len()));
+        }
+        if let Some((id, c)) = count.iter().find(|&(_, &c)| c != copies) {
+            return Err(format!("series {id} is in {c} receivers, not {copies}"));
+        }
+        Ok(per)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_are_sharded_once_or_twice_and_a_receiver_down_loses_nothing() {
+    let r0 = Prometheus::receiver().await;
+    let r1 = Prometheus::receiver().await;
+    let mut r2 = Prometheus::receiver().await;
+    let urls = format!(
+        "[\"{}\", \"{}\", \"{}\"]",
+        r0.write_url(),
+        r1.write_url(),
+        r2.write_url()
+    );
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: once
+    filter: "__name__=shard_once"
+    targets:
+      - name: spread
+        type: remote_write
+        urls: {urls}
+        queue: {{shards: 2, batch_send_deadline: 100ms, min_backoff: 50ms, max_backoff: 1s}}
+  - name: twice
+    filter: "__name__=shard_twice"
+    targets:
+      - name: spread
+        type: remote_write
+        urls: {urls}
+        replicas: 2
+        shard_by: [id]
+        queue: {{shards: 2, batch_send_deadline: 100ms}}
+"#
+    ))
+    .await;
+    let base = now_ms() - 60_000;
+    for metric in ["shard_once", "shard_twice"] {
+        let r = remote_write(
+            &relay.write_url(),
+            proto::encode_snappy(&request(metric, 300, base, 1.0)),
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    let all = [&r0, &r1, &r2];
+    let once = wait_spread(&all, "shard_once", 300, 1, 1).await;
+    for ids in &once {
+        // 300 series over 3 receivers by rendezvous hashing: each gets a real share.
+        assert!(
+            ids.len() > 50,
+            "an uneven spread: {:?}",
+            once.iter().map(Ids::len).collect::<Vec<_>>()
+        );
+    }
+    wait_spread(&all, "shard_twice", 300, 2, 1).await;
+
+    // r2 down for 20 s: a second round of samples; r0 and r1 get theirs meanwhile, r2's share
+    // waits in its own lanes and arrives when it is back.
+    let second = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let r = remote_write(
+            &relay.write_url(),
+            proto::encode_snappy(&request("shard_once", 300, base + 1000, 2.0)),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            204,
+            "taken while a receiver is down: {}",
+            r.text()
+        );
+        for (r, ids) in [(&r0, &once[0]), (&r1, &once[1])] {
+            eventually(
+                Duration::from_secs(15),
+                "the healthy receivers' share",
+                || async {
+                    let h = held(r, "shard_once").await;
+                    if ids.iter().all(|id| h.get(id) == Some(&2)) && h.len() == ids.len() {
+                        Ok(())
+                    } else {
+                        Err(format!("{h:?}"))
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    tokio::join!(r2.restart_after(Duration::from_secs(20)), second);
+    let after = wait_spread(&[&r0, &r1, &r2], "shard_once", 300, 1, 2).await;
+    assert_eq!(after, once, "every series stays with its receiver");
+    assert_eq!(
+        relay
+            .metric("promrelay_target_dropped_samples_total{task=\"once\",target=\"spread\",reason=\"refused\"}")
+            .await,
+        Some(0.0)
+    );
+}
