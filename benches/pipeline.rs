@@ -270,7 +270,40 @@ fn kafka(c: &mut Criterion) {
     g.finish();
 }
 
+/// Cost in the number of tasks on one source: N tasks, each keeping one metric name (the
+/// workload's names first, then names nothing carries) and one more condition, over the same
+/// 2,000-series requests. Per-sample time at N tasks over 1 task is the figure.
+fn tasks(c: &mut Criterion) {
+    let (_, snappy, samples) = workload();
+    let mut g = c.benchmark_group("tasks");
+    g.throughput(Throughput::Elements(samples as u64));
+    for n in [1usize, 10, 100, 1000] {
+        let names = promrelay::tools::workload::METRIC_NAMES;
+        let tasks: String = (0..n)
+            .map(|i| {
+                let name = names
+                    .get(i)
+                    .map_or_else(|| format!("metric_{i}"), |s| s.to_string());
+                format!(
+                    "  - name: t{i}\n    filter: [\"__name__={name}\", \"id=i-.*\"]\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\", queue: {{capacity: 100000000}}}}]\n"
+                )
+            })
+            .collect();
+        let cfg = Config::from_yaml(&format!("tasks:\n{tasks}"), Path::new(".")).unwrap();
+        let p = Pipeline::new(cfg, &Metrics::new()).unwrap();
+        g.bench_function(format!("{n}_tasks"), |b| {
+            b.iter(|| {
+                p.process(0, black_box(&snappy)).unwrap();
+                for t in p.targets() {
+                    t.queue.discard_all();
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
-    benches, decode, filter, relabel, encode, pipeline, spool, kafka
+    benches, decode, filter, relabel, encode, pipeline, spool, kafka, tasks
 );
 criterion_main!(benches);

@@ -50,8 +50,26 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
+/// Twenty tasks, each keeping one metric name (and one more condition): the source's task index
+/// path of the data path.
+fn many_tasks() -> String {
+    let tasks: String = (0..20)
+        .map(|i| {
+            let name = promrelay::tools::workload::METRIC_NAMES
+                [i % promrelay::tools::workload::METRIC_NAMES.len()];
+            format!(
+                "  - name: t{i}\n    filter: [\"__name__={name}\", \"id!=nothing\"]\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\", queue: {{capacity: 100000000, max_samples_per_send: 1000000}}}}]\n"
+            )
+        })
+        .collect();
+    format!("tasks:\n{tasks}")
+}
+
 fn allocations_per_request(series: usize) -> f64 {
-    let yaml = r#"
+    allocations_for(THREE_TARGETS, series)
+}
+
+const THREE_TARGETS: &str = r#"
 tasks:
   - name: rw
     filter: |
@@ -63,6 +81,8 @@ tasks:
       - {name: file, type: file, path: "-", queue: {capacity: 100000000, max_samples_per_send: 1000000}}
       - {name: kafka, type: kafka, brokers: "127.0.0.1:9", topic: "m.{__name__}", queue: {capacity: 100000000, max_samples_per_send: 1000000}}
 "#;
+
+fn allocations_for(yaml: &str, series: usize) -> f64 {
     let pipeline = Pipeline::new(
         Config::from_yaml(yaml, Path::new(".")).unwrap(),
         &Metrics::new(),
@@ -115,5 +135,11 @@ fn a_warm_pipeline_does_not_allocate_per_sample() {
     assert!(
         large <= 4.0,
         "{large} allocations per 4000-series request: something allocates per series"
+    );
+    let indexed = allocations_for(&many_tasks(), 2000);
+    eprintln!("allocations per request: {indexed} (2000 series, 20 tasks through the task index)");
+    assert!(
+        indexed <= 4.0,
+        "{indexed} allocations per request with 20 tasks"
     );
 }

@@ -224,6 +224,16 @@ impl Filter {
         &self.matchers
     }
 
+    /// The metric names this filter can keep, when a positive `__name__` condition lists them
+    /// literally (`__name__=a|b`, `__name__==a`): a series named otherwise never matches, so
+    /// the pipeline need not run the filter on it. `None` when any name may match.
+    pub fn metric_names(&self) -> Option<Vec<&[u8]>> {
+        self.matchers
+            .iter()
+            .filter(|m| &*m.name == b"__name__" && !m.op.negated())
+            .find_map(|m| m.predicate.literals())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.matchers.is_empty()
     }

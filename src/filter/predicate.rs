@@ -32,6 +32,15 @@ pub enum Predicate {
 const DFA_SIZE_LIMIT: usize = 2 << 20;
 
 impl Predicate {
+    /// Every value this predicate accepts, when it is a literal or a set of literals.
+    pub fn literals(&self) -> Option<Vec<&[u8]>> {
+        match self {
+            Predicate::Literal(v) => Some(vec![&v[..]]),
+            Predicate::Set(vs) => Some(vs.iter().map(|v| &v[..]).collect()),
+            _ => None,
+        }
+    }
+
     pub fn literal(value: &str) -> Predicate {
         Predicate::Literal(value.as_bytes().into())
     }

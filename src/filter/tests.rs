@@ -277,3 +277,27 @@ fn name_condition_runs_first_and_errors_carry_the_line() {
     assert_eq!(line, 2);
     assert!(matches!(err, FilterError::MissingOperator(_)));
 }
+
+#[test]
+fn metric_names_are_the_literal_names_a_filter_can_keep() {
+    let cases: &[(&[&str], Option<&[&str]>)] = &[
+        (&["__name__=up"], Some(&["up"])),
+        (&["__name__==up"], Some(&["up"])),
+        (&["__name__=a|b", "job=x"], Some(&["a", "b"])),
+        (&["job=x", "__name__=~c"], Some(&["c"])),
+        (&["__name__=node_.*"], None),
+        (&["__name__!=up"], None),
+        (&["__name__!~a|b"], None),
+        (&["job=x"], None),
+        (&[], None),
+    ];
+    for (lines, want) in cases {
+        let f = Filter::parse(lines.iter().copied()).unwrap();
+        let mut got: Option<Vec<&[u8]>> = f.metric_names();
+        if let Some(g) = &mut got {
+            g.sort();
+        }
+        let want: Option<Vec<&[u8]>> = want.map(|w| w.iter().map(|s| s.as_bytes()).collect());
+        assert_eq!(got, want, "{lines:?}");
+    }
+}

@@ -11,7 +11,7 @@
 //! Otherwise the request is refused (503/429 + `Retry-After`) and the sender retries it whole,
 //! so no target gets a duplicate and none is skipped.
 
-use crate::batch::SeriesBatch;
+use crate::batch::{SeriesBatch, SeriesView};
 use crate::config::{Ack, Config, ServerConfig};
 use crate::decode::{DecodeError, DecodeLimits};
 use crate::filter::Filter;
@@ -54,9 +54,47 @@ struct TaskTarget {
 
 struct SourceRoute {
     tasks: Vec<TaskRuntime>,
+    /// With many tasks: which tasks a series can match, by its name.
+    index: Option<TaskIndex>,
     metrics: SourceMetrics,
     /// The `Authorization` value senders must present, if any.
     auth: Option<String>,
+}
+
+/// From this many tasks on a source, series meet only the tasks their name can match.
+const INDEX_FROM: usize = 4;
+
+/// The tasks of a source by the metric names their filters list literally (`__name__=a|b`):
+/// a series meets the tasks listed under its name and those whose filter may keep any name.
+/// Built once per pipeline; a lookup per series replaces a filter run per task.
+struct TaskIndex {
+    by_name: HashMap<Box<[u8]>, Vec<u32>>,
+    always: Vec<u32>,
+}
+
+impl TaskIndex {
+    fn new(tasks: &[TaskRuntime]) -> TaskIndex {
+        let mut by_name: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
+        let mut always = Vec::new();
+        for (i, t) in tasks.iter().enumerate() {
+            match t.filter.metric_names() {
+                Some(names) => {
+                    for n in names {
+                        by_name.entry(n.into()).or_default().push(i as u32);
+                    }
+                }
+                None => always.push(i as u32),
+            }
+        }
+        TaskIndex { by_name, always }
+    }
+
+    /// The tasks a series named `name` can match (those for any name first).
+    #[inline]
+    fn candidates<'a>(&'a self, name: &[u8]) -> impl Iterator<Item = u32> + 'a {
+        let named = self.by_name.get(name).map_or(&[][..], Vec::as_slice);
+        self.always.iter().chain(named).copied()
+    }
 }
 
 /// The targets a pipeline is assembled from, by (task, target) name.
@@ -75,6 +113,8 @@ pub struct Scratch {
     batch: SeriesBatch,
     targets: Vec<TargetScratch>,
     touched: Vec<usize>,
+    /// Matched samples per task of the source (with a task index).
+    matched: Vec<usize>,
 }
 
 /// What a successful request did.
@@ -171,6 +211,7 @@ impl Pipeline {
             .zip(&config.source_auth)
             .map(|(s, auth)| SourceRoute {
                 tasks: Vec::new(),
+                index: None,
                 metrics: metrics.source(s),
                 auth: auth.header_value(),
             })
@@ -203,6 +244,11 @@ impl Pipeline {
                     targets: task_targets,
                     metrics: metrics.task(&task.name),
                 });
+            }
+        }
+        for route in &mut sources {
+            if route.tasks.len() >= INDEX_FROM {
+                route.index = Some(TaskIndex::new(&route.tasks));
             }
         }
         let s = &config.server;
@@ -331,6 +377,7 @@ impl Pipeline {
             batch,
             targets: outs,
             touched,
+            matched,
         } = scratch;
         batch.decode_snappy(body, self.limits)?;
         let route = &self.sources[source];
@@ -343,34 +390,39 @@ impl Pipeline {
             .inc_by(batch.histogram_count() as u64);
         route.metrics.metadata.inc_by(batch.metadata_count() as u64);
 
-        for task in &route.tasks {
-            let mut matched = 0usize;
-            for series in batch.iter() {
-                if !task.filter.matches(&series) {
-                    continue;
-                }
-                matched += series.samples().len() + series.histogram_count() as usize;
-                let newest = series.newest_timestamp_ms();
-                for tt in &task.targets {
-                    let ti = tt.index;
-                    let target = &self.targets[ti];
-                    let ts = &mut outs[ti];
-                    if !ts.touched {
-                        ts.touched = true;
-                        touched.push(ti);
+        match &route.index {
+            // Few tasks: task by task, each filter over the whole batch (cache-friendly).
+            None => {
+                for task in &route.tasks {
+                    let mut matched = 0usize;
+                    for series in batch.iter() {
+                        if task.filter.matches(&series) {
+                            matched += deliver(task, &series, &self.targets, outs, touched);
+                        }
                     }
-                    let labels = merge(
-                        series.buf(),
-                        series.label_refs(),
-                        &task.labels,
-                        &tt.external_labels,
-                    );
-                    target.encoder.write_series(&mut ts.out, &series, labels);
-                    ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
+                    task.metrics.matched.inc_by(matched as u64);
+                    task.metrics.filtered.inc_by((received - matched) as u64);
                 }
             }
-            task.metrics.matched.inc_by(matched as u64);
-            task.metrics.filtered.inc_by((received - matched) as u64);
+            // Many tasks: series by series, each meeting only the tasks its name can match.
+            Some(index) => {
+                matched.clear();
+                matched.resize(route.tasks.len(), 0);
+                for series in batch.iter() {
+                    let name = series.label(b"__name__").unwrap_or_default();
+                    for ti in index.candidates(name) {
+                        let task = &route.tasks[ti as usize];
+                        if task.filter.matches(&series) {
+                            matched[ti as usize] +=
+                                deliver(task, &series, &self.targets, outs, touched);
+                        }
+                    }
+                }
+                for (task, &m) in route.tasks.iter().zip(matched.iter()) {
+                    task.metrics.matched.inc_by(m as u64);
+                    task.metrics.filtered.inc_by((received - m) as u64);
+                }
+            }
         }
 
         // All or nothing: reserve everywhere first (in memory, or on a target's overflow).
@@ -449,6 +501,37 @@ impl Pipeline {
     }
 }
 
+/// Write a series that matched `task` for each of its targets; returns the samples it carries.
+#[inline]
+fn deliver(
+    task: &TaskRuntime,
+    series: &SeriesView<'_>,
+    targets: &[Arc<Target>],
+    outs: &mut [TargetScratch],
+    touched: &mut Vec<usize>,
+) -> usize {
+    let newest = series.newest_timestamp_ms();
+    for tt in &task.targets {
+        let ti = tt.index;
+        let ts = &mut outs[ti];
+        if !ts.touched {
+            ts.touched = true;
+            touched.push(ti);
+        }
+        let labels = merge(
+            series.buf(),
+            series.label_refs(),
+            &task.labels,
+            &tt.external_labels,
+        );
+        targets[ti]
+            .encoder
+            .write_series(&mut ts.out, series, labels);
+        ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
+    }
+    series.samples().len() + series.histogram_count() as usize
+}
+
 impl Pipeline {
     /// Wait for everything `waits` names: spool syncs, then deliveries.
     ///
@@ -473,3 +556,6 @@ impl Pipeline {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+//! The task index must answer exactly as running every task's filter on every series.
+
+use super::*;
+use crate::tools::workload::{METRIC_NAMES, WorkloadSpec};
+use std::path::Path;
+
+/// Tasks of every kind of filter the index treats differently: literal names, sets, regexes,
+/// negations, no name condition at all, and a name nothing carries.
+fn filters() -> Vec<String> {
+    let mut f: Vec<String> = METRIC_NAMES
+        .iter()
+        .take(5)
+        .map(|n| format!("[\"__name__={n}\"]"))
+        .collect();
+    f.push(format!(
+        "[\"__name__={}|{}\", \"id=i-2ze0mxp.*\"]",
+        METRIC_NAMES[0], METRIC_NAMES[6]
+    ));
+    f.push("[\"__name__=node_.*\"]".into());
+    f.push(format!("[\"__name__!={}\"]", METRIC_NAMES[1]));
+    f.push("[\"namespace=kube-system|default\"]".into());
+    f.push("[]".into());
+    f.push("[\"__name__=nothing_has_this_name\"]".into());
+    f
+}
+
+fn config(filters: &[String]) -> Config {
+    let tasks: String = filters
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            format!(
+                "  - name: t{i}\n    filter: {f}\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\", queue: {{capacity: 100000000}}}}]\n"
+            )
+        })
+        .collect();
+    Config::from_yaml(&format!("tasks:\n{tasks}"), Path::new(".")).unwrap()
+}
+
+/// Matched samples per task, and the encoded bytes per task's target, after `requests`.
+fn run(
+    p: &Pipeline,
+    metrics: &Metrics,
+    names: &[String],
+    requests: &[Vec<u8>],
+) -> Vec<(u64, usize)> {
+    let mut bytes = vec![0usize; p.targets().len()];
+    for body in requests {
+        p.process(0, body).unwrap();
+        for (i, t) in p.targets().iter().enumerate() {
+            bytes[i] += t.queue.memory_held();
+            t.queue.discard_all();
+        }
+    }
+    names
+        .iter()
+        .zip(bytes)
+        .map(|(n, b)| (metrics.task(n).matched.get(), b))
+        .collect()
+}
+
+#[test]
+fn the_task_index_matches_exactly_what_every_filter_would() {
+    let filters = filters();
+    let names: Vec<String> = (0..filters.len()).map(|i| format!("t{i}")).collect();
+    let spec = WorkloadSpec {
+        series: 400,
+        ..Default::default()
+    };
+    let requests: Vec<Vec<u8>> = (0..5)
+        .map(|n| crate::proto::encode_snappy(&spec.request(n)))
+        .collect();
+
+    let metrics = Metrics::new();
+    let indexed = Pipeline::new(config(&filters), &metrics).unwrap();
+    assert!(
+        indexed.sources[0].index.is_some(),
+        "{} tasks are indexed",
+        filters.len()
+    );
+    let together = run(&indexed, &metrics, &names, &requests);
+
+    // Each task alone: no index, the plain filter over every series.
+    for (i, f) in filters.iter().enumerate() {
+        let m = Metrics::new();
+        let alone = Pipeline::new(config(std::slice::from_ref(f)), &m).unwrap();
+        assert!(alone.sources[0].index.is_none());
+        let got = run(&alone, &m, &["t0".to_owned()], &requests);
+        assert_eq!(got[0], together[i], "task {i} ({f}): alone vs indexed");
+    }
+    assert!(together.iter().any(|&(m, _)| m > 0) && together.iter().any(|&(m, _)| m == 0));
+}
