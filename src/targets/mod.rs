@@ -14,6 +14,7 @@
 //! and one line there (see docs/architecture.md, "Adding a target kind").
 
 pub mod file;
+mod health;
 pub mod kafka;
 mod lane;
 pub mod queue;
@@ -22,10 +23,9 @@ pub mod spool;
 mod target;
 pub mod tls;
 
+pub use health::{Health, HealthState, TargetState};
 pub use lane::{Payload, SendResult, run_lane};
-pub use target::{
-    CommonKeys, Health, HealthState, Output, SinkError, Target, TargetConfig, TargetState,
-};
+pub use target::{CommonKeys, Output, SinkError, Target, TargetConfig};
 
 use crate::batch::SeriesView;
 use crate::config::ConfigError;

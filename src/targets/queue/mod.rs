@@ -22,18 +22,23 @@
 //!   back.
 //! - **disk first** (an explicit `spool:`): everything goes through the spool.
 
+mod arrivals;
 mod config;
 mod overflow;
+mod progress;
 
 pub use config::{QueueConfig, RawQueue};
 pub use overflow::Overflow;
+
+use arrivals::Arrivals;
+use progress::Progress;
 
 use super::spool::{self, Spool};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 /// Encoded series for one lane, produced by one request, with the series boundaries so the
 /// queue can cut batches between series.
@@ -92,100 +97,6 @@ pub struct Batch {
 pub struct Span {
     pub start: u64,
     pub end: u64,
-}
-
-/// How far a lane's sender has got, for requests that wait for delivery.
-struct Progress {
-    /// Everything before this position is finished (delivered or dropped).
-    done: watch::Sender<u64>,
-    /// Recent finished ranges that were not delivered (refused, dropped).
-    failed: Mutex<VecDeque<(u64, u64)>>,
-}
-
-/// Failed ranges remembered per lane; a waiter checks right after its range finishes, so only
-/// the recent ones matter.
-const FAILED_KEPT: usize = 1024;
-
-impl Progress {
-    fn new(at: u64) -> Progress {
-        Progress {
-            done: watch::Sender::new(at),
-            failed: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    fn finish(&self, start: u64, end: u64, delivered: bool) {
-        if !delivered {
-            let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-            if f.len() == FAILED_KEPT {
-                f.pop_front();
-            }
-            f.push_back((start, end));
-        }
-        self.done.send_if_modified(|v| {
-            let newer = end > *v;
-            *v = (*v).max(end);
-            newer
-        });
-    }
-
-    /// Wait until `span` is finished; true when all of it was delivered.
-    async fn wait(&self, span: Span) -> bool {
-        let mut rx = self.done.subscribe();
-        let _ = rx.wait_for(|&v| v >= span.end).await;
-        let f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        !f.iter().any(|&(s, e)| s < span.end && e > span.start)
-    }
-}
-
-/// When the data a lane holds arrived, to about a second: marks of (lane sequence number just
-/// past the data, when its first part arrived), over every sample appended (memory or disk).
-#[derive(Default)]
-struct Arrivals {
-    marks: VecDeque<(u64, Instant)>,
-    appended: u64,
-    finished: u64,
-}
-
-/// A new mark at most this often; data within one mark counts from the mark's time.
-const MARK_EVERY: Duration = Duration::from_secs(1);
-/// Marks kept per lane; past it the two oldest merge (the oldest time stays, so the age shown
-/// never understates).
-const MAX_MARKS: usize = 1024;
-
-impl Arrivals {
-    fn add(&mut self, samples: usize, now: Instant) {
-        self.appended += samples as u64;
-        let appended = self.appended;
-        match self.marks.back_mut() {
-            Some((end, t)) if now.saturating_duration_since(*t) < MARK_EVERY => *end = appended,
-            _ => {
-                if self.marks.len() >= MAX_MARKS
-                    && let Some((second_end, _)) = self.marks.remove(1)
-                {
-                    self.marks[0].0 = second_end;
-                }
-                self.marks.push_back((appended, now));
-            }
-        }
-    }
-
-    fn finish(&mut self, samples: usize) {
-        self.finished = (self.finished + samples as u64).min(self.appended);
-        while self
-            .marks
-            .front()
-            .is_some_and(|&(end, _)| end <= self.finished)
-        {
-            self.marks.pop_front();
-        }
-    }
-
-    /// Forget everything: the lane is empty (data lost to corruption never finishes).
-    fn clear(&mut self) {
-        self.marks.clear();
-        self.finished = self.appended;
-    }
 }
 
 #[derive(Default)]
@@ -797,108 +708,7 @@ impl SinkQueue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunk(series: &[(u8, u32)]) -> Chunk {
-        let mut c = Chunk::default();
-        for &(byte, n) in series {
-            c.bytes.push(byte);
-            c.end_series(n as usize);
-        }
-        c
-    }
-
-    #[test]
-    fn reserve_respects_capacity_but_always_admits_into_an_empty_queue() {
-        let q = SinkQueue::new(1, 10, 5, Duration::from_secs(1), None);
-        assert!(
-            q.try_reserve(25),
-            "an empty queue takes an oversized request"
-        );
-        assert!(!q.try_reserve(1));
-        q.release(25);
-        assert!(q.try_reserve(6));
-        assert!(q.try_reserve(4));
-        assert!(!q.try_reserve(1));
-        assert_eq!(q.held(), 10);
-    }
-
-    #[tokio::test]
-    async fn batches_are_cut_between_series_at_max_samples_per_send() {
-        let q = SinkQueue::new(1, 100, 5, Duration::from_secs(3600), None);
-        q.append(0, &chunk(&[(1, 2), (2, 2), (3, 2), (4, 3), (5, 1)]))
-            .unwrap();
-        let b = q.next_batch(0).await.unwrap();
-        assert_eq!((b.body.as_slice(), b.samples), (&[1u8, 2][..], 4));
-        let b = q.next_batch(0).await.unwrap();
-        assert_eq!((b.body.as_slice(), b.samples), (&[3u8, 4][..], 5));
-        // A series that would overflow the batching one seals it; a series larger than
-        // max_samples_per_send is sent alone, never split.
-        q.append(0, &chunk(&[(6, 9)])).unwrap();
-        let b = q.next_batch(0).await.unwrap();
-        assert_eq!((b.body.as_slice(), b.samples), (&[5u8][..], 1));
-        let b = q.next_batch(0).await.unwrap();
-        assert_eq!((b.body.as_slice(), b.samples), (&[6u8][..], 9));
-    }
-
-    #[tokio::test]
-    async fn a_partial_batch_goes_out_at_the_deadline_or_on_close() {
-        let q = SinkQueue::new(1, 100, 50, Duration::from_millis(20), None);
-        q.append(0, &chunk(&[(7, 1)])).unwrap();
-        let b = q.next_batch(0).await.unwrap();
-        assert_eq!(b.body, [7]);
-        let q = SinkQueue::new(1, 100, 50, Duration::from_secs(3600), None);
-        q.append(0, &chunk(&[(8, 1)])).unwrap();
-        q.close();
-        assert_eq!(q.next_batch(0).await.unwrap().body, [8]);
-        assert!(q.next_batch(0).await.is_none());
-    }
-
-    #[tokio::test]
-    async fn an_idle_sender_wakes_for_a_partial_batch() {
-        let q = std::sync::Arc::new(SinkQueue::new(1, 100, 50, Duration::from_millis(20), None));
-        let waiter = tokio::spawn({
-            let q = q.clone();
-            async move { q.next_batch(0).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await; // the sender is parked, lane empty
-        q.append(0, &chunk(&[(9, 1)])).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), waiter).await;
-        assert_eq!(got.expect("sender never woke").unwrap().unwrap().body, [9]);
-    }
-
-    #[tokio::test]
-    async fn delivery_waiters_hear_of_delivery_and_of_refusal() {
-        let q = std::sync::Arc::new(SinkQueue::new(1, 100, 3, Duration::from_secs(3600), None));
-        assert!(q.try_reserve(5));
-        let a = q.append(0, &chunk(&[(1, 2)])).unwrap();
-        let b = q.append(0, &chunk(&[(2, 2), (3, 1)])).unwrap();
-        assert_eq!(
-            (a, b),
-            (Span { start: 0, end: 2 }, Span { start: 2, end: 5 })
-        );
-        q.flush(0);
-        // Batches: [1] (2 samples; 2 more would pass 3), then [2, 3].
-        let first = q.next_batch(0).await.unwrap();
-        let second = q.next_batch(0).await.unwrap();
-        assert_eq!((first.start, first.end), (0, 2));
-        assert_eq!((second.start, second.end), (2, 5));
-        let waiter = |span| {
-            let q = q.clone();
-            tokio::spawn(async move { q.wait_delivered(0, span).await })
-        };
-        let (wait_a, wait_b) = (waiter(a), waiter(b));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!wait_a.is_finished() && !wait_b.is_finished());
-        q.finish(0, first, true);
-        assert!(wait_a.await.unwrap(), "a was delivered");
-        assert!(!wait_b.is_finished(), "b is still in flight");
-        q.finish(0, second, false);
-        assert!(!wait_b.await.unwrap(), "b was refused");
-        assert_eq!(q.held(), 0);
-    }
-}
+mod overflow_tests;
 
 #[cfg(test)]
-mod overflow_tests;
+mod tests;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::targets::spool::{OnFull, SpoolConfig, SpoolCounters};
+use arrivals::MAX_MARKS;
 use std::path::PathBuf;
 
 /// A directory removed when dropped.
