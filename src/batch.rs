@@ -68,6 +68,12 @@ pub struct SeriesBatch {
     pub(crate) samples: Vec<Sample>,
     pub(crate) extras: Vec<Span>,
     pub(crate) metadata: usize,
+    /// Exemplars the request carried (1.0: passed through in `extras`; 2.0: checked, counted).
+    pub(crate) exemplars: usize,
+    /// Remote-write 2.0 only: the request's symbol table, each symbol a span into `buf`.
+    /// Label spans of a 2.0 series are copies of these spans, so a 2.0 batch reads exactly
+    /// like a 1.0 one.
+    pub(crate) symbols: Vec<Span>,
     /// Limits of the decode in progress.
     pub(crate) limits: crate::decode::DecodeLimits,
 }
@@ -85,6 +91,8 @@ impl SeriesBatch {
         self.samples.clear();
         self.extras.clear();
         self.metadata = 0;
+        self.exemplars = 0;
+        self.symbols.clear();
     }
 
     /// Give memory back after an unusually large request: keep at most `retain` bytes of
@@ -104,6 +112,9 @@ impl SeriesBatch {
         }
         if self.series.capacity() > entries {
             self.series = Vec::new();
+        }
+        if self.symbols.capacity() > entries {
+            self.symbols = Vec::new();
         }
     }
 
@@ -125,9 +136,15 @@ impl SeriesBatch {
         self.series.iter().map(|s| s.histograms as usize).sum()
     }
 
-    /// Number of `MetricMetadata` entries the request carried (they are not relayed).
+    /// Number of metadata entries the request carried (1.0: `MetricMetadata` messages; 2.0:
+    /// series with a `metadata` field). They are not relayed yet.
     pub fn metadata_count(&self) -> usize {
         self.metadata
+    }
+
+    /// Number of exemplars the request carried.
+    pub fn exemplar_count(&self) -> usize {
+        self.exemplars
     }
 
     /// The decompressed request bytes every span points into.
