@@ -1,0 +1,298 @@
+//! Remote-write 2.0 in: requests as a 2.0 sender (Prometheus ≥ 3.8, the OpenTelemetry
+//! Collector) sends them, built with the prost reference types of `promrelay::proto::v2`,
+//! → promrelay → remote-write 1.0 out → a real Prometheus 2.42 receiver started with
+//! `--enable-feature=native-histograms,exemplar-storage`, read back through its query API:
+//! float samples exact (values, timestamps), native histograms exact (count, sum, buckets).
+//! The answers carry the spec's `X-Prometheus-Remote-Write-*-Written` headers.
+
+mod common;
+
+use common::*;
+use hyper::Method;
+use promrelay::proto::v2::{self, BucketSpan, Histogram, Request, Sample, TimeSeries};
+use std::collections::BTreeMap;
+
+const V2: (&str, &str) = ("Content-Type", v2::CONTENT_TYPE);
+const SNAPPY: (&str, &str) = ("Content-Encoding", "snappy");
+const VERSION: (&str, &str) = ("X-Prometheus-Remote-Write-Version", "2.0.0");
+
+fn header(r: &HttpResponse, what: &str) -> String {
+    let key = format!("x-prometheus-remote-write-{what}-written");
+    r.headers
+        .get(&key)
+        .unwrap_or_else(|| panic!("no {key} header"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_2_0_in_arrives_exact_at_a_prometheus_receiver() {
+    let receiver = Prometheus::receiver_with_histograms_and_exemplars().await;
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: v2-in
+    filter: "__name__=rw2_.*"
+    labels: {{via: promrelay}}
+    targets:
+      - name: prom
+        type: remote_write
+        url: {}
+        queue: {{batch_send_deadline: 100ms}}
+"#,
+        receiver.write_url()
+    ))
+    .await;
+    let url = relay.write_url();
+    let t0 = now_ms() - 60_000;
+    // Symbols: "" first, each string once; series name their labels by index pairs.
+    let symbols: Vec<String> = [
+        "",
+        "__name__",
+        "rw2_requests_total",
+        "job",
+        "api",
+        "rw2_latency_seconds",
+        "instance",
+        "a:1",
+        "other_metric",
+    ]
+    .map(String::from)
+    .to_vec();
+    let floats = |points: &[(i64, f64)]| {
+        points
+            .iter()
+            .map(|&(timestamp, value)| Sample {
+                value,
+                timestamp,
+                start_timestamp: 0,
+            })
+            .collect::<Vec<_>>()
+    };
+    let histogram = Histogram {
+        // schema 0: bucket i covers (2^(i-1), 2^i]; buckets 0 and 1 hold 2 and 3.
+        count_int: 6,
+        sum: 10.5,
+        schema: 0,
+        zero_threshold: 0.001,
+        zero_count_int: 1,
+        positive_spans: vec![BucketSpan {
+            offset: 0,
+            length: 2,
+        }],
+        positive_deltas: vec![2, 1],
+        timestamp: t0 + 3000,
+        ..Default::default()
+    };
+    let req = Request {
+        symbols,
+        timeseries: vec![
+            // Labels out of order on the wire: the relay sorts them.
+            TimeSeries {
+                labels_refs: vec![6, 7, 1, 2, 3, 4],
+                samples: floats(&[(t0, 1.0), (t0 + 1000, 2.5), (t0 + 2000, -7.25)]),
+                ..Default::default()
+            },
+            TimeSeries {
+                labels_refs: vec![1, 5, 3, 4],
+                histograms: vec![histogram],
+                ..Default::default()
+            },
+            // Filtered out by the task, still written (taken) by the relay.
+            TimeSeries {
+                labels_refs: vec![1, 8],
+                samples: floats(&[(t0, 9.0)]),
+                ..Default::default()
+            },
+        ],
+    };
+    let r = http(
+        Method::POST,
+        &url,
+        &[SNAPPY, V2, VERSION],
+        v2::encode_snappy(&req),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(header(&r, "samples"), "4");
+    assert_eq!(header(&r, "histograms"), "1");
+    assert_eq!(header(&r, "exemplars"), "0");
+
+    // Floats: exact values and timestamps, task label applied.
+    let mut want = SeriesMap::new();
+    want.insert(
+        [
+            ("__name__", "rw2_requests_total"),
+            ("instance", "a:1"),
+            ("job", "api"),
+            ("via", "promrelay"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<BTreeMap<_, _>>(),
+        vec![(t0, 1.0), (t0 + 1000, 2.5), (t0 + 2000, -7.25)],
+    );
+    receiver
+        .wait_for_series_at(
+            "{__name__=~\"rw2_requests_total|other_metric\"}",
+            "5m",
+            now_ms(),
+            &want,
+            "2.0 float samples at the receiver",
+        )
+        .await;
+
+    // The native histogram: count, sum and buckets as Prometheus reports them.
+    let q = format!(
+        "{}/api/v1/query?query={}&time={}",
+        receiver.base(),
+        urlencode("rw2_latency_seconds[5m]"),
+        now_ms() as f64 / 1000.0
+    );
+    let got = eventually(
+        std::time::Duration::from_secs(30),
+        "the native histogram at the receiver",
+        || async {
+            let r = get(&q).await?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+            let s = v["data"]["result"]
+                .get(0)
+                .ok_or_else(|| format!("no series yet: {}", r.text()))?
+                .clone();
+            Ok::<_, String>(s)
+        },
+    )
+    .await;
+    assert_eq!(got["metric"]["job"], "api");
+    assert_eq!(got["metric"]["via"], "promrelay");
+    let points = got["histograms"].as_array().expect("histogram points");
+    assert_eq!(points.len(), 1, "{got}");
+    let (ts, h) = (&points[0][0], &points[0][1]);
+    assert_eq!(
+        (ts.as_f64().unwrap() * 1000.0).round() as i64,
+        t0 + 3000,
+        "{got}"
+    );
+    assert_eq!(h["count"], "6", "{got}");
+    assert_eq!(h["sum"], "10.5", "{got}");
+    let buckets: Vec<(String, String, String)> = h["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b[1].as_str().unwrap().to_owned(),
+                b[2].as_str().unwrap().to_owned(),
+                b[3].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        buckets,
+        vec![
+            ("-0.001".into(), "0.001".into(), "1".into()),
+            ("0.5".into(), "1".into(), "2".into()),
+            ("1".into(), "2".into(), "3".into()),
+        ],
+        "{got}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_2_0_requests_are_400s_naming_the_violation() {
+    let relay = Relay::start(
+        r#"
+tasks:
+  - name: blackhole
+    targets:
+      - {name: f, type: file, path: "{dir}/out.jsonl"}
+"#,
+    )
+    .await;
+    let url = relay.write_url();
+    let series = |labels_refs: Vec<u32>| TimeSeries {
+        labels_refs,
+        samples: vec![Sample {
+            value: 1.0,
+            timestamp: 1,
+            start_timestamp: 0,
+        }],
+        ..Default::default()
+    };
+    let syms = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let cases: Vec<(&str, Request, &str)> = vec![
+        (
+            "symbols[0] not empty",
+            Request {
+                symbols: syms(&["x", "__name__", "up"]),
+                timeseries: vec![series(vec![1, 2])],
+            },
+            "symbols[0] must be the empty string",
+        ),
+        (
+            "ref out of range",
+            Request {
+                symbols: syms(&["", "__name__", "up"]),
+                timeseries: vec![series(vec![1, 3])],
+            },
+            "label ref 3 is out of range",
+        ),
+        (
+            "odd refs",
+            Request {
+                symbols: syms(&["", "__name__", "up"]),
+                timeseries: vec![series(vec![1, 2, 1])],
+            },
+            "odd number of refs",
+        ),
+        (
+            "samples and histograms",
+            Request {
+                symbols: syms(&["", "__name__", "up"]),
+                timeseries: vec![TimeSeries {
+                    histograms: vec![Histogram::default()],
+                    ..series(vec![1, 2])
+                }],
+            },
+            "both samples and histograms",
+        ),
+        (
+            "exemplar without timestamp",
+            Request {
+                symbols: syms(&["", "__name__", "up"]),
+                timeseries: vec![TimeSeries {
+                    exemplars: vec![v2::Exemplar {
+                        labels_refs: vec![],
+                        value: 1.0,
+                        timestamp: 0,
+                    }],
+                    ..series(vec![1, 2])
+                }],
+            },
+            "exemplar has no timestamp",
+        ),
+    ];
+    for (case, req, want) in cases {
+        let r = http(Method::POST, &url, &[SNAPPY, V2], v2::encode_snappy(&req))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{case}: {}", r.text());
+        assert!(r.text().contains(want), "{case}: {}", r.text());
+        for what in ["samples", "histograms", "exemplars"] {
+            assert_eq!(header(&r, what), "0", "{case}");
+        }
+    }
+    // The same request is taken once fixed.
+    let ok = Request {
+        symbols: syms(&["", "__name__", "up"]),
+        timeseries: vec![series(vec![1, 2])],
+    };
+    let r = http(Method::POST, &url, &[SNAPPY, V2], v2::encode_snappy(&ok))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(header(&r, "samples"), "1");
+}
