@@ -68,12 +68,19 @@ pub struct SeriesBatch {
     pub(crate) samples: Vec<Sample>,
     pub(crate) extras: Vec<Span>,
     pub(crate) metadata: usize,
-    /// Exemplars the request carried (1.0: passed through in `extras`; 2.0: checked, counted).
+    /// Exemplars the request carried (each passed on in `extras`).
     pub(crate) exemplars: usize,
     /// Remote-write 2.0 only: the request's symbol table, each symbol a span into `buf`.
     /// Label spans of a 2.0 series are copies of these spans, so a 2.0 batch reads exactly
     /// like a 1.0 one.
     pub(crate) symbols: Vec<Span>,
+    /// Remote-write 2.0 only: exemplar payloads of the series being decoded, converted to
+    /// 1.0 exemplars once the series is walked.
+    pub(crate) pending_exemplars: Vec<Span>,
+    /// Remote-write 2.0 only: end of the bytes in use in `buf`. Past `len` sit exemplars
+    /// rewritten in the 1.0 layout (a 2.0 exemplar names its labels by symbol refs, which no
+    /// 1.0 reader understands); their `extras` spans point there.
+    pub(crate) tail: usize,
     /// Limits of the decode in progress.
     pub(crate) limits: crate::decode::DecodeLimits,
 }
@@ -93,6 +100,8 @@ impl SeriesBatch {
         self.metadata = 0;
         self.exemplars = 0;
         self.symbols.clear();
+        self.pending_exemplars.clear();
+        self.tail = 0;
     }
 
     /// Give memory back after an unusually large request: keep at most `retain` bytes of

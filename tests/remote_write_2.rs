@@ -2,7 +2,8 @@
 //! Collector) sends them, built with the prost reference types of `promrelay::proto::v2`,
 //! → promrelay → remote-write 1.0 out → a real Prometheus 2.42 receiver started with
 //! `--enable-feature=native-histograms,exemplar-storage`, read back through its query API:
-//! float samples exact (values, timestamps), native histograms exact (count, sum, buckets).
+//! float samples exact (values, timestamps), native histograms exact (count, sum, buckets),
+//! exemplars exact (labels, value, timestamp through `/api/v1/query_exemplars`).
 //! The answers carry the spec's `X-Prometheus-Remote-Write-*-Written` headers.
 
 mod common;
@@ -57,6 +58,8 @@ tasks:
         "instance",
         "a:1",
         "other_metric",
+        "trace_id",
+        "abc123",
     ]
     .map(String::from)
     .to_vec();
@@ -92,6 +95,11 @@ tasks:
             TimeSeries {
                 labels_refs: vec![6, 7, 1, 2, 3, 4],
                 samples: floats(&[(t0, 1.0), (t0 + 1000, 2.5), (t0 + 2000, -7.25)]),
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: vec![9, 10],
+                    value: 2.5,
+                    timestamp: t0 + 1000,
+                }],
                 ..Default::default()
             },
             TimeSeries {
@@ -118,7 +126,7 @@ tasks:
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(header(&r, "samples"), "4");
     assert_eq!(header(&r, "histograms"), "1");
-    assert_eq!(header(&r, "exemplars"), "0");
+    assert_eq!(header(&r, "exemplars"), "1");
 
     // Floats: exact values and timestamps, task label applied.
     let mut want = SeriesMap::new();
@@ -197,6 +205,44 @@ tasks:
             ("0.5".into(), "1".into(), "2".into()),
             ("1".into(), "2".into(), "3".into()),
         ],
+        "{got}"
+    );
+    // The exemplar, its labels resolved from the symbol table.
+    let q = format!(
+        "{}/api/v1/query_exemplars?query={}&start={}&end={}",
+        receiver.base(),
+        urlencode("rw2_requests_total"),
+        (t0 - 60_000) as f64 / 1000.0,
+        now_ms() as f64 / 1000.0
+    );
+    let got = eventually(
+        std::time::Duration::from_secs(30),
+        "the exemplar at the receiver",
+        || async {
+            let r = get(&q).await?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+            let s = v["data"]
+                .get(0)
+                .ok_or_else(|| format!("no exemplars yet: {}", r.text()))?
+                .clone();
+            Ok::<_, String>(s)
+        },
+    )
+    .await;
+    assert_eq!(got["seriesLabels"]["instance"], "a:1", "{got}");
+    let exemplars = got["exemplars"].as_array().unwrap();
+    assert_eq!(exemplars.len(), 1, "{got}");
+    let e = &exemplars[0];
+    assert_eq!(
+        e["labels"],
+        serde_json::json!({"trace_id": "abc123"}),
+        "{got}"
+    );
+    assert_eq!(e["value"], "2.5", "{got}");
+    assert_eq!(
+        (e["timestamp"].as_f64().unwrap() * 1000.0).round() as i64,
+        t0 + 1000,
         "{got}"
     );
 }

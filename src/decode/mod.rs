@@ -9,7 +9,10 @@
 //! versions apart. No string is copied. A 2.0 native histogram has the 1.0 layout (plus
 //! `start_timestamp`, field 17, which 1.0 readers skip as unknown) under field 3 instead of 4:
 //! its one-byte tag is rewritten in place (0x1a → 0x22) so it passes through to 1.0 targets as
-//! a raw extra like a 1.0 histogram.
+//! a raw extra like a 1.0 histogram. A 2.0 exemplar names its labels by refs, which no 1.0
+//! reader understands: it is rewritten once in the 1.0 layout into the buffer's tail, past
+//! the decoded bytes (the only bytes a 2.0 decode writes; none for a request without
+//! exemplars).
 //!
 //! Why by hand: prost would allocate a `String` per label name and value and a `Vec` per series;
 //! at a few million samples a second that allocation is most of the cost. The walker here reads
@@ -20,9 +23,10 @@
 //! [`DecodeLimits::max_decoded_bytes`] *before* anything is allocated, so a small body cannot make
 //! the relay allocate gigabytes.
 //!
-//! Unknown fields are skipped, as protobuf requires. Exemplars (field 3) and native histograms
+//! Unknown fields are skipped, as protobuf requires. 1.0 exemplars (field 3) and native histograms
 //! (field 4) are kept as raw encoded fields and passed through to protobuf targets unchanged.
-//! `MetricMetadata` entries are counted and not relayed.
+//! Metadata (1.0 `MetricMetadata`, 2.0 per-series `metadata`) is checked, counted and not relayed
+//! yet; 2.0 `start_timestamp`s are read and dropped (1.0 has no place for them).
 
 use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span};
 use std::cmp::Ordering;
@@ -412,7 +416,10 @@ impl SeriesBatch {
                         ExemplarError::Decode(e) => e,
                         ExemplarError::Bad(what) => bad(what.into()),
                     })?;
-                    self.exemplars += 1;
+                    self.pending_exemplars.push(Span {
+                        start: a as u32,
+                        end: b as u32,
+                    });
                 }
                 (5, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
@@ -459,6 +466,13 @@ impl SeriesBatch {
             debug_assert_eq!(self.buf[e.start as usize], 0x1a);
             self.buf[e.start as usize] = 0x22;
         }
+        for i in 0..self.pending_exemplars.len() {
+            let payload = self.pending_exemplars[i];
+            let span = self.exemplar_as_v1(payload)?;
+            self.extras.push(span);
+            self.exemplars += 1;
+        }
+        self.pending_exemplars.clear();
         let hash = self.check_labels(series, labels_start)?;
         self.series.push(SeriesRef {
             labels: (labels_start as u32, self.labels.len() as u32),
@@ -468,6 +482,76 @@ impl SeriesBatch {
             hash,
         });
         Ok(())
+    }
+
+    /// Write the checked 2.0 exemplar at `payload` as a complete 1.0 `exemplars` field
+    /// (field 3 of a 1.0 `TimeSeries`: labels as `Label` messages, value, timestamp) at the
+    /// tail of `buf`, and return its span. Sized first, then written in place: the label
+    /// strings are copied from their symbols within the same buffer.
+    fn exemplar_as_v1(&mut self, payload: Span) -> Result<Span, DecodeError> {
+        let msg = payload.range();
+        let (refs, value, timestamp) = exemplar_parts(&self.buf[..msg.end], msg.start)?;
+        let sym = |r: u64| self.symbols[r as usize];
+        let mut content = 9 + 1 + varint_len(timestamp);
+        let mut p = refs.start;
+        while p < refs.end {
+            let n = sym(read_varint(&self.buf[..refs.end], &mut p)?);
+            let v = sym(read_varint(&self.buf[..refs.end], &mut p)?);
+            let l = label_len(n, v);
+            content += 1 + varint_len(l as u64) + l;
+        }
+        let size = 1 + varint_len(content as u64) + content;
+        let at = self.tail.max(self.len);
+        if at + size > u32::MAX as usize {
+            return Err(DecodeError::TooLarge {
+                declared: at + size,
+                limit: u32::MAX as usize,
+            });
+        }
+        if self.buf.len() < at + size {
+            self.buf.resize(at + size, 0);
+        }
+        let mut w = at;
+        let put = |buf: &mut Vec<u8>, w: &mut usize, v: u64| {
+            let mut v = v;
+            while v >= 0x80 {
+                buf[*w] = (v as u8) | 0x80;
+                *w += 1;
+                v >>= 7;
+            }
+            buf[*w] = v as u8;
+            *w += 1;
+        };
+        self.buf[w] = 0x1a;
+        w += 1;
+        put(&mut self.buf, &mut w, content as u64);
+        let mut p = refs.start;
+        while p < refs.end {
+            let n = sym(read_varint(&self.buf[..refs.end], &mut p)?);
+            let v = sym(read_varint(&self.buf[..refs.end], &mut p)?);
+            self.buf[w] = 0x0a;
+            w += 1;
+            put(&mut self.buf, &mut w, label_len(n, v) as u64);
+            for (tag, s) in [(0x0a, n), (0x12, v)] {
+                self.buf[w] = tag;
+                w += 1;
+                put(&mut self.buf, &mut w, u64::from(s.end - s.start));
+                self.buf.copy_within(s.range(), w);
+                w += (s.end - s.start) as usize;
+            }
+        }
+        self.buf[w] = 0x11;
+        self.buf[w + 1..w + 9].copy_from_slice(&value.to_le_bytes());
+        w += 9;
+        self.buf[w] = 0x18;
+        w += 1;
+        put(&mut self.buf, &mut w, timestamp);
+        debug_assert_eq!(w, at + size);
+        self.tail = w;
+        Ok(Span {
+            start: at as u32,
+            end: w as u32,
+        })
     }
 
     /// Validate one series' labels, sort them when the sender did not, and hash them.
@@ -818,6 +902,53 @@ fn check_message(buf: &[u8], schema: &[(u64, Kind)]) -> Result<(), DecodeError> 
         }
     }
     Ok(())
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn label_len(n: Span, v: Span) -> usize {
+    let (n, v) = ((n.end - n.start) as u64, (v.end - v.start) as u64);
+    (2 + varint_len(n) + varint_len(v)) + (n + v) as usize
+}
+
+/// A checked 2.0 exemplar's parts: the byte range of its refs (packed varints; the
+/// concatenation of every `labels_refs` field's varints when they are split), value bits,
+/// timestamp. Only the packed single-field form is taken here; a split form is rare enough
+/// (no known encoder writes it) to be refused rather than handled by a second path.
+fn exemplar_parts(
+    buf: &[u8],
+    start: usize,
+) -> Result<(std::ops::Range<usize>, u64, u64), DecodeError> {
+    let mut refs = 0..0;
+    let mut seen_refs = false;
+    let (mut value, mut timestamp) = (0u64, 0u64);
+    let mut pos = start;
+    while pos < buf.len() {
+        let (field, wire) = read_key(buf, &mut pos)?;
+        match (field, wire) {
+            (1, WIRE_LEN) if !seen_refs => {
+                let (a, b) = read_len(buf, &mut pos)?;
+                refs = a..b;
+                seen_refs = true;
+            }
+            (1, _) => {
+                return Err(DecodeError::BadRequest(
+                    "an exemplar's labels_refs must be one packed field".into(),
+                ));
+            }
+            (2, WIRE_I64) => {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&buf[pos..pos + 8]);
+                value = u64::from_le_bytes(raw);
+                pos += 8;
+            }
+            (3, WIRE_VARINT) => timestamp = read_varint(buf, &mut pos)?,
+            _ => skip_field(buf, &mut pos, wire)?,
+        }
+    }
+    Ok((refs, value, timestamp))
 }
 
 enum ExemplarError {

@@ -598,9 +598,11 @@ mod v2 {
             };
             let exemplars = (0..rng.below(3))
                 .map(|_| p2::Exemplar {
-                    labels_refs: vec![1.min(symbols.len() as u32 - 1), 0],
-                    value: 0.5,
-                    timestamp: 1 + rng.below(1000) as i64,
+                    labels_refs: (0..2 * rng.below(3))
+                        .map(|_| rng.below(symbols.len() as u64) as u32)
+                        .collect(),
+                    value: f64::from_bits(rng.next_u64()),
+                    timestamp: 1 + rng.below(1 << 40) as i64,
                 })
                 .collect();
             let metadata = rng.chance(2).then(|| p2::Metadata {
@@ -649,10 +651,12 @@ mod v2 {
         req
     }
 
-    /// The histograms a batch series passes on, read back from its raw extras as the 1.0
-    /// field 4 they were retagged to.
+    /// The histograms and exemplars a batch series passes on, read back from its raw extras
+    /// as 1.0 fields: histograms retagged to field 4, exemplars rewritten with `Label`s.
     #[derive(Clone, PartialEq, prost::Message)]
-    struct HistogramsAsV1 {
+    struct ExtrasAsV1 {
+        #[prost(message, repeated, tag = "3")]
+        exemplars: Vec<Exemplar>,
         #[prost(message, repeated, tag = "4")]
         histograms: Vec<p2::Histogram>,
     }
@@ -678,8 +682,33 @@ mod v2 {
                         for e in s.extras() {
                             raw.extend_from_slice(e);
                         }
-                        let back = HistogramsAsV1::decode(&raw[..]).unwrap();
+                        let back = ExtrasAsV1::decode(&raw[..]).unwrap();
                         assert_eq!(back.histograms, ts.histograms, "request {i}");
+                        let exemplars: Vec<Exemplar> = ts
+                            .exemplars
+                            .iter()
+                            .map(|e| Exemplar {
+                                labels: e
+                                    .labels_refs
+                                    .chunks(2)
+                                    .map(|p| {
+                                        Label::new(
+                                            &req.symbols[p[0] as usize],
+                                            &req.symbols[p[1] as usize],
+                                        )
+                                    })
+                                    .collect(),
+                                value: e.value,
+                                timestamp: e.timestamp,
+                            })
+                            .collect();
+                        // Compared by value bits: NaN is a valid exemplar value.
+                        let key = |es: &[Exemplar]| {
+                            es.iter()
+                                .map(|e| (e.labels.clone(), e.value.to_bits(), e.timestamp))
+                                .collect::<Vec<_>>()
+                        };
+                        assert_eq!(key(&back.exemplars), key(&exemplars), "request {i}");
                     }
                 }
                 (Err(e), Err(want)) => {
