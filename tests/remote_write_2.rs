@@ -342,3 +342,236 @@ tasks:
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(header(&r, "samples"), "1");
 }
+
+/// One request as the test receiver saw it.
+struct Received {
+    content_type: String,
+    version: String,
+    body: Vec<u8>,
+}
+
+/// A remote-write 2.0 receiver written in this test, because no real one can be installed
+/// here (Prometheus 2.42 only takes 1.0; 2.0 receiving arrived in Prometheus 3.x). It keeps
+/// every request and answers `status`; the test decodes the bodies with the prost reference
+/// types, an implementation independent of the relay's hand-written encoder.
+async fn test_receiver(
+    status: u16,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/write", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let store = store.clone();
+                        async move {
+                            let h = |k: &str| {
+                                req.headers()
+                                    .get(k)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_owned()
+                            };
+                            let (content_type, version) =
+                                (h("content-type"), h("x-prometheus-remote-write-version"));
+                            let body = req.into_body().collect().await?.to_bytes().to_vec();
+                            store.lock().unwrap().push(Received {
+                                content_type,
+                                version,
+                                body,
+                            });
+                            let mut resp = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            ));
+                            *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, hyper::Error>(resp)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, seen, task)
+}
+
+/// Every (labels, samples) pair in the 2.0 requests received, labels resolved through each
+/// request's own symbol table (which must start with "" and hold each string once).
+fn decode_all(received: &[Received]) -> SeriesMap {
+    use prost::Message;
+    let mut out = SeriesMap::new();
+    for r in received {
+        assert_eq!(r.content_type, v2::CONTENT_TYPE);
+        assert_eq!(r.version, "2.0.0");
+        let raw = snap::raw::Decoder::new().decompress_vec(&r.body).unwrap();
+        let req = Request::decode(&raw[..]).unwrap();
+        assert_eq!(req.symbols.first().map(String::as_str), Some(""));
+        let mut unique = req.symbols.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), req.symbols.len(), "a symbol repeated");
+        for ts in &req.timeseries {
+            let labels = ts
+                .labels_refs
+                .chunks(2)
+                .map(|p| {
+                    (
+                        req.symbols[p[0] as usize].clone(),
+                        req.symbols[p[1] as usize].clone(),
+                    )
+                })
+                .collect();
+            out.entry(labels)
+                .or_default()
+                .extend(ts.samples.iter().map(|s| (s.timestamp, s.value)));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2_0_target_fed_by_1_0_senders_receives_the_same_series() {
+    let (url, seen, _server) = test_receiver(204).await;
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: to-v2
+    labels: {{via: promrelay}}
+    targets:
+      - name: v2
+        type: remote_write
+        url: {url}
+        protobuf_message: io.prometheus.write.v2.Request
+        queue: {{batch_send_deadline: 100ms}}
+"#
+    ))
+    .await;
+    // A 1.0 request from this test...
+    let t0 = now_ms() - 10_000;
+    let req = promrelay::proto::WriteRequest {
+        timeseries: vec![promrelay::proto::TimeSeries {
+            labels: vec![
+                promrelay::proto::Label::new("__name__", "from_test"),
+                promrelay::proto::Label::new("job", "x"),
+            ],
+            samples: vec![
+                promrelay::proto::Sample {
+                    value: 1.5,
+                    timestamp: t0,
+                },
+                promrelay::proto::Sample {
+                    value: -2.0,
+                    timestamp: t0 + 1,
+                },
+            ],
+            ..Default::default()
+        }],
+        metadata: vec![],
+    };
+    let r = remote_write(&relay.write_url(), promrelay::proto::encode_snappy(&req)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let want_labels: BTreeMap<String, String> = [
+        ("__name__", "from_test"),
+        ("job", "x"),
+        ("via", "promrelay"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the 1.0 request at the 2.0 receiver",
+        || async {
+            let got = decode_all(&seen.lock().unwrap());
+            match got.get(&want_labels) {
+                Some(points) if points == &vec![(t0, 1.5), (t0 + 1, -2.0)] => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    // ...and a real Prometheus 2.42 sender (1.0) scraping itself.
+    let _sender = Prometheus::self_scraping_sender(&relay.write_url()).await;
+    eventually(
+        std::time::Duration::from_secs(60),
+        "Prometheus' own series at the 2.0 receiver",
+        || async {
+            let got = decode_all(&seen.lock().unwrap());
+            let up = got.iter().find(|(l, _)| {
+                l.get("__name__").map(String::as_str) == Some("up")
+                    && l.get("job").map(String::as_str) == Some("self")
+                    && l.get("via").map(String::as_str) == Some("promrelay")
+            });
+            match up {
+                Some((_, points)) if points.iter().all(|p| p.1 == 1.0) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2_0_target_answering_415_is_refused_as_a_configuration_error() {
+    let (url, seen, _server) = test_receiver(415).await;
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: to-v1-only
+    targets:
+      - name: old
+        type: remote_write
+        url: {url}
+        protobuf_message: io.prometheus.write.v2.Request
+        queue: {{batch_send_deadline: 100ms}}
+"#
+    ))
+    .await;
+    let req = promrelay::proto::WriteRequest {
+        timeseries: vec![promrelay::proto::TimeSeries {
+            labels: vec![promrelay::proto::Label::new("__name__", "m")],
+            samples: vec![promrelay::proto::Sample {
+                value: 1.0,
+                timestamp: now_ms(),
+            }],
+            ..Default::default()
+        }],
+        metadata: vec![],
+    };
+    let r = remote_write(&relay.write_url(), promrelay::proto::encode_snappy(&req)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the refusal logged",
+        || async {
+            let log = relay.proc.log_text();
+            if log.contains("does not take remote-write 2.0") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
+    relay
+        .wait_metric(
+            "promrelay_target_dropped_samples_total{task=\"to-v1-only\",target=\"old\",reason=\"refused\"}",
+            "the batch counted refused",
+            |v| v == 1.0,
+        )
+        .await;
+    // Sent once, not retried.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}

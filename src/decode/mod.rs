@@ -177,8 +177,21 @@ impl SeriesBatch {
         raw: &[u8],
         protocol: Protocol,
     ) -> Result<(), DecodeError> {
+        self.decode_protobuf_with(raw, protocol, DecodeLimits::default())
+    }
+
+    /// [`SeriesBatch::decode_protobuf_as`] under `limits`.
+    ///
+    /// # Errors
+    /// As [`SeriesBatch::decode_protobuf_as`].
+    pub fn decode_protobuf_with(
+        &mut self,
+        raw: &[u8],
+        protocol: Protocol,
+        limits: DecodeLimits,
+    ) -> Result<(), DecodeError> {
         self.clear();
-        self.limits = DecodeLimits::default();
+        self.limits = limits;
         if raw.len() > u32::MAX as usize {
             return Err(DecodeError::TooLarge {
                 declared: raw.len(),
