@@ -7,11 +7,11 @@
 //! | answer | when |
 //! |---|---|
 //! | 204 | the request was taken by every task's targets |
-//! | 400 | the body does not decode (bad snappy or protobuf, a series without labels, an empty or duplicate label name, invalid UTF-8), or exceeds an input limit (`max_series_per_request`, `max_labels_per_series`, `max_label_name_bytes`, `max_label_value_bytes`; the answer names it) |
+//! | 400 | the body does not decode (bad snappy or protobuf, a series without labels, an empty or duplicate label name, invalid UTF-8; for 2.0 also a non-empty `symbols[0]`, a ref out of range or unpaired, a series with samples and histograms, an exemplar without timestamp), or exceeds an input limit (`max_series_per_request`, `max_labels_per_series`, `max_label_name_bytes`, `max_label_value_bytes`; the answer names it) |
 //! | 401 + `WWW-Authenticate` | the source requires credentials and the request lacks the right ones |
 //! | 404 | unknown path or source |
 //! | 405 | wrong method (`Allow` says which) |
-//! | 413 | body over `max_body_bytes`, or snappy header declaring more than `max_decoded_bytes` |
+//! | 413 | body over `max_body_bytes`, or a plausible snappy header declaring more than `max_decoded_bytes` (a header claiming more than its body could hold at all is junk: 400) |
 //! | 415 | `Content-Encoding` other than snappy, or a `Content-Type`/`proto=` that is neither remote-write 1.0 (`application/x-protobuf`, optionally `;proto=prometheus.WriteRequest`) nor 2.0 (`;proto=io.prometheus.write.v2.Request`) |
 //!
 //! Every answer to a write carries `X-Prometheus-Remote-Write-Samples-Written`,
