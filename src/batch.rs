@@ -77,6 +77,8 @@ pub struct SeriesBatch {
     /// Remote-write 2.0 only: exemplar payloads of the series being decoded, converted to
     /// 1.0 exemplars once the series is walked.
     pub(crate) pending_exemplars: Vec<Span>,
+    /// Remote-write 2.0 only: scratch for one exemplar's label refs.
+    pub(crate) exemplar_refs: Vec<u32>,
     /// Remote-write 2.0 only: end of the bytes in use in `buf`. Past `len` sit exemplars
     /// rewritten in the 1.0 layout (a 2.0 exemplar names its labels by symbol refs, which no
     /// 1.0 reader understands); their `extras` spans point there.

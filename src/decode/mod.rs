@@ -503,14 +503,13 @@ impl SeriesBatch {
     /// strings are copied from their symbols within the same buffer.
     fn exemplar_as_v1(&mut self, payload: Span) -> Result<Span, DecodeError> {
         let msg = payload.range();
-        let (refs, value, timestamp) = exemplar_parts(&self.buf[..msg.end], msg.start)?;
-        let sym = |r: u64| self.symbols[r as usize];
+        let mut refs = std::mem::take(&mut self.exemplar_refs);
+        refs.clear();
+        let (value, timestamp) = exemplar_parts(&self.buf[..msg.end], msg.start, &mut refs)?;
+        let sym = |r: u32| self.symbols[r as usize];
         let mut content = 9 + 1 + varint_len(timestamp);
-        let mut p = refs.start;
-        while p < refs.end {
-            let n = sym(read_varint(&self.buf[..refs.end], &mut p)?);
-            let v = sym(read_varint(&self.buf[..refs.end], &mut p)?);
-            let l = label_len(n, v);
+        for pair in refs.chunks_exact(2) {
+            let l = label_len(sym(pair[0]), sym(pair[1]));
             content += 1 + varint_len(l as u64) + l;
         }
         let size = 1 + varint_len(content as u64) + content;
@@ -538,10 +537,11 @@ impl SeriesBatch {
         self.buf[w] = 0x1a;
         w += 1;
         put(&mut self.buf, &mut w, content as u64);
-        let mut p = refs.start;
-        while p < refs.end {
-            let n = sym(read_varint(&self.buf[..refs.end], &mut p)?);
-            let v = sym(read_varint(&self.buf[..refs.end], &mut p)?);
+        for pair in refs.chunks_exact(2) {
+            let (n, v) = (
+                self.symbols[pair[0] as usize],
+                self.symbols[pair[1] as usize],
+            );
             self.buf[w] = 0x0a;
             w += 1;
             put(&mut self.buf, &mut w, label_len(n, v) as u64);
@@ -553,6 +553,7 @@ impl SeriesBatch {
                 w += (s.end - s.start) as usize;
             }
         }
+        self.exemplar_refs = refs;
         self.buf[w] = 0x11;
         self.buf[w + 1..w + 9].copy_from_slice(&value.to_le_bytes());
         w += 9;
@@ -926,34 +927,31 @@ fn label_len(n: Span, v: Span) -> usize {
     (2 + varint_len(n) + varint_len(v)) + (n + v) as usize
 }
 
-/// A checked 2.0 exemplar's parts: the byte range of its refs (packed varints; the
-/// concatenation of every `labels_refs` field's varints when they are split), value bits,
-/// timestamp. Only the packed single-field form is taken here; a split form is rare enough
-/// (no known encoder writes it) to be refused rather than handled by a second path.
+/// A checked 2.0 exemplar's parts: its label refs (every `labels_refs` field, packed or
+/// not, in order, appended to `refs`), value bits and timestamp.
 fn exemplar_parts(
     buf: &[u8],
     start: usize,
-) -> Result<(std::ops::Range<usize>, u64, u64), DecodeError> {
-    let mut refs = 0..0;
-    let mut seen_refs = false;
+    refs: &mut Vec<u32>,
+) -> Result<(u64, u64), DecodeError> {
     let (mut value, mut timestamp) = (0u64, 0u64);
     let mut pos = start;
     while pos < buf.len() {
         let (field, wire) = read_key(buf, &mut pos)?;
         match (field, wire) {
-            (1, WIRE_LEN) if !seen_refs => {
-                let (a, b) = read_len(buf, &mut pos)?;
-                refs = a..b;
-                seen_refs = true;
+            (1, WIRE_LEN) => {
+                let (mut p, b) = read_len(buf, &mut pos)?;
+                while p < b {
+                    refs.push(read_varint(&buf[..b], &mut p)? as u32);
+                }
             }
-            (1, _) => {
-                return Err(DecodeError::BadRequest(
-                    "an exemplar's labels_refs must be one packed field".into(),
-                ));
-            }
+            (1, WIRE_VARINT) => refs.push(read_varint(buf, &mut pos)? as u32),
             (2, WIRE_I64) => {
+                let bytes = buf
+                    .get(pos..pos + 8)
+                    .ok_or(DecodeError::Protobuf("truncated exemplar value"))?;
                 let mut raw = [0u8; 8];
-                raw.copy_from_slice(&buf[pos..pos + 8]);
+                raw.copy_from_slice(bytes);
                 value = u64::from_le_bytes(raw);
                 pos += 8;
             }
@@ -961,7 +959,7 @@ fn exemplar_parts(
             _ => skip_field(buf, &mut pos, wire)?,
         }
     }
-    Ok((refs, value, timestamp))
+    Ok((value, timestamp))
 }
 
 enum ExemplarError {

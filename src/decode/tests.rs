@@ -758,6 +758,52 @@ mod v2 {
     }
 
     #[test]
+    fn unpacked_exemplar_refs_are_taken_as_prost_takes_them() {
+        // labels_refs of an exemplar as one varint per field (legal protobuf for a packed
+        // repeated field, and prost accepts it): refs 3, 4 ("trace_id", "abc").
+        let mut exemplar = vec![0x08, 3, 0x08, 4, 0x11];
+        exemplar.extend_from_slice(&2.5f64.to_le_bytes());
+        exemplar.extend_from_slice(&[0x18, 9]);
+        let req = Request {
+            symbols: ["", "__name__", "up", "trace_id", "abc"]
+                .map(String::from)
+                .to_vec(),
+            timeseries: vec![p2::TimeSeries {
+                labels_refs: vec![1, 2],
+                samples: vec![p2::Sample {
+                    value: 1.0,
+                    timestamp: 9,
+                    start_timestamp: 0,
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut raw = req.encode_to_vec();
+        // Append the exemplar field to the (last) series and fix its length prefix.
+        let series_at = raw.iter().rposition(|&b| b == 0x2a).unwrap();
+        let field = [&[0x22, exemplar.len() as u8][..], &exemplar[..]].concat();
+        raw[series_at + 1] += field.len() as u8;
+        raw.extend_from_slice(&field);
+        let by_prost = Request::decode(&raw[..]).unwrap();
+        assert_eq!(by_prost.timeseries[0].exemplars[0].labels_refs, vec![3, 4]);
+        let mut batch = SeriesBatch::new();
+        batch.decode_protobuf_as(&raw, Protocol::V2).unwrap();
+        let mut extras = Vec::new();
+        for e in batch.series(0).extras() {
+            extras.extend_from_slice(e);
+        }
+        let back = ExtrasAsV1::decode(&extras[..]).unwrap();
+        assert_eq!(
+            back.exemplars,
+            vec![Exemplar {
+                labels: vec![Label::new("trace_id", "abc")],
+                value: 2.5,
+                timestamp: 9,
+            }]
+        );
+    }
+
+    #[test]
     fn malformed_2_0_bodies_never_panic_and_what_prost_refuses_is_refused() {
         let mut rng = Rng::new(1313);
         let mut batch = SeriesBatch::new();
