@@ -549,8 +549,20 @@ tasks:
         }],
         metadata: vec![],
     };
-    let r = remote_write(&relay.write_url(), promrelay::proto::encode_snappy(&req)).await;
-    assert_eq!(r.status, 204, "{}", r.text());
+    // Three requests, sent as three batches (each waits for the previous to be refused).
+    for n in 1..=3 {
+        let r = remote_write(&relay.write_url(), promrelay::proto::encode_snappy(&req)).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+        eventually(std::time::Duration::from_secs(30), "sent", || async {
+            let sent = seen.lock().unwrap().len();
+            if sent >= n {
+                Ok(())
+            } else {
+                Err(format!("{sent} sent"))
+            }
+        })
+        .await;
+    }
     eventually(
         std::time::Duration::from_secs(30),
         "the refusal logged",
@@ -568,10 +580,18 @@ tasks:
         .wait_metric(
             "promrelay_target_dropped_samples_total{task=\"to-v1-only\",target=\"old\",reason=\"refused\"}",
             "the batch counted refused",
-            |v| v == 1.0,
+            |v| v == 3.0,
         )
         .await;
-    // Sent once, not retried.
+    // Each sent once, not retried; the configuration error logged once, not per batch.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert_eq!(
+        relay
+            .proc
+            .log_text()
+            .matches("does not take remote-write 2.0")
+            .count(),
+        1
+    );
 }

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub const USER_AGENT: &str = concat!("promrelay/", env!("CARGO_PKG_VERSION"));
@@ -37,12 +38,21 @@ pub struct RemoteWriteService {
     v2: Option<(V2Writer, Vec<u8>)>,
     /// Why the last prepared batch could not be converted (its send is then refused).
     convert_error: Option<String>,
+    /// Shared by the target's lanes: a 2.0 target's 415 has been logged.
+    refused_v2_logged: Arc<AtomicBool>,
 }
 
 impl RemoteWriteService {
     /// # Errors
     /// TLS files that do not parse, or no usable root certificates for an https URL.
     pub fn new(cfg: &RemoteWriteConfig) -> Result<Self, String> {
+        Self::with_shared(cfg, Arc::default())
+    }
+
+    fn with_shared(
+        cfg: &RemoteWriteConfig,
+        refused_v2_logged: Arc<AtomicBool>,
+    ) -> Result<Self, String> {
         let tls = client_tls(&cfg.tls, cfg.url.scheme_str() == Some("https"))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -86,6 +96,7 @@ impl RemoteWriteService {
             compressed: Vec::new(),
             v2: (cfg.protocol == Protocol::V2).then(|| (V2Writer::default(), Vec::new())),
             convert_error: None,
+            refused_v2_logged,
         })
     }
 
@@ -177,10 +188,15 @@ impl RemoteWriteService {
             Ok(Ok(x)) => x,
         };
         if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && self.v2.is_some() {
-            return SendResult::Reject {
-                why: "the receiver does not take remote-write 2.0 (HTTP 415): a configuration \
-                      error; set protobuf_message: prometheus.WriteRequest for it"
-                    .into(),
+            // A configuration error, the same for every batch: logged once (by the lane, as
+            // a refusal), counted every time.
+            let why = "the receiver does not take remote-write 2.0 (HTTP 415): a configuration \
+                       error; set protobuf_message: prometheus.WriteRequest for it"
+                .to_string();
+            return if self.refused_v2_logged.swap(true, Ordering::Relaxed) {
+                SendResult::RejectQuietly { why }
+            } else {
+                SendResult::Reject { why }
             };
         }
         classify(status, retry_after, &body)
@@ -193,7 +209,10 @@ impl RemoteWriteService {
 /// As [`RemoteWriteService::new`].
 impl RemoteWriteConfig {
     pub fn services(&self, lanes: usize) -> Result<Vec<RemoteWriteService>, String> {
-        (0..lanes).map(|_| RemoteWriteService::new(self)).collect()
+        let logged = Arc::new(AtomicBool::new(false));
+        (0..lanes)
+            .map(|_| RemoteWriteService::with_shared(self, logged.clone()))
+            .collect()
     }
 }
 
@@ -363,6 +382,7 @@ mod tests {
                     assert!(why.contains("why"), "{why}");
                     "reject".to_string()
                 }
+                SendResult::RejectQuietly { .. } => "reject quietly".to_string(),
             };
             assert_eq!(got, want, "HTTP {code}");
         }
