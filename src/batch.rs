@@ -68,6 +68,21 @@ pub struct SeriesBatch {
     pub(crate) samples: Vec<Sample>,
     pub(crate) extras: Vec<Span>,
     pub(crate) metadata: usize,
+    /// Exemplars the request carried (each passed on in `extras`).
+    pub(crate) exemplars: usize,
+    /// Remote-write 2.0 only: the request's symbol table, each symbol a span into `buf`.
+    /// Label spans of a 2.0 series are copies of these spans, so a 2.0 batch reads exactly
+    /// like a 1.0 one.
+    pub(crate) symbols: Vec<Span>,
+    /// Remote-write 2.0 only: exemplar payloads of the series being decoded, converted to
+    /// 1.0 exemplars once the series is walked.
+    pub(crate) pending_exemplars: Vec<Span>,
+    /// Remote-write 2.0 only: scratch for one exemplar's label refs.
+    pub(crate) exemplar_refs: Vec<u32>,
+    /// Remote-write 2.0 only: end of the bytes in use in `buf`. Past `len` sit exemplars
+    /// rewritten in the 1.0 layout (a 2.0 exemplar names its labels by symbol refs, which no
+    /// 1.0 reader understands); their `extras` spans point there.
+    pub(crate) tail: usize,
     /// Limits of the decode in progress.
     pub(crate) limits: crate::decode::DecodeLimits,
 }
@@ -85,6 +100,10 @@ impl SeriesBatch {
         self.samples.clear();
         self.extras.clear();
         self.metadata = 0;
+        self.exemplars = 0;
+        self.symbols.clear();
+        self.pending_exemplars.clear();
+        self.tail = 0;
     }
 
     /// Give memory back after an unusually large request: keep at most `retain` bytes of
@@ -104,6 +123,9 @@ impl SeriesBatch {
         }
         if self.series.capacity() > entries {
             self.series = Vec::new();
+        }
+        if self.symbols.capacity() > entries {
+            self.symbols = Vec::new();
         }
     }
 
@@ -125,9 +147,15 @@ impl SeriesBatch {
         self.series.iter().map(|s| s.histograms as usize).sum()
     }
 
-    /// Number of `MetricMetadata` entries the request carried (they are not relayed).
+    /// Number of metadata entries the request carried (1.0: `MetricMetadata` messages; 2.0:
+    /// series with a `metadata` field). They are not relayed yet.
     pub fn metadata_count(&self) -> usize {
         self.metadata
+    }
+
+    /// Number of exemplars the request carried.
+    pub fn exemplar_count(&self) -> usize {
+        self.exemplars
     }
 
     /// The decompressed request bytes every span points into.

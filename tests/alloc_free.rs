@@ -4,6 +4,7 @@
 //! series the request holds.
 
 use promrelay::config::Config;
+use promrelay::decode::Protocol;
 use promrelay::pipeline::Pipeline;
 use promrelay::telemetry::Metrics;
 use promrelay::tools::workload::WorkloadSpec;
@@ -65,8 +66,8 @@ fn many_tasks() -> String {
     format!("tasks:\n{tasks}")
 }
 
-fn allocations_per_request(series: usize) -> f64 {
-    allocations_for(THREE_TARGETS, series)
+fn allocations_per_request(series: usize, protocol: Protocol) -> f64 {
+    allocations_for(THREE_TARGETS, series, protocol)
 }
 
 const THREE_TARGETS: &str = r#"
@@ -82,7 +83,7 @@ tasks:
       - {name: kafka, type: kafka, brokers: "127.0.0.1:9", topic: "m.{__name__}", queue: {capacity: 100000000, max_samples_per_send: 1000000}}
 "#;
 
-fn allocations_for(yaml: &str, series: usize) -> f64 {
+fn allocations_for(yaml: &str, series: usize, protocol: Protocol) -> f64 {
     let pipeline = Pipeline::new(
         Config::from_yaml(yaml, Path::new(".")).unwrap(),
         &Metrics::new(),
@@ -93,11 +94,18 @@ fn allocations_for(yaml: &str, series: usize) -> f64 {
         ..Default::default()
     };
     let bodies: Vec<Vec<u8>> = (0..4)
-        .map(|n| promrelay::proto::encode_snappy(&spec.request(n)))
+        .map(|n| match protocol {
+            Protocol::V1 => promrelay::proto::encode_snappy(&spec.request(n)),
+            Protocol::V2 => promrelay::proto::v2::encode_snappy(&promrelay::proto::v2::from_v1(
+                &spec.request(n),
+            )),
+        })
         .collect();
     let run = |rounds: usize| {
         for i in 0..rounds {
-            let stats = pipeline.process(0, &bodies[i % bodies.len()]).unwrap();
+            let stats = pipeline
+                .process_as(0, &bodies[i % bodies.len()], protocol)
+                .unwrap();
             assert!(stats.queued > 0);
             for t in pipeline.targets() {
                 t.queue.discard_all();
@@ -128,15 +136,23 @@ fn a_warm_pipeline_does_not_allocate_per_sample() {
         v.len()
     );
 
-    let small = allocations_per_request(200);
-    let large = allocations_per_request(4000);
-    eprintln!("allocations per request: {small} (200 series), {large} (4000 series)");
-    assert!(small <= 4.0, "{small} allocations per 200-series request");
-    assert!(
-        large <= 4.0,
-        "{large} allocations per 4000-series request: something allocates per series"
-    );
-    let indexed = allocations_for(&many_tasks(), 2000);
+    // Remote-write 2.0 too: labels resolve through the symbol table without a copy.
+    for protocol in [Protocol::V1, Protocol::V2] {
+        let small = allocations_per_request(200, protocol);
+        let large = allocations_per_request(4000, protocol);
+        eprintln!(
+            "{protocol:?}: allocations per request: {small} (200 series), {large} (4000 series)"
+        );
+        assert!(
+            small <= 4.0,
+            "{protocol:?}: {small} allocations per 200-series request"
+        );
+        assert!(
+            large <= 4.0,
+            "{protocol:?}: {large} allocations per 4000-series request: something allocates per series"
+        );
+    }
+    let indexed = allocations_for(&many_tasks(), 2000, Protocol::V1);
     eprintln!("allocations per request: {indexed} (2000 series, 20 tasks through the task index)");
     assert!(
         indexed <= 4.0,

@@ -1,5 +1,18 @@
-//! Remote-write 1.0 request decoding: raw snappy into a reused buffer, then a hand-written
+//! Remote-write request decoding (1.0 `prometheus.WriteRequest` and 2.0
+//! `io.prometheus.write.v2.Request`): raw snappy into a reused buffer, then a hand-written
 //! protobuf walk that fills a [`SeriesBatch`] with byte ranges.
+//!
+//! 2.0 and the symbol table: a 2.0 request carries every string once in `symbols` and each
+//! series names its labels by index pairs (`labels_refs`). The walk first records each symbol's
+//! span in the decoded buffer, then resolves a series' refs to those spans, so a 2.0 label is
+//! the same (name span, value span) pair as a 1.0 label and nothing downstream can tell the
+//! versions apart. No string is copied. A 2.0 native histogram has the 1.0 layout (plus
+//! `start_timestamp`, field 17, which 1.0 readers skip as unknown) under field 3 instead of 4:
+//! its one-byte tag is rewritten in place (0x1a → 0x22) so it passes through to 1.0 targets as
+//! a raw extra like a 1.0 histogram. A 2.0 exemplar names its labels by refs, which no 1.0
+//! reader understands: it is rewritten once in the 1.0 layout into the buffer's tail, past
+//! the decoded bytes (the only bytes a 2.0 decode writes; none for a request without
+//! exemplars).
 //!
 //! Why by hand: prost would allocate a `String` per label name and value and a `Vec` per series;
 //! at a few million samples a second that allocation is most of the cost. The walker here reads
@@ -10,9 +23,10 @@
 //! [`DecodeLimits::max_decoded_bytes`] *before* anything is allocated, so a small body cannot make
 //! the relay allocate gigabytes.
 //!
-//! Unknown fields are skipped, as protobuf requires. Exemplars (field 3) and native histograms
+//! Unknown fields are skipped, as protobuf requires. 1.0 exemplars (field 3) and native histograms
 //! (field 4) are kept as raw encoded fields and passed through to protobuf targets unchanged.
-//! `MetricMetadata` entries are counted and not relayed.
+//! Metadata (1.0 `MetricMetadata`, 2.0 per-series `metadata`) is checked, counted and not relayed
+//! yet; 2.0 `start_timestamp`s are read and dropped (1.0 has no place for them).
 
 use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span};
 use std::cmp::Ordering;
@@ -28,6 +42,8 @@ pub enum DecodeError {
     Protobuf(&'static str),
     #[error("series {series}: {what}")]
     BadSeries { series: usize, what: String },
+    #[error("remote-write 2.0: {0}")]
+    BadRequest(String),
     #[error("{what} exceeds the limit of {limit} (server.{setting})")]
     Limit {
         what: String,
@@ -52,6 +68,7 @@ impl DecodeError {
             DecodeError::TooLarge { .. } => "decoded_too_large",
             DecodeError::Protobuf(_) => "protobuf",
             DecodeError::BadSeries { .. } => "bad_series",
+            DecodeError::BadRequest(_) => "bad_request",
             DecodeError::Limit { setting, .. } => setting,
         }
     }
@@ -80,6 +97,16 @@ impl Default for DecodeLimits {
     }
 }
 
+/// Which remote-write message a body holds (chosen by the request's `Content-Type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// `prometheus.WriteRequest`.
+    #[default]
+    V1,
+    /// `io.prometheus.write.v2.Request` (spec 2.0-rc.4).
+    V2,
+}
+
 impl SeriesBatch {
     /// Clear the batch and fill it from a snappy-compressed remote-write 1.0 body.
     ///
@@ -88,23 +115,39 @@ impl SeriesBatch {
     /// valid `WriteRequest`, or holds a series with no labels, an empty or duplicate label name,
     /// or a name or value that is not UTF-8. On error the batch is left cleared and reusable.
     pub fn decode_snappy(&mut self, body: &[u8], limits: DecodeLimits) -> Result<(), DecodeError> {
+        self.decode_snappy_as(body, limits, Protocol::V1)
+    }
+
+    /// Clear the batch and fill it from a snappy-compressed body of `protocol`.
+    ///
+    /// # Errors
+    /// As [`SeriesBatch::decode_snappy`]; for 2.0 also a non-empty `symbols[0]`, a symbol
+    /// ref out of range, an odd number of label refs, a series with both samples and
+    /// histograms, an exemplar without a timestamp (each a 400 naming it).
+    pub fn decode_snappy_as(
+        &mut self,
+        body: &[u8],
+        limits: DecodeLimits,
+        protocol: Protocol,
+    ) -> Result<(), DecodeError> {
         self.clear();
         self.limits = limits;
         let declared =
             snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
-        let limit = limits.max_decoded_bytes.min(u32::MAX as usize);
-        if declared > limit {
-            return Err(DecodeError::TooLarge { declared, limit });
-        }
         // Snappy's densest element is a 3-byte copy of 64 bytes, so no valid body of n bytes
         // decodes to more than 64n/3. A header claiming more is a lie that would otherwise
-        // make a few hundred bytes of junk allocate up to max_decoded_bytes.
+        // make a few hundred bytes of junk allocate up to max_decoded_bytes. Checked before
+        // the size limit: junk is malformed (400), only a plausible body is too large (413).
         let ceiling = body.len().saturating_mul(64) / 3 + 64;
         if declared > ceiling {
             return Err(DecodeError::Snappy(format!(
                 "the header declares {declared} decoded bytes, more than a {}-byte body can hold",
                 body.len()
             )));
+        }
+        let limit = limits.max_decoded_bytes.min(u32::MAX as usize);
+        if declared > limit {
+            return Err(DecodeError::TooLarge { declared, limit });
         }
         // Reused buffer: only growth beyond the largest earlier request is zero-filled.
         if self.buf.len() < declared {
@@ -114,7 +157,7 @@ impl SeriesBatch {
             .decompress(body, &mut self.buf[..declared])
             .map_err(|e| DecodeError::Snappy(e.to_string()))?;
         self.len = n;
-        self.decode_buffer()
+        self.decode_buffer(protocol)
     }
 
     /// Clear the batch and decode an uncompressed `WriteRequest`.
@@ -122,8 +165,33 @@ impl SeriesBatch {
     /// # Errors
     /// As [`SeriesBatch::decode_snappy`], without the snappy cases.
     pub fn decode_protobuf(&mut self, raw: &[u8]) -> Result<(), DecodeError> {
+        self.decode_protobuf_as(raw, Protocol::V1)
+    }
+
+    /// Clear the batch and decode an uncompressed body of `protocol`.
+    ///
+    /// # Errors
+    /// As [`SeriesBatch::decode_snappy_as`], without the snappy cases.
+    pub fn decode_protobuf_as(
+        &mut self,
+        raw: &[u8],
+        protocol: Protocol,
+    ) -> Result<(), DecodeError> {
+        self.decode_protobuf_with(raw, protocol, DecodeLimits::default())
+    }
+
+    /// [`SeriesBatch::decode_protobuf_as`] under `limits`.
+    ///
+    /// # Errors
+    /// As [`SeriesBatch::decode_protobuf_as`].
+    pub fn decode_protobuf_with(
+        &mut self,
+        raw: &[u8],
+        protocol: Protocol,
+        limits: DecodeLimits,
+    ) -> Result<(), DecodeError> {
         self.clear();
-        self.limits = DecodeLimits::default();
+        self.limits = limits;
         if raw.len() > u32::MAX as usize {
             return Err(DecodeError::TooLarge {
                 declared: raw.len(),
@@ -135,11 +203,14 @@ impl SeriesBatch {
         }
         self.buf[..raw.len()].copy_from_slice(raw);
         self.len = raw.len();
-        self.decode_buffer()
+        self.decode_buffer(protocol)
     }
 
-    fn decode_buffer(&mut self) -> Result<(), DecodeError> {
-        let result = self.walk_write_request();
+    fn decode_buffer(&mut self, protocol: Protocol) -> Result<(), DecodeError> {
+        let result = match protocol {
+            Protocol::V1 => self.walk_write_request(),
+            Protocol::V2 => self.walk_request_v2(),
+        };
         if result.is_err() {
             self.clear();
         }
@@ -209,7 +280,7 @@ impl SeriesBatch {
                     let (a, b) = read_len(buf, &mut pos)?;
                     let sample = match canonical_sample(&buf[a..b]) {
                         Some(s) => s,
-                        None => walk_sample(&buf[..b], a)?,
+                        None => walk_sample(&buf[..b], a, &[1, 2])?,
                     };
                     self.samples.push(sample);
                 }
@@ -224,6 +295,7 @@ impl SeriesBatch {
                         end: pos as u32,
                     });
                     histograms += u32::from(field == 4);
+                    self.exemplars += usize::from(field == 3);
                 }
                 _ => skip_unknown(buf, &mut pos, field, wire, &[1, 2, 3, 4])?,
             }
@@ -238,6 +310,262 @@ impl SeriesBatch {
             hash,
         });
         Ok(())
+    }
+
+    /// Remote-write 2.0: symbols first (wherever they are in the body), then the series.
+    fn walk_request_v2(&mut self) -> Result<(), DecodeError> {
+        let end = self.len;
+        let mut pos = 0usize;
+        // Pass 1: the symbol table. Top-level fields only; series are skipped by length.
+        while pos < end {
+            let buf = &self.buf[..end];
+            let (field, wire) = read_key(buf, &mut pos)?;
+            match (field, wire) {
+                (4, WIRE_LEN) => {
+                    let (a, b) = read_len(buf, &mut pos)?;
+                    if !is_utf8(&buf[a..b]) {
+                        return Err(DecodeError::Protobuf("a symbol that is not UTF-8"));
+                    }
+                    self.symbols.push(Span {
+                        start: a as u32,
+                        end: b as u32,
+                    });
+                }
+                (5, WIRE_LEN) => {
+                    read_len(buf, &mut pos)?;
+                }
+                _ => skip_unknown(buf, &mut pos, field, wire, &[4, 5])?,
+            }
+        }
+        if let Some(first) = self.symbols.first()
+            && first.start != first.end
+        {
+            return Err(DecodeError::BadRequest(
+                "symbols[0] must be the empty string".into(),
+            ));
+        }
+        // Pass 2: the series. The body is known well-formed at the top level now.
+        pos = 0;
+        while pos < end {
+            let (field, wire) = read_key(&self.buf[..end], &mut pos)?;
+            if (field, wire) != (5, WIRE_LEN) {
+                skip_field(&self.buf[..end], &mut pos, wire)?;
+                continue;
+            }
+            if self.series.len() >= self.limits.max_series_per_request {
+                return Err(DecodeError::Limit {
+                    what: "number of series".into(),
+                    limit: self.limits.max_series_per_request,
+                    setting: "max_series_per_request",
+                });
+            }
+            let (start, stop) = read_len(&self.buf[..end], &mut pos)?;
+            self.walk_series_v2(start, stop)?;
+        }
+        Ok(())
+    }
+
+    fn walk_series_v2(&mut self, start: usize, end: usize) -> Result<(), DecodeError> {
+        let series = self.series.len();
+        let labels_start = self.labels.len();
+        let samples_start = self.samples.len();
+        let extras_start = self.extras.len();
+        let mut histograms = 0u32;
+        let mut pending_name: Option<Span> = None;
+        let mut pos = start;
+        let buf = &self.buf[..end];
+        let symbols = &self.symbols[..];
+        let bad = |what: String| DecodeError::BadSeries { series, what };
+        let symbol = |r: u64, what: &str| {
+            symbols.get(r as usize).copied().ok_or_else(|| {
+                bad(format!(
+                    "{what} ref {r} is out of range (the request has {} symbols)",
+                    symbols.len()
+                ))
+            })
+        };
+        while pos < end {
+            let field_start = pos;
+            let (field, wire) = read_key(buf, &mut pos)?;
+            match (field, wire) {
+                // labels_refs: packed as every encoder writes it, or one varint per field.
+                (1, WIRE_LEN | WIRE_VARINT) => {
+                    let (mut p, stop) = if wire == WIRE_LEN {
+                        read_len(buf, &mut pos)?
+                    } else {
+                        let p = pos;
+                        read_varint(buf, &mut pos)?;
+                        (p, pos)
+                    };
+                    while p < stop {
+                        let r = read_varint(&buf[..stop], &mut p)?;
+                        let span = symbol(r, "label")?;
+                        match pending_name.take() {
+                            None => pending_name = Some(span),
+                            Some(name) => self.labels.push(LabelRef { name, value: span }),
+                        }
+                    }
+                }
+                (2, WIRE_LEN) => {
+                    let (a, b) = read_len(buf, &mut pos)?;
+                    let sample = match canonical_sample(&buf[a..b]) {
+                        Some(s) => s,
+                        None => walk_sample(&buf[..b], a, &[1, 2, 3])?,
+                    };
+                    self.samples.push(sample);
+                }
+                (3, WIRE_LEN) => {
+                    let (a, b) = read_len(buf, &mut pos)?;
+                    check_message(&buf[a..b], HISTOGRAM_V2)?;
+                    self.extras.push(Span {
+                        start: field_start as u32,
+                        end: pos as u32,
+                    });
+                    histograms += 1;
+                }
+                (4, WIRE_LEN) => {
+                    let (a, b) = read_len(buf, &mut pos)?;
+                    check_exemplar_v2(&buf[..b], a, &symbol).map_err(|e| match e {
+                        ExemplarError::Decode(e) => e,
+                        ExemplarError::Bad(what) => bad(what.into()),
+                    })?;
+                    self.pending_exemplars.push(Span {
+                        start: a as u32,
+                        end: b as u32,
+                    });
+                }
+                (5, WIRE_LEN) => {
+                    let (a, b) = read_len(buf, &mut pos)?;
+                    let mut p = a;
+                    while p < b {
+                        let (f, w) = read_key(&buf[..b], &mut p)?;
+                        match (f, w) {
+                            (1, WIRE_VARINT) => {
+                                read_varint(&buf[..b], &mut p)?;
+                            }
+                            (3 | 4, WIRE_VARINT) => {
+                                let r = read_varint(&buf[..b], &mut p)?;
+                                symbol(
+                                    r,
+                                    if f == 3 {
+                                        "metadata help"
+                                    } else {
+                                        "metadata unit"
+                                    },
+                                )?;
+                            }
+                            _ => skip_unknown(&buf[..b], &mut p, f, w, &[1, 3, 4])?,
+                        }
+                    }
+                    self.metadata += 1;
+                }
+                _ => skip_unknown(buf, &mut pos, field, wire, &[1, 2, 3, 4, 5])?,
+            }
+        }
+        if pending_name.is_some() {
+            return Err(bad(
+                "labels_refs holds an odd number of refs; they must come in name/value pairs"
+                    .into(),
+            ));
+        }
+        if histograms > 0 && self.samples.len() > samples_start {
+            return Err(bad(
+                "has both samples and histograms; a 2.0 series carries one kind".into(),
+            ));
+        }
+        // A 2.0 histogram field (3) becomes a 1.0 one (4) by its one-byte tag: the 1.0
+        // layout is the same, so it then passes through to any target like a 1.0 extra.
+        for e in &self.extras[extras_start..] {
+            debug_assert_eq!(self.buf[e.start as usize], 0x1a);
+            self.buf[e.start as usize] = 0x22;
+        }
+        for i in 0..self.pending_exemplars.len() {
+            let payload = self.pending_exemplars[i];
+            let span = self.exemplar_as_v1(payload)?;
+            self.extras.push(span);
+            self.exemplars += 1;
+        }
+        self.pending_exemplars.clear();
+        let hash = self.check_labels(series, labels_start)?;
+        self.series.push(SeriesRef {
+            labels: (labels_start as u32, self.labels.len() as u32),
+            samples: (samples_start as u32, self.samples.len() as u32),
+            extras: (extras_start as u32, self.extras.len() as u32),
+            histograms,
+            hash,
+        });
+        Ok(())
+    }
+
+    /// Write the checked 2.0 exemplar at `payload` as a complete 1.0 `exemplars` field
+    /// (field 3 of a 1.0 `TimeSeries`: labels as `Label` messages, value, timestamp) at the
+    /// tail of `buf`, and return its span. Sized first, then written in place: the label
+    /// strings are copied from their symbols within the same buffer.
+    fn exemplar_as_v1(&mut self, payload: Span) -> Result<Span, DecodeError> {
+        let msg = payload.range();
+        let mut refs = std::mem::take(&mut self.exemplar_refs);
+        refs.clear();
+        let (value, timestamp) = exemplar_parts(&self.buf[..msg.end], msg.start, &mut refs)?;
+        let sym = |r: u32| self.symbols[r as usize];
+        let mut content = 9 + 1 + varint_len(timestamp);
+        for pair in refs.chunks_exact(2) {
+            let l = label_len(sym(pair[0]), sym(pair[1]));
+            content += 1 + varint_len(l as u64) + l;
+        }
+        let size = 1 + varint_len(content as u64) + content;
+        let at = self.tail.max(self.len);
+        if at + size > u32::MAX as usize {
+            return Err(DecodeError::TooLarge {
+                declared: at + size,
+                limit: u32::MAX as usize,
+            });
+        }
+        if self.buf.len() < at + size {
+            self.buf.resize(at + size, 0);
+        }
+        let mut w = at;
+        let put = |buf: &mut Vec<u8>, w: &mut usize, v: u64| {
+            let mut v = v;
+            while v >= 0x80 {
+                buf[*w] = (v as u8) | 0x80;
+                *w += 1;
+                v >>= 7;
+            }
+            buf[*w] = v as u8;
+            *w += 1;
+        };
+        self.buf[w] = 0x1a;
+        w += 1;
+        put(&mut self.buf, &mut w, content as u64);
+        for pair in refs.chunks_exact(2) {
+            let (n, v) = (
+                self.symbols[pair[0] as usize],
+                self.symbols[pair[1] as usize],
+            );
+            self.buf[w] = 0x0a;
+            w += 1;
+            put(&mut self.buf, &mut w, label_len(n, v) as u64);
+            for (tag, s) in [(0x0a, n), (0x12, v)] {
+                self.buf[w] = tag;
+                w += 1;
+                put(&mut self.buf, &mut w, u64::from(s.end - s.start));
+                self.buf.copy_within(s.range(), w);
+                w += (s.end - s.start) as usize;
+            }
+        }
+        self.exemplar_refs = refs;
+        self.buf[w] = 0x11;
+        self.buf[w + 1..w + 9].copy_from_slice(&value.to_le_bytes());
+        w += 9;
+        self.buf[w] = 0x18;
+        w += 1;
+        put(&mut self.buf, &mut w, timestamp);
+        debug_assert_eq!(w, at + size);
+        self.tail = w;
+        Ok(Span {
+            start: at as u32,
+            end: w as u32,
+        })
     }
 
     /// Validate one series' labels, sort them when the sender did not, and hash them.
@@ -370,6 +698,10 @@ fn read_varint_slow(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
 #[inline(always)]
 fn read_key(buf: &[u8], pos: &mut usize) -> Result<(u64, u8), DecodeError> {
     let key = read_varint(buf, pos)?;
+    if key > u64::from(u32::MAX) {
+        // Field numbers have 29 bits; prost refuses such a key, and so must we.
+        return Err(DecodeError::Protobuf("field key over 32 bits"));
+    }
     let field = key >> 3;
     if field == 0 {
         return Err(DecodeError::Protobuf("field number 0"));
@@ -515,6 +847,28 @@ const HISTOGRAM: &[(u64, Kind)] = &[
     (15, Kind::Varint),
 ];
 
+/// `io.prometheus.write.v2.Histogram`: the 1.0 fields plus `custom_values` (16) and
+/// `start_timestamp` (17).
+const HISTOGRAM_V2: &[(u64, Kind)] = &[
+    (1, Kind::Varint),
+    (2, Kind::I64),
+    (3, Kind::I64),
+    (4, Kind::Varint),
+    (5, Kind::I64),
+    (6, Kind::Varint),
+    (7, Kind::I64),
+    (8, Kind::Message(BUCKET_SPAN)),
+    (9, Kind::RepeatedVarint),
+    (10, Kind::RepeatedI64),
+    (11, Kind::Message(BUCKET_SPAN)),
+    (12, Kind::RepeatedVarint),
+    (13, Kind::RepeatedI64),
+    (14, Kind::Varint),
+    (15, Kind::Varint),
+    (16, Kind::RepeatedI64),
+    (17, Kind::Varint),
+];
+
 /// Check that `buf` is a well-formed message of `schema`: every known field with its wire type,
 /// lengths inside their message, text UTF-8; unknown fields skipped. Nesting is bounded by the
 /// schemas themselves (two levels).
@@ -564,6 +918,104 @@ fn check_message(buf: &[u8], schema: &[(u64, Kind)]) -> Result<(), DecodeError> 
     Ok(())
 }
 
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn label_len(n: Span, v: Span) -> usize {
+    let (n, v) = ((n.end - n.start) as u64, (v.end - v.start) as u64);
+    (2 + varint_len(n) + varint_len(v)) + (n + v) as usize
+}
+
+/// A checked 2.0 exemplar's parts: its label refs (every `labels_refs` field, packed or
+/// not, in order, appended to `refs`), value bits and timestamp.
+fn exemplar_parts(
+    buf: &[u8],
+    start: usize,
+    refs: &mut Vec<u32>,
+) -> Result<(u64, u64), DecodeError> {
+    let (mut value, mut timestamp) = (0u64, 0u64);
+    let mut pos = start;
+    while pos < buf.len() {
+        let (field, wire) = read_key(buf, &mut pos)?;
+        match (field, wire) {
+            (1, WIRE_LEN) => {
+                let (mut p, b) = read_len(buf, &mut pos)?;
+                while p < b {
+                    refs.push(read_varint(&buf[..b], &mut p)? as u32);
+                }
+            }
+            (1, WIRE_VARINT) => refs.push(read_varint(buf, &mut pos)? as u32),
+            (2, WIRE_I64) => {
+                let bytes = buf
+                    .get(pos..pos + 8)
+                    .ok_or(DecodeError::Protobuf("truncated exemplar value"))?;
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(bytes);
+                value = u64::from_le_bytes(raw);
+                pos += 8;
+            }
+            (3, WIRE_VARINT) => timestamp = read_varint(buf, &mut pos)?,
+            _ => skip_field(buf, &mut pos, wire)?,
+        }
+    }
+    Ok((value, timestamp))
+}
+
+enum ExemplarError {
+    Decode(DecodeError),
+    Bad(&'static str),
+}
+
+impl From<DecodeError> for ExemplarError {
+    fn from(e: DecodeError) -> Self {
+        ExemplarError::Decode(e)
+    }
+}
+
+/// Check a 2.0 `Exemplar` (`buf` ends where it ends): refs in range and in pairs, a
+/// timestamp present (the spec requires one; proto3 cannot tell 0 from absent, so 0 is
+/// refused like prost-based receivers do).
+fn check_exemplar_v2<F>(buf: &[u8], start: usize, symbol: &F) -> Result<(), ExemplarError>
+where
+    F: Fn(u64, &str) -> Result<Span, DecodeError>,
+{
+    let mut refs = 0usize;
+    let mut timestamp = 0u64;
+    let mut pos = start;
+    while pos < buf.len() {
+        let (field, wire) = read_key(buf, &mut pos)?;
+        match (field, wire) {
+            (1, WIRE_LEN | WIRE_VARINT) => {
+                let (mut p, stop) = if wire == WIRE_LEN {
+                    read_len(buf, &mut pos)?
+                } else {
+                    let p = pos;
+                    read_varint(buf, &mut pos)?;
+                    (p, pos)
+                };
+                while p < stop {
+                    let r = read_varint(&buf[..stop], &mut p)?;
+                    symbol(r, "exemplar label")?;
+                    refs += 1;
+                }
+            }
+            (2, WIRE_I64) => skip_field(buf, &mut pos, wire)?,
+            (3, WIRE_VARINT) => timestamp = read_varint(buf, &mut pos)?,
+            _ => skip_unknown(buf, &mut pos, field, wire, &[1, 2, 3])?,
+        }
+    }
+    if !refs.is_multiple_of(2) {
+        return Err(ExemplarError::Bad(
+            "an exemplar's labels_refs hold an odd number of refs",
+        ));
+    }
+    if timestamp == 0 {
+        return Err(ExemplarError::Bad("an exemplar has no timestamp"));
+    }
+    Ok(())
+}
+
 /// `buf` ends where the label message ends.
 fn walk_label(buf: &[u8], start: usize) -> Result<LabelRef, DecodeError> {
     let mut label = LabelRef {
@@ -600,8 +1052,9 @@ fn walk_label(buf: &[u8], start: usize) -> Result<LabelRef, DecodeError> {
     Ok(label)
 }
 
-/// `buf` ends where the sample message ends.
-fn walk_sample(buf: &[u8], start: usize) -> Result<Sample, DecodeError> {
+/// `buf` ends where the sample message ends; `known` are the field numbers of the version's
+/// `Sample` (2.0 adds `start_timestamp`, 3, read and not kept).
+fn walk_sample(buf: &[u8], start: usize, known: &[u64]) -> Result<Sample, DecodeError> {
     let mut sample = Sample::default();
     let mut pos = start;
     while pos < buf.len() {
@@ -618,7 +1071,11 @@ fn walk_sample(buf: &[u8], start: usize) -> Result<Sample, DecodeError> {
                 pos += 8;
             }
             (2, WIRE_VARINT) => sample.timestamp = read_varint(buf, &mut pos)? as i64,
-            _ => skip_unknown(buf, &mut pos, field, wire, &[1, 2])?,
+            // 2.0's start_timestamp: not carried yet (1.0 has no place for it).
+            (3, WIRE_VARINT) if known.contains(&3) => {
+                read_varint(buf, &mut pos)?;
+            }
+            _ => skip_unknown(buf, &mut pos, field, wire, known)?,
         }
     }
     Ok(sample)

@@ -322,12 +322,17 @@ fn snappy_header_over_limit_is_refused_before_decompressing() {
         "{err}"
     );
     assert_eq!(err.status(), 413);
-    // A snappy length bomb: header declares 4 GiB, body is 5 bytes.
+    // A snappy length bomb: header declares 4 GiB, body is 5 bytes. Junk is malformed, not
+    // large: 400, even though the claim is also over max_decoded_bytes.
     let bomb = [0xff, 0xff, 0xff, 0xff, 0x0f];
     let err = SeriesBatch::new()
         .decode_snappy(&bomb, DecodeLimits::default())
         .unwrap_err();
-    assert_eq!(err.status(), 413, "{err}");
+    assert_eq!(err.status(), 400, "{err}");
+    assert!(
+        err.to_string().contains("more than a 5-byte body can hold"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -463,5 +468,381 @@ fn input_limits_refuse_with_the_setting_named() {
                 );
             }
         }
+    }
+}
+
+// ---- Remote-write 2.0 -------------------------------------------------------------------
+
+mod v2 {
+    use super::*;
+    use crate::proto::v2::{self as p2, Request};
+
+    /// What the relay must make of a 2.0 request, computed from prost's decoding: the labels
+    /// resolved through the symbol table, or the validation error (a substring of ours).
+    fn reference_v2(req: &Request) -> Result<(Owned, usize, usize), &'static str> {
+        if req.symbols.first().is_some_and(|s| !s.is_empty()) {
+            return Err("symbols[0] must be the empty string");
+        }
+        let sym = |r: u32| req.symbols.get(r as usize).ok_or("out of range");
+        let mut out = Vec::new();
+        let (mut histograms, mut exemplars) = (0, 0);
+        for ts in &req.timeseries {
+            let mut labels = Vec::new();
+            for pair in ts.labels_refs.chunks(2) {
+                let name = sym(pair[0])?;
+                let Some(&v) = pair.get(1) else {
+                    return Err("odd number of refs");
+                };
+                labels.push((name.clone(), sym(v)?.clone()));
+            }
+            for e in &ts.exemplars {
+                for &r in &e.labels_refs {
+                    sym(r)?;
+                }
+                if e.labels_refs.len() % 2 != 0 {
+                    return Err("odd number of refs");
+                }
+                if e.timestamp == 0 {
+                    return Err("an exemplar has no timestamp");
+                }
+            }
+            if let Some(m) = &ts.metadata {
+                sym(m.help_ref)?;
+                sym(m.unit_ref)?;
+            }
+            if !ts.samples.is_empty() && !ts.histograms.is_empty() {
+                return Err("has both samples and histograms");
+            }
+            if labels.is_empty() {
+                return Err("no labels");
+            }
+            labels.sort();
+            if labels.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err("duplicate label name");
+            }
+            if labels.iter().any(|l| l.0.is_empty()) {
+                return Err("empty label name");
+            }
+            histograms += ts.histograms.len();
+            exemplars += ts.exemplars.len();
+            let samples = ts
+                .samples
+                .iter()
+                .map(|s| (s.value.to_bits(), s.timestamp))
+                .collect();
+            out.push((labels, samples));
+        }
+        Ok((out, histograms, exemplars))
+    }
+
+    /// A random valid 2.0 request: a shared symbol table, series with samples or histograms,
+    /// exemplars, metadata, `start_timestamp`s; then, one time in three, one defect.
+    fn random_request_v2(rng: &mut Rng) -> Request {
+        let mut symbols = vec![String::new()];
+        for i in 0..rng.below(30) {
+            symbols.push(format!("s{i}_{}", "ü\"x".repeat(rng.below(3) as usize)));
+        }
+        let mut timeseries = Vec::new();
+        for _ in 0..rng.below(12) {
+            let mut names: Vec<u32> = (0..1 + rng.below(6))
+                .map(|_| 1 + rng.below(symbols.len() as u64 + 2) as u32)
+                .collect();
+            names.sort();
+            names.dedup();
+            let mut labels_refs = Vec::new();
+            for n in names {
+                let n = n.min(symbols.len() as u32 - 1).max(1);
+                if symbols.len() < 2 || labels_refs.chunks(2).any(|p: &[u32]| p[0] == n) {
+                    continue;
+                }
+                labels_refs.push(n);
+                labels_refs.push(rng.below(symbols.len() as u64) as u32);
+            }
+            if labels_refs.is_empty() {
+                symbols.push("__name__".into());
+                labels_refs.push(symbols.len() as u32 - 1);
+                labels_refs.push(0);
+            }
+            let histogram_series = rng.chance(3);
+            let samples = if histogram_series {
+                vec![]
+            } else {
+                (0..rng.below(4))
+                    .map(|_| p2::Sample {
+                        value: f64::from_bits(rng.next_u64()),
+                        timestamp: rng.next_u64() as i64,
+                        start_timestamp: if rng.chance(2) { 5 } else { 0 },
+                    })
+                    .collect()
+            };
+            let histograms = if histogram_series {
+                (0..1 + rng.below(3))
+                    .map(|i| p2::Histogram {
+                        count_int: rng.below(100),
+                        sum: 1.5,
+                        schema: 3,
+                        zero_threshold: 1e-128,
+                        zero_count_int: 1,
+                        positive_spans: vec![p2::BucketSpan {
+                            offset: -2,
+                            length: 2,
+                        }],
+                        positive_deltas: vec![3, -1],
+                        timestamp: 1000 + i as i64,
+                        start_timestamp: rng.below(2) as i64,
+                        ..Default::default()
+                    })
+                    .collect()
+            } else {
+                vec![]
+            };
+            let exemplars = (0..rng.below(3))
+                .map(|_| p2::Exemplar {
+                    labels_refs: (0..2 * rng.below(3))
+                        .map(|_| rng.below(symbols.len() as u64) as u32)
+                        .collect(),
+                    value: f64::from_bits(rng.next_u64()),
+                    timestamp: 1 + rng.below(1 << 40) as i64,
+                })
+                .collect();
+            let metadata = rng.chance(2).then(|| p2::Metadata {
+                r#type: 2,
+                help_ref: rng.below(symbols.len() as u64) as u32,
+                unit_ref: 0,
+            });
+            timeseries.push(p2::TimeSeries {
+                labels_refs,
+                samples,
+                histograms,
+                exemplars,
+                metadata,
+            });
+        }
+        let mut req = Request {
+            symbols,
+            timeseries,
+        };
+        if rng.chance(3) {
+            let n = req.symbols.len() as u32;
+            let last = req.timeseries.len().saturating_sub(1);
+            match (rng.below(6), req.timeseries.get_mut(last)) {
+                (0, _) => req.symbols.insert(0, "x".into()),
+                (1, Some(ts)) => ts.labels_refs.push(1),
+                (2, Some(ts)) => *ts.labels_refs.last_mut().unwrap() = n + rng.below(3) as u32,
+                (3, Some(ts)) => {
+                    ts.samples.push(p2::Sample::default());
+                    ts.histograms.push(p2::Histogram::default());
+                }
+                (4, Some(ts)) => ts.exemplars.push(p2::Exemplar {
+                    labels_refs: vec![],
+                    value: 1.0,
+                    timestamp: 0,
+                }),
+                (_, Some(ts)) => {
+                    ts.metadata = Some(p2::Metadata {
+                        r#type: 1,
+                        help_ref: n,
+                        unit_ref: 0,
+                    })
+                }
+                _ => {}
+            }
+        }
+        req
+    }
+
+    /// The histograms and exemplars a batch series passes on, read back from its raw extras
+    /// as 1.0 fields: histograms retagged to field 4, exemplars rewritten with `Label`s.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct ExtrasAsV1 {
+        #[prost(message, repeated, tag = "3")]
+        exemplars: Vec<Exemplar>,
+        #[prost(message, repeated, tag = "4")]
+        histograms: Vec<p2::Histogram>,
+    }
+
+    #[test]
+    fn random_2_0_requests_decode_like_prost_and_errors_leave_the_batch_reusable() {
+        let mut rng = Rng::new(13);
+        let mut batch = SeriesBatch::new();
+        let (mut ok, mut refused) = (0, 0);
+        for i in 0..800 {
+            let req = random_request_v2(&mut rng);
+            let body = p2::encode_snappy(&req);
+            let got = batch.decode_snappy_as(&body, DecodeLimits::default(), Protocol::V2);
+            let want = reference_v2(&req);
+            match (&got, &want) {
+                (Ok(()), Ok((series, histograms, exemplars))) => {
+                    ok += 1;
+                    assert_eq!(&owned(&batch), series, "request {i}");
+                    assert_eq!(batch.histogram_count(), *histograms, "request {i}");
+                    assert_eq!(batch.exemplar_count(), *exemplars, "request {i}");
+                    for (s, ts) in batch.iter().zip(&req.timeseries) {
+                        let mut raw = Vec::new();
+                        for e in s.extras() {
+                            raw.extend_from_slice(e);
+                        }
+                        let back = ExtrasAsV1::decode(&raw[..]).unwrap();
+                        assert_eq!(back.histograms, ts.histograms, "request {i}");
+                        let exemplars: Vec<Exemplar> = ts
+                            .exemplars
+                            .iter()
+                            .map(|e| Exemplar {
+                                labels: e
+                                    .labels_refs
+                                    .chunks(2)
+                                    .map(|p| {
+                                        Label::new(
+                                            &req.symbols[p[0] as usize],
+                                            &req.symbols[p[1] as usize],
+                                        )
+                                    })
+                                    .collect(),
+                                value: e.value,
+                                timestamp: e.timestamp,
+                            })
+                            .collect();
+                        // Compared by value bits: NaN is a valid exemplar value.
+                        let key = |es: &[Exemplar]| {
+                            es.iter()
+                                .map(|e| (e.labels.clone(), e.value.to_bits(), e.timestamp))
+                                .collect::<Vec<_>>()
+                        };
+                        assert_eq!(key(&back.exemplars), key(&exemplars), "request {i}");
+                    }
+                }
+                (Err(e), Err(want)) => {
+                    refused += 1;
+                    assert!(e.to_string().contains(want), "request {i}: {e} vs {want}");
+                    assert_eq!(e.status(), 400);
+                    assert!(batch.is_empty(), "cleared after an error");
+                }
+                _ => panic!("request {i}: relay {got:?}, reference {want:?}: {req:?}"),
+            }
+        }
+        assert!(ok > 300 && refused > 100, "{ok} taken, {refused} refused");
+    }
+
+    #[test]
+    fn symbols_may_follow_the_series_and_unknown_or_reserved_fields_are_skipped() {
+        let req = Request {
+            symbols: vec!["".into(), "__name__".into(), "up".into()],
+            timeseries: vec![p2::TimeSeries {
+                labels_refs: vec![1, 2],
+                samples: vec![p2::Sample {
+                    value: 1.0,
+                    timestamp: 7,
+                    start_timestamp: 0,
+                }],
+                ..Default::default()
+            }],
+        };
+        let raw = req.encode_to_vec();
+        // Series first, then symbols; plus a 1.0-numbered field 1 (reserved) and a series
+        // field 6 (an older sender's created_timestamp) that must be skipped.
+        let split = raw.iter().position(|&b| b == 0x2a).unwrap();
+        let (symbols, series) = raw.split_at(split);
+        let mut series = series.to_vec();
+        series[1] += 2;
+        series.extend_from_slice(&[0x30, 0x05]);
+        let body = [&series[..], symbols, &[0x0a, 0x00][..]].concat();
+        let mut batch = SeriesBatch::new();
+        batch.decode_protobuf_as(&body, Protocol::V2).unwrap();
+        assert_eq!(
+            owned(&batch),
+            vec![(
+                vec![("__name__".to_string(), "up".to_string())],
+                vec![(1f64.to_bits(), 7)]
+            )]
+        );
+    }
+
+    #[test]
+    fn unpacked_exemplar_refs_are_taken_as_prost_takes_them() {
+        // labels_refs of an exemplar as one varint per field (legal protobuf for a packed
+        // repeated field, and prost accepts it): refs 3, 4 ("trace_id", "abc").
+        let mut exemplar = vec![0x08, 3, 0x08, 4, 0x11];
+        exemplar.extend_from_slice(&2.5f64.to_le_bytes());
+        exemplar.extend_from_slice(&[0x18, 9]);
+        let req = Request {
+            symbols: ["", "__name__", "up", "trace_id", "abc"]
+                .map(String::from)
+                .to_vec(),
+            timeseries: vec![p2::TimeSeries {
+                labels_refs: vec![1, 2],
+                samples: vec![p2::Sample {
+                    value: 1.0,
+                    timestamp: 9,
+                    start_timestamp: 0,
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut raw = req.encode_to_vec();
+        // Append the exemplar field to the (last) series and fix its length prefix.
+        let series_at = raw.iter().rposition(|&b| b == 0x2a).unwrap();
+        let field = [&[0x22, exemplar.len() as u8][..], &exemplar[..]].concat();
+        raw[series_at + 1] += field.len() as u8;
+        raw.extend_from_slice(&field);
+        let by_prost = Request::decode(&raw[..]).unwrap();
+        assert_eq!(by_prost.timeseries[0].exemplars[0].labels_refs, vec![3, 4]);
+        let mut batch = SeriesBatch::new();
+        batch.decode_protobuf_as(&raw, Protocol::V2).unwrap();
+        let mut extras = Vec::new();
+        for e in batch.series(0).extras() {
+            extras.extend_from_slice(e);
+        }
+        let back = ExtrasAsV1::decode(&extras[..]).unwrap();
+        assert_eq!(
+            back.exemplars,
+            vec![Exemplar {
+                labels: vec![Label::new("trace_id", "abc")],
+                value: 2.5,
+                timestamp: 9,
+            }]
+        );
+    }
+
+    #[test]
+    fn malformed_2_0_bodies_never_panic_and_what_prost_refuses_is_refused() {
+        let mut rng = Rng::new(1313);
+        let mut batch = SeriesBatch::new();
+        let mut checked = 0;
+        for _ in 0..300 {
+            let req = random_request_v2(&mut rng);
+            let raw = req.encode_to_vec();
+            if raw.is_empty() {
+                continue;
+            }
+            for cut in [raw.len() / 3, raw.len() / 2, raw.len() - 1] {
+                let _ = batch.decode_protobuf_as(&raw[..cut], Protocol::V2);
+            }
+            for _ in 0..20 {
+                let mut bad = raw.clone();
+                for _ in 0..1 + rng.below(3) {
+                    let i = rng.below(bad.len() as u64) as usize;
+                    bad[i] ^= 1 << rng.below(8);
+                }
+                let ours = batch.decode_protobuf_as(&bad, Protocol::V2);
+                let _ = batch.decode_snappy_as(&bad, DecodeLimits::default(), Protocol::V2);
+                if let Err(e) = Request::decode(&bad[..]) {
+                    checked += 1;
+                    assert!(ours.is_err(), "prost refuses ({e}), the relay took {bad:?}");
+                }
+            }
+        }
+        assert!(checked > 500, "{checked}");
+        // Still reusable.
+        let req = Request {
+            symbols: vec!["".into(), "a".into()],
+            timeseries: vec![p2::TimeSeries {
+                labels_refs: vec![1, 1],
+                ..Default::default()
+            }],
+        };
+        batch
+            .decode_protobuf_as(&req.encode_to_vec(), Protocol::V2)
+            .unwrap();
+        assert_eq!(batch.len(), 1);
     }
 }

@@ -8,3 +8,4 @@
 
 pub mod json_sample;
 pub mod remote_write;
+pub mod remote_write_v2;

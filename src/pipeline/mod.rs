@@ -13,7 +13,7 @@
 
 use crate::batch::{SeriesBatch, SeriesView};
 use crate::config::{Ack, Config, ServerConfig};
-use crate::decode::{DecodeError, DecodeLimits};
+use crate::decode::{DecodeError, DecodeLimits, Protocol};
 use crate::filter::Filter;
 use crate::relabel::{LabelSet, merge};
 use crate::targets::queue::Span;
@@ -121,7 +121,11 @@ pub struct Scratch {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct IngestStats {
     pub series: usize,
+    /// Float samples plus native histograms.
     pub samples: usize,
+    /// Native histograms (of `samples`).
+    pub histograms: usize,
+    pub exemplars: usize,
     /// Samples queued, summed over targets.
     pub queued: usize,
 }
@@ -334,7 +338,20 @@ impl Pipeline {
     /// [`IngestError::Decode`] for a body that does not decode (nothing is delivered);
     /// [`IngestError::QueueFull`] when a target has no room (nothing is delivered).
     pub fn process(&self, source: usize, body: &[u8]) -> Result<IngestStats, IngestError> {
-        self.process_acked(source, body, &mut Vec::new())
+        self.process_acked(source, body, Protocol::V1, &mut Vec::new())
+    }
+
+    /// [`Pipeline::process`] for a body of `protocol` (remote-write 1.0 or 2.0).
+    ///
+    /// # Errors
+    /// As [`Pipeline::process`].
+    pub fn process_as(
+        &self,
+        source: usize,
+        body: &[u8],
+        protocol: Protocol,
+    ) -> Result<IngestStats, IngestError> {
+        self.process_acked(source, body, protocol, &mut Vec::new())
     }
 
     /// [`Pipeline::process`], also collecting what the answer must wait for under each task's
@@ -347,6 +364,7 @@ impl Pipeline {
         &self,
         source: usize,
         body: &[u8],
+        protocol: Protocol,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -357,12 +375,12 @@ impl Pipeline {
                     *scratch = self.new_scratch();
                     *owner = self.id;
                 }
-                let result = self.process_in(scratch, source, body, waits);
+                let result = self.process_in(scratch, source, body, protocol, waits);
                 Self::reset(scratch);
                 result
             }
             // Not reachable (process never calls itself), but never worth a panic.
-            Err(_) => self.process_in(&mut self.new_scratch(), source, body, waits),
+            Err(_) => self.process_in(&mut self.new_scratch(), source, body, protocol, waits),
         })
     }
 
@@ -371,6 +389,7 @@ impl Pipeline {
         scratch: &mut Scratch,
         source: usize,
         body: &[u8],
+        protocol: Protocol,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
         let Scratch {
@@ -379,7 +398,7 @@ impl Pipeline {
             touched,
             matched,
         } = scratch;
-        batch.decode_snappy(body, self.limits)?;
+        batch.decode_snappy_as(body, self.limits, protocol)?;
         let route = &self.sources[source];
         let received = batch.sample_count() + batch.histogram_count();
         route.metrics.series.inc_by(batch.len() as u64);
@@ -496,6 +515,8 @@ impl Pipeline {
         Ok(IngestStats {
             series: batch.len(),
             samples: received,
+            histograms: batch.histogram_count(),
+            exemplars: batch.exemplar_count(),
             queued,
         })
     }

@@ -23,6 +23,12 @@ pub enum SendResult {
     Reject {
         why: String,
     },
+    /// As `Reject`, for a refusal the service has already reported once and that would
+    /// otherwise repeat for every batch (a remote-write 2.0 target answering 415: a
+    /// configuration error). Counted the same; logged at debug level only.
+    RejectQuietly {
+        why: String,
+    },
 }
 
 /// A batch prepared for sending, kept across retries.
@@ -110,6 +116,15 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     target.health.refused(&why);
                     m.dropped_refused.inc_by(batch.samples as u64);
                     tracing::error!(
+                        task = %target.task, target = %target.name, samples = batch.samples,
+                        "target refused a batch, dropping it (not retried): {why}"
+                    );
+                    break;
+                }
+                SendResult::RejectQuietly { why } => {
+                    target.health.refused(&why);
+                    m.dropped_refused.inc_by(batch.samples as u64);
+                    tracing::debug!(
                         task = %target.task, target = %target.name, samples = batch.samples,
                         "target refused a batch, dropping it (not retried): {why}"
                     );

@@ -252,6 +252,8 @@ pub struct Prometheus {
     pub port: u16,
     pub dir: TempDir,
     receiver: bool,
+    /// `--enable-feature` value, if any.
+    features: Option<String>,
 }
 
 impl Prometheus {
@@ -274,6 +276,18 @@ impl Prometheus {
         receiver: bool,
         web_config: Option<&str>,
     ) -> Prometheus {
+        Prometheus::start_featured(port, config, receiver, web_config, None).await
+    }
+
+    /// As [`Prometheus::start_on`], with `--enable-feature=<features>`.
+    pub async fn start_featured(
+        port: u16,
+        config: &str,
+        receiver: bool,
+        web_config: Option<&str>,
+        features: Option<&str>,
+    ) -> Prometheus {
+        let features = features.map(str::to_owned);
         let dir = TempDir::new("prometheus");
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, config.replace("{port}", &port.to_string())).unwrap();
@@ -282,7 +296,13 @@ impl Prometheus {
         }
         let mut proc = Proc::spawn(
             "prometheus",
-            &mut Prometheus::command(port, &dir, receiver, web_config.is_some()),
+            &mut Prometheus::command(
+                port,
+                &dir,
+                receiver,
+                web_config.is_some(),
+                features.as_deref(),
+            ),
             dir.path().join("prometheus.log"),
         );
         if web_config.is_some() {
@@ -295,10 +315,17 @@ impl Prometheus {
             port,
             dir,
             receiver,
+            features,
         }
     }
 
-    fn command(port: u16, dir: &TempDir, receiver: bool, web_config: bool) -> Command {
+    fn command(
+        port: u16,
+        dir: &TempDir,
+        receiver: bool,
+        web_config: bool,
+        features: Option<&str>,
+    ) -> Command {
         let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
         let mut cmd = Command::new(bin);
         cmd.arg(format!(
@@ -320,6 +347,9 @@ impl Prometheus {
                 dir.path().join("web.yml").display()
             ));
         }
+        if let Some(f) = features {
+            cmd.arg(format!("--enable-feature={f}"));
+        }
         cmd
     }
 
@@ -334,7 +364,13 @@ impl Prometheus {
         let log = self.dir.path().join("prometheus-2.log");
         self.proc = Proc::spawn(
             "prometheus",
-            &mut Prometheus::command(self.port, &self.dir, self.receiver, false),
+            &mut Prometheus::command(
+                self.port,
+                &self.dir,
+                self.receiver,
+                false,
+                self.features.as_deref(),
+            ),
             log,
         );
         wait_ready(&self.base(), &mut self.proc).await;
@@ -343,6 +379,18 @@ impl Prometheus {
     /// A receiver as the delivery docs require: remote-write receiver on, out-of-order window set.
     pub async fn receiver() -> Prometheus {
         Prometheus::receiver_on(free_port()).await
+    }
+
+    /// A receiver that also stores native histograms and exemplars.
+    pub async fn receiver_with_histograms_and_exemplars() -> Prometheus {
+        Prometheus::start_featured(
+            free_port(),
+            RECEIVER_CONFIG,
+            true,
+            None,
+            Some("native-histograms,exemplar-storage"),
+        )
+        .await
     }
 
     pub async fn receiver_on(port: u16) -> Prometheus {

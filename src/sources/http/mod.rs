@@ -7,12 +7,16 @@
 //! | answer | when |
 //! |---|---|
 //! | 204 | the request was taken by every task's targets |
-//! | 400 | the body does not decode (bad snappy or protobuf, a series without labels, an empty or duplicate label name, invalid UTF-8), or exceeds an input limit (`max_series_per_request`, `max_labels_per_series`, `max_label_name_bytes`, `max_label_value_bytes`; the answer names it) |
+//! | 400 | the body does not decode (bad snappy or protobuf, a series without labels, an empty or duplicate label name, invalid UTF-8; for 2.0 also a non-empty `symbols[0]`, a ref out of range or unpaired, a series with samples and histograms, an exemplar without timestamp), or exceeds an input limit (`max_series_per_request`, `max_labels_per_series`, `max_label_name_bytes`, `max_label_value_bytes`; the answer names it) |
 //! | 401 + `WWW-Authenticate` | the source requires credentials and the request lacks the right ones |
 //! | 404 | unknown path or source |
 //! | 405 | wrong method (`Allow` says which) |
-//! | 413 | body over `max_body_bytes`, or snappy header declaring more than `max_decoded_bytes` |
-//! | 415 | `Content-Encoding` other than snappy, or a `Content-Type`/`proto=` not remote-write 1.0 |
+//! | 413 | body over `max_body_bytes`, or a plausible snappy header declaring more than `max_decoded_bytes` (a header claiming more than its body could hold at all is junk: 400) |
+//! | 415 | `Content-Encoding` other than snappy, or a `Content-Type`/`proto=` that is neither remote-write 1.0 (`application/x-protobuf`, optionally `;proto=prometheus.WriteRequest`) nor 2.0 (`;proto=io.prometheus.write.v2.Request`) |
+//!
+//! Every answer to a write carries `X-Prometheus-Remote-Write-Samples-Written`,
+//! `-Histograms-Written` and `-Exemplars-Written` (the 2.0 spec requires them; 1.0 senders
+//! ignore them): what the request delivered on a 2xx, 0 on any other answer.
 //! | 400 | `ack: delivered` only: a target refused the data for good (its 4xx) or dropped it |
 //! | 503 (or 429) + `Retry-After` | a target queue or spool is full |
 //! | 503 + `Retry-After` | a spool write failed, or an `ack: spooled`/`delivered` wait passed `server.ack_timeout` |
@@ -27,6 +31,7 @@ pub use config::RawSource;
 pub use server::{TlsError, accept_opt, serve_connection, server_tls};
 
 use crate::admin::Live;
+use crate::decode::Protocol;
 use crate::pipeline::{IngestError, Pipeline};
 use crate::telemetry::{Format, Metrics};
 use bytes::Bytes;
@@ -224,45 +229,60 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// Check the headers a remote-write 1.0 request must carry; `Some(answer)` when it is refused.
-fn check_headers(req: &Request<Incoming>) -> Option<Resp> {
+/// Check the headers a remote-write request must carry and pick its version from
+/// `Content-Type`; `Err(answer)` when it is refused.
+fn check_headers(req: &Request<Incoming>) -> Result<Protocol, Box<Resp>> {
     let h = req.headers();
     let encoding = h
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
     if encoding.as_deref() != Some("snappy") {
-        return Some(text(
+        return Err(Box::new(text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
                 "unsupported Content-Encoding {:?}: remote-write bodies must be snappy-compressed",
                 encoding.unwrap_or_default()
             ),
-        ));
+        )));
     }
+    let mut protocol = Protocol::V1;
     if let Some(ct) = h.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         let mut parts = ct.split(';').map(str::trim);
         let media = parts.next().unwrap_or("").to_ascii_lowercase();
         if media != "application/x-protobuf" {
-            return Some(text(
+            return Err(Box::new(text(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("unsupported Content-Type {ct:?}: expected application/x-protobuf"),
-            ));
+            )));
         }
         for p in parts {
-            if let Some(proto) = p.strip_prefix("proto=")
-                && proto.trim_matches('"') != "prometheus.WriteRequest"
-            {
-                return Some(text(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!(
-                        "unsupported proto={proto}: this relay speaks remote-write 1.0 (prometheus.WriteRequest)"
-                    ),
-                ));
+            if let Some(proto) = p.strip_prefix("proto=") {
+                protocol = match proto.trim_matches('"') {
+                    "prometheus.WriteRequest" => Protocol::V1,
+                    "io.prometheus.write.v2.Request" => Protocol::V2,
+                    _ => {
+                        return Err(Box::new(text(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            format!(
+                                "unsupported proto={proto}: this relay takes prometheus.WriteRequest \
+                                 (remote-write 1.0) and io.prometheus.write.v2.Request (2.0)"
+                            ),
+                        )));
+                    }
+                };
             }
         }
     }
-    None
+    Ok(protocol)
+}
+
+/// What a write answer reports in the `X-Prometheus-Remote-Write-*-Written` headers.
+#[derive(Default, Clone, Copy)]
+struct Written {
+    samples: usize,
+    histograms: usize,
+    exemplars: usize,
 }
 
 async fn write(
@@ -272,12 +292,47 @@ async fn write(
     name: &str,
     req: Request<Incoming>,
 ) -> Resp {
+    let mut written = Written::default();
+    let mut resp = write_counted(state, pipeline, source, name, req, &mut written).await;
+    if !resp.status().is_success() {
+        // Nothing is reported written unless the request was taken: the sender retries a
+        // 5xx whole, and a 4xx wrote nothing.
+        written = Written::default();
+    }
+    let h = resp.headers_mut();
+    for (key, n) in [
+        ("x-prometheus-remote-write-samples-written", written.samples),
+        (
+            "x-prometheus-remote-write-histograms-written",
+            written.histograms,
+        ),
+        (
+            "x-prometheus-remote-write-exemplars-written",
+            written.exemplars,
+        ),
+    ] {
+        h.insert(key, HeaderValue::from(n));
+    }
+    resp
+}
+
+async fn write_counted(
+    state: &IngestState,
+    pipeline: &Pipeline,
+    source: usize,
+    name: &str,
+    req: Request<Incoming>,
+    written: &mut Written,
+) -> Resp {
     let server = pipeline.server();
     let refused = |reason: &str| state.metrics.refused(name, reason);
-    if let Some(answer) = check_headers(&req) {
-        refused("unsupported_media_type");
-        return answer;
-    }
+    let protocol = match check_headers(&req) {
+        Ok(p) => p,
+        Err(answer) => {
+            refused("unsupported_media_type");
+            return *answer;
+        }
+    };
     let max = server.max_body_bytes;
     let too_large = || {
         refused("body_too_large");
@@ -318,7 +373,15 @@ async fn write(
         r
     };
     let mut waits = Vec::new();
-    match pipeline.process_acked(source, &body, &mut waits) {
+    let result = pipeline.process_acked(source, &body, protocol, &mut waits);
+    if let Ok(stats) = &result {
+        *written = Written {
+            samples: stats.samples - stats.histograms,
+            histograms: stats.histograms,
+            exemplars: stats.exemplars,
+        };
+    }
+    match result {
         Ok(_) if waits.is_empty() => no_content(),
         Ok(stats) => {
             let refused = |reason: &str| {

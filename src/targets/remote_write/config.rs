@@ -46,6 +46,9 @@ pub struct RawRemoteWrite {
     pub spool: Option<RawSpool>,
     #[serde(default)]
     pub overflow: RawOverflow,
+    /// Prometheus' own key and values: `prometheus.WriteRequest` (remote-write 1.0, the
+    /// default) or `io.prometheus.write.v2.Request` (2.0, one symbol table per request).
+    pub protobuf_message: Option<String>,
 }
 
 fn one() -> u64 {
@@ -81,6 +84,8 @@ pub struct RemoteWriteConfig {
     pub tls: TlsConfig,
     pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
     pub timeout: Duration,
+    /// The message the receiver is sent (`protobuf_message`).
+    pub protocol: crate::decode::Protocol,
 }
 
 /// A receiver's URL: http or https, with a host. Returns it and whether it is https.
@@ -182,6 +187,19 @@ impl RawRemoteWrite {
             headers.push((name, value));
         }
         let timeout = nonzero_duration(&self.timeout, &format!("{at}.timeout"))?;
+        let protocol = match self.protobuf_message.as_deref() {
+            None | Some("prometheus.WriteRequest") => crate::decode::Protocol::V1,
+            Some("io.prometheus.write.v2.Request") => crate::decode::Protocol::V2,
+            Some(other) => {
+                return Err(invalid(
+                    format!("{at}.protobuf_message"),
+                    format!(
+                        "{other:?} is not a remote-write message; use prometheus.WriteRequest \
+                         (1.0, the default) or io.prometheus.write.v2.Request (2.0)"
+                    ),
+                ));
+            }
+        };
         let kind = RemoteWriteConfig {
             url: urls[0].clone(),
             urls,
@@ -191,6 +209,7 @@ impl RawRemoteWrite {
             tls,
             headers,
             timeout,
+            protocol,
         };
         let common = CommonKeys {
             name: self.name,
@@ -312,5 +331,29 @@ mod tests {
         assert_eq!((rw.urls.len(), rw.replicas), (3, 2));
         let services = t.kind.services(t.queue.shards).unwrap();
         assert_eq!(services.len(), 6);
+    }
+
+    #[test]
+    fn protobuf_message_takes_prometheus_own_values() {
+        let yaml = |v: &str| {
+            format!(
+                "tasks:\n  - name: t\n    targets:\n      - {{name: rw, type: remote_write, url: \"http://127.0.0.1:9/w\"{v}}}\n"
+            )
+        };
+        for ok in [
+            "",
+            ", protobuf_message: prometheus.WriteRequest",
+            ", protobuf_message: io.prometheus.write.v2.Request",
+        ] {
+            Config::from_yaml(&yaml(ok), Path::new(".")).unwrap();
+        }
+        let err = Config::from_yaml(
+            &yaml(", protobuf_message: io.prometheus.write.v3.Request"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("protobuf_message"), "{err}");
+        assert!(err.contains("io.prometheus.write.v2.Request"), "{err}");
     }
 }

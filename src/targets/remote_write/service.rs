@@ -4,6 +4,8 @@
 //! its `Retry-After`); any other status refused for good; connection errors and timeouts retried.
 
 use super::RemoteWriteConfig;
+use crate::decode::Protocol;
+use crate::encode::remote_write_v2::V2Writer;
 use crate::targets::tls::TlsConfig;
 use crate::targets::{Payload, SendResult};
 use bytes::Bytes;
@@ -17,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub const USER_AGENT: &str = concat!("promrelay/", env!("CARGO_PKG_VERSION"));
@@ -31,6 +34,12 @@ pub struct RemoteWriteService {
     timeout: Duration,
     encoder: snap::raw::Encoder,
     compressed: Vec<u8>,
+    /// Remote-write 2.0 targets: the converter from the queued 1.0 body and its output.
+    v2: Option<(V2Writer, Vec<u8>)>,
+    /// Why the last prepared batch could not be converted (its send is then refused).
+    convert_error: Option<String>,
+    /// Shared by the target's lanes: a 2.0 target's 415 has been logged.
+    refused_v2_logged: Arc<AtomicBool>,
 }
 
 impl RemoteWriteService {
@@ -39,14 +48,16 @@ impl RemoteWriteService {
     /// # Errors
     /// TLS files that do not parse, or no usable root certificates for an https URL.
     pub fn new(cfg: &RemoteWriteConfig) -> Result<Self, String> {
-        RemoteWriteService::to(cfg, &cfg.url)
+        Self::with_shared(cfg, &cfg.url, Arc::default())
     }
 
-    /// A service sending to `url`, with `cfg`'s credentials, TLS, headers and timeout.
-    ///
-    /// # Errors
-    /// As [`RemoteWriteService::new`].
-    pub fn to(cfg: &RemoteWriteConfig, url: &Uri) -> Result<Self, String> {
+    /// A service sending to `url` (one of `cfg`'s receivers), with `cfg`'s credentials, TLS,
+    /// headers and timeout; `refused_v2_logged` is shared by the target's lanes.
+    fn with_shared(
+        cfg: &RemoteWriteConfig,
+        url: &Uri,
+        refused_v2_logged: Arc<AtomicBool>,
+    ) -> Result<Self, String> {
         let tls = client_tls(&cfg.tls, url.scheme_str() == Some("https"))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -61,15 +72,19 @@ impl RemoteWriteService {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
+        let (content_type, version) = match cfg.protocol {
+            Protocol::V1 => ("application/x-protobuf", "0.1.0"),
+            Protocol::V2 => (
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                "2.0.0",
+            ),
+        };
         let mut headers = vec![
             (header::CONTENT_ENCODING, HeaderValue::from_static("snappy")),
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-protobuf"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (
                 HeaderName::from_static("x-prometheus-remote-write-version"),
-                HeaderValue::from_static("0.1.0"),
+                HeaderValue::from_static(version),
             ),
             (header::USER_AGENT, HeaderValue::from_static(USER_AGENT)),
         ];
@@ -84,11 +99,30 @@ impl RemoteWriteService {
             timeout: cfg.timeout,
             encoder: snap::raw::Encoder::new(),
             compressed: Vec::new(),
+            v2: (cfg.protocol == Protocol::V2).then(|| (V2Writer::default(), Vec::new())),
+            convert_error: None,
+            refused_v2_logged,
         })
     }
 
-    /// Snappy (block format) through a reused buffer.
+    /// Snappy (block format) through a reused buffer; for a 2.0 target, the queued 1.0 body
+    /// converted to a 2.0 `Request` first.
     pub fn prepare(&mut self, body: &[u8]) -> Payload {
+        self.convert_error = None;
+        let body = match &mut self.v2 {
+            None => body,
+            Some((writer, out)) => {
+                if let Err(e) = writer.convert(body, out) {
+                    // Queues only hold what the relay encoded, so this is a bug; the send
+                    // refuses the batch (counted, logged) rather than send something wrong.
+                    self.convert_error = Some(format!(
+                        "internal error: the queued batch does not convert to remote-write 2.0: {e}"
+                    ));
+                    return Payload::Bytes(Bytes::new());
+                }
+                &out[..]
+            }
+        };
         self.compressed
             .resize(snap::raw::max_compress_len(body.len()), 0);
         Payload::Bytes(match self.encoder.compress(body, &mut self.compressed) {
@@ -100,6 +134,9 @@ impl RemoteWriteService {
 
     /// One POST of a prepared batch.
     pub async fn send(&self, payload: &mut Payload, _dropped: &mut usize) -> SendResult {
+        if let Some(why) = &self.convert_error {
+            return SendResult::Reject { why: why.clone() };
+        }
         let Payload::Bytes(payload) = payload else {
             return SendResult::Reject {
                 why: "internal error: a remote_write target was handed Kafka messages".into(),
@@ -155,6 +192,18 @@ impl RemoteWriteService {
             }
             Ok(Ok(x)) => x,
         };
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && self.v2.is_some() {
+            // A configuration error, the same for every batch: logged once (by the lane, as
+            // a refusal), counted every time.
+            let why = "the receiver does not take remote-write 2.0 (HTTP 415): a configuration \
+                       error; set protobuf_message: prometheus.WriteRequest for it"
+                .to_string();
+            return if self.refused_v2_logged.swap(true, Ordering::Relaxed) {
+                SendResult::RejectQuietly { why }
+            } else {
+                SendResult::Reject { why }
+            };
+        }
         classify(status, retry_after, &body)
     }
 }
@@ -169,10 +218,11 @@ impl RemoteWriteConfig {
         // (see `encode.rs`).
         let receivers = self.urls.len().max(1);
         let per = (lanes / receivers).max(1);
+        let logged = Arc::new(AtomicBool::new(false));
         (0..lanes)
             .map(|lane| {
                 let url = self.urls.get(lane / per).unwrap_or(&self.url);
-                RemoteWriteService::to(self, url)
+                RemoteWriteService::with_shared(self, url, logged.clone())
             })
             .collect()
     }
@@ -344,6 +394,7 @@ mod tests {
                     assert!(why.contains("why"), "{why}");
                     "reject".to_string()
                 }
+                SendResult::RejectQuietly { .. } => "reject quietly".to_string(),
             };
             assert_eq!(got, want, "HTTP {code}");
         }
