@@ -334,6 +334,19 @@ impl SeriesBatch {
                 (5, WIRE_LEN) => {
                     read_len(buf, &mut pos)?;
                 }
+                (1, WIRE_LEN) => {
+                    // Reserved in 2.0; in 1.0 it is `timeseries`. A sender that labels a 1.0
+                    // body as 2.0 would otherwise be answered 204 with nothing relayed.
+                    let (a, b) = read_len(buf, &mut pos)?;
+                    if b > a {
+                        return Err(DecodeError::BadRequest(
+                            "field 1 is reserved in io.prometheus.write.v2.Request: this looks like \
+                             a remote-write 1.0 body (prometheus.WriteRequest) sent with the 2.0 \
+                             Content-Type"
+                                .into(),
+                        ));
+                    }
+                }
                 _ => skip_unknown(buf, &mut pos, field, wire, &[4, 5])?,
             }
         }

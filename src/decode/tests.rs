@@ -758,6 +758,25 @@ mod v2 {
     }
 
     #[test]
+    fn a_1_0_body_labelled_2_0_is_refused_not_taken_as_empty() {
+        let v1 = crate::tools::workload::WorkloadSpec {
+            series: 3,
+            ..Default::default()
+        }
+        .request(0)
+        .encode_to_vec();
+        let mut batch = SeriesBatch::new();
+        let err = batch
+            .decode_protobuf_as(&v1, Protocol::V2)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("looks like a remote-write 1.0 body"), "{err}");
+        // The same batch takes the body as 1.0.
+        batch.decode_protobuf_as(&v1, Protocol::V1).unwrap();
+        assert_eq!(batch.len(), 3);
+    }
+
+    #[test]
     fn unpacked_exemplar_refs_are_taken_as_prost_takes_them() {
         // labels_refs of an exemplar as one varint per field (legal protobuf for a packed
         // repeated field, and prost accepts it): refs 3, 4 ("trace_id", "abc").
