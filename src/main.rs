@@ -106,6 +106,23 @@ enum Command {
         #[command(subcommand)]
         action: TasksAction,
     },
+    /// Probe every target of the config's tasks (or of one) and print one line per check, ✓ or
+    /// ✗ with the fix. Exit 0 when every check passed, 1 when one failed, 2 for a bad config.
+    Verify {
+        /// The YAML config file.
+        #[arg(long, short, default_value = "promrelay.yaml")]
+        config: PathBuf,
+        /// Only this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Kafka targets: produce one message holding an empty JSON array and wait for its
+        /// delivery report.
+        #[arg(long)]
+        produce_test: bool,
+        /// text (one line per check) or json (for scripts).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
     /// Read a Kafka topic, decompress, and print one JSON sample per line.
     KafkaTail {
         /// Comma-separated host:port list.
@@ -168,6 +185,61 @@ enum TasksAction {
         /// The task's name.
         name: String,
     },
+}
+
+fn verify_command(
+    file: &std::path::Path,
+    task: Option<&str>,
+    produce_test: bool,
+    json: bool,
+) -> ExitCode {
+    use promrelay::admin::verify::{render_text, verify_task};
+    let cfg = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let tasks: Vec<_> = cfg
+        .tasks
+        .iter()
+        .filter(|t| task.is_none_or(|n| t.name == n))
+        .collect();
+    if tasks.is_empty() {
+        eprintln!(
+            "{}: no task {}",
+            file.display(),
+            task.map_or("at all".to_owned(), |n| format!("named {n:?}"))
+        );
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("promrelay verify: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reports = rt.block_on(async {
+        let mut reports = Vec::new();
+        for t in tasks {
+            reports.push(verify_task(t, produce_test).await);
+        }
+        reports
+    });
+    let ok = reports.iter().all(|r| r.ok);
+    if json {
+        let v = serde_json::json!({ "ok": ok, "tasks": reports });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", render_text(&reports));
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn tasks_command(url: &str, token_file: Option<&std::path::Path>, action: TasksAction) -> ExitCode {
@@ -238,6 +310,12 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Verify {
+            config,
+            task,
+            produce_test,
+            output,
+        } => verify_command(&config, task.as_deref(), produce_test, output == "json"),
         Command::KafkaTail {
             brokers,
             topic,

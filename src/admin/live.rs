@@ -240,6 +240,8 @@ pub struct Live {
     rates: super::rates::Rates,
     /// Serialises the task API's check-write-reload sequences.
     pub(crate) writes: Mutex<()>,
+    /// The last `POST /api/v1/tasks/{name}/verify` answer per task, for its page.
+    pub(crate) last_verify: std::sync::Mutex<HashMap<String, serde_json::Value>>,
 }
 
 impl Live {
@@ -281,6 +283,7 @@ impl Live {
             hash: AtomicU64::new(hash),
             rates: Default::default(),
             writes: Mutex::new(()),
+            last_verify: Default::default(),
         })
     }
 

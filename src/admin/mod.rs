@@ -4,7 +4,9 @@
 
 pub mod api;
 pub mod live;
+pub mod page;
 pub mod rates;
 pub mod store;
+pub mod verify;
 
 pub use live::{Live, ReloadError, ReloadSummary};

@@ -241,6 +241,24 @@ impl Pipeline {
         })
     }
 
+    /// Each source's name and its received sample count so far.
+    pub fn source_counters(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.source_index.iter().filter_map(|(name, &i)| {
+            Some((name.as_str(), self.sources.get(i)?.metrics.samples.get()))
+        })
+    }
+
+    /// The names of the sources, in config order.
+    pub fn source_names(&self) -> Vec<&str> {
+        let mut names: Vec<(&str, usize)> = self
+            .source_index
+            .iter()
+            .map(|(n, &i)| (n.as_str(), i))
+            .collect();
+        names.sort_by_key(|&(_, i)| i);
+        names.into_iter().map(|(n, _)| n).collect()
+    }
+
     /// The `Authorization` value a source's senders must present, if any.
     pub fn source_auth(&self, source: usize) -> Option<&str> {
         self.sources.get(source).and_then(|s| s.auth.as_deref())

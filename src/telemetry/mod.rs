@@ -435,6 +435,11 @@ impl Metrics {
         }
     }
 
+    /// How the config was last loaded.
+    pub fn config(&self) -> &ConfigMetrics {
+        &self.config
+    }
+
     /// Record a config (re)load: `hash` of the config that runs now.
     pub fn config_loaded(&self, ok: bool, hash: u64) {
         let c = &self.config;

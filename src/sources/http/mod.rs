@@ -62,9 +62,12 @@ pub struct IngestState {
 
 /// Whether `path` is one of the admin endpoints (served on `server.admin.listen` when set).
 pub fn is_admin_path(path: &str) -> bool {
-    matches!(path, "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload")
-        || path == "/api/v1/tasks"
+    matches!(
+        path,
+        "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload" | "/api/v1/status"
+    ) || path == "/api/v1/tasks"
         || path.starts_with("/api/v1/tasks/")
+        || path.starts_with("/tasks/")
 }
 
 /// Compare without an early exit, so the time taken does not reveal how much of a secret
@@ -111,7 +114,7 @@ pub async fn handle(
     if role == Listener::Admin && !admin_path {
         return Ok(text(
             StatusCode::NOT_FOUND,
-            "not found; this is the admin address: /metrics, /-/healthy, /-/ready, /-/reload, /api/v1/tasks",
+            "not found; this is the admin address: / (status page), /metrics, /-/healthy, /-/ready, /-/reload, /api/v1/tasks, /api/v1/status",
         ));
     }
     if role == Listener::Ingest && admin_path {
