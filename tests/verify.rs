@@ -209,3 +209,62 @@ async fn the_api_verifies_a_task_and_its_page_shows_the_result() {
     .unwrap();
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_a_missing_topic_fails_and_an_existing_one_takes_a_test_message() {
+    let tansu = Tansu::start().await;
+    tansu.create_topic("present", 2);
+    let dir = TempDir::new("verify-kafka");
+    let kafka = |name: &str, topic: &str| {
+        format!(
+            "  - name: {name}\n    targets: [{{name: k, type: kafka, brokers: \"{}\", topic: {topic}}}]\n",
+            tansu.brokers()
+        )
+    };
+    let config = format!(
+        "tasks:\n{}{}",
+        kafka("missing", "absent"),
+        kafka("present", "present")
+    );
+    let (code, r, text) = verify(&dir, &config, Some("missing"));
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(check(&r, "missing", "brokers")["outcome"], "ok", "{text}");
+    let c = check(&r, "missing", "topic");
+    assert_eq!(c["outcome"], "failed", "{text}");
+    assert!(
+        c["hint"].as_str().unwrap().contains("create the topic"),
+        "{c}"
+    );
+
+    let file = dir.path().join("verify.yaml");
+    let out = Command::new(relay_bin())
+        .args([
+            "verify",
+            "--task",
+            "present",
+            "--produce-test",
+            "--output",
+            "json",
+            "--config",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{r}");
+    assert!(
+        check(&r, "present", "topic")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 partition(s)"),
+        "{r}"
+    );
+    assert_eq!(check(&r, "present", "produce test")["outcome"], "ok", "{r}");
+
+    // A closed broker port: the brokers check fails and says what to check.
+    drop(tansu);
+    let (code, r, text) = verify(&dir, &config, Some("present"));
+    assert_eq!(code, 1, "{text}");
+    let c = check(&r, "present", "brokers");
+    assert_eq!(c["outcome"], "failed", "{text}");
+}
