@@ -123,6 +123,25 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         output: String,
     },
+    /// Print what a task's target receives, one JSON sample per line, from a running relay's
+    /// tap; the trailer (samples sent, skipped) goes to standard error.
+    Tap {
+        /// The relay's admin address, e.g. http://127.0.0.1:9201.
+        #[arg(long, default_value = "http://127.0.0.1:9201")]
+        url: String,
+        /// The task.
+        #[arg(long)]
+        task: String,
+        /// The target (default: the task's first).
+        #[arg(long)]
+        target: Option<String>,
+        /// Stop after N samples.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// A file holding the bearer token the relay's server.admin requires.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
     /// Read a Kafka topic, decompress, and print one JSON sample per line.
     KafkaTail {
         /// Comma-separated host:port list.
@@ -316,6 +335,47 @@ fn main() -> ExitCode {
             produce_test,
             output,
         } => verify_command(&config, task.as_deref(), produce_test, output == "json"),
+        Command::Tap {
+            url,
+            task,
+            target,
+            limit,
+            token_file,
+        } => {
+            let token = match token_file.map(std::fs::read_to_string).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("--token-file: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = promrelay::tools::tap::TapOptions {
+                url,
+                task,
+                target,
+                limit,
+                token,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("promrelay tap: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = rt.block_on(promrelay::tools::tap::tap(
+                &opts,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("promrelay tap: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::KafkaTail {
             brokers,
             topic,

@@ -7,6 +7,7 @@ pub mod live;
 pub mod page;
 pub mod rates;
 pub mod store;
+pub mod tap;
 pub mod verify;
 
 pub use live::{Live, ReloadError, ReloadSummary};

@@ -24,6 +24,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod tap;
+
+use tap::{TapHub, TaskTap};
+
 /// Decode buffer a shard keeps between requests; a larger request's buffer is freed after it.
 /// (16 MiB covers Prometheus' default 2,000-sample batches many times over.)
 const RETAIN_DECODE_BYTES: usize = 16 << 20;
@@ -42,6 +46,8 @@ struct TaskRuntime {
     labels: LabelSet,
     targets: Vec<TaskTarget>,
     metrics: TaskMetrics,
+    /// Who listens to what this task delivers (see [`tap`]).
+    tap: Arc<TaskTap>,
 }
 
 /// One of a task's targets: which, and the labels it adds (they belong to the config, not to
@@ -61,6 +67,9 @@ struct SourceRoute {
 
 /// The targets a pipeline is assembled from, by (task, target) name.
 pub type TargetMap = HashMap<(String, String), Arc<Target>>;
+
+/// A tapped target's JSON lines of one request, and how many samples they hold.
+type TapLines = (Vec<u8>, u64);
 
 /// Per-target scratch of one request.
 #[derive(Default)]
@@ -156,7 +165,12 @@ impl Pipeline {
                 targets.insert((task.name.clone(), t.name.clone()), Arc::new(target));
             }
         }
-        Ok(Pipeline::assemble(&config, &targets, metrics))
+        Ok(Pipeline::assemble(
+            &config,
+            &targets,
+            metrics,
+            &TapHub::default(),
+        ))
     }
 
     /// The routing table of `config` over running `targets` (every target of every enabled
@@ -164,7 +178,12 @@ impl Pipeline {
     ///
     /// # Panics
     /// Never for a map built from the same config; a missing target is left out and logged.
-    pub fn assemble(config: &Config, targets: &TargetMap, metrics: &Metrics) -> Pipeline {
+    pub fn assemble(
+        config: &Config,
+        targets: &TargetMap,
+        metrics: &Metrics,
+        taps: &TapHub,
+    ) -> Pipeline {
         let mut sources: Vec<SourceRoute> = config
             .sources
             .iter()
@@ -202,6 +221,7 @@ impl Pipeline {
                     labels: task.labels.clone(),
                     targets: task_targets,
                     metrics: metrics.task(&task.name),
+                    tap: taps.task(&task.name),
                 });
             }
         }
@@ -361,15 +381,24 @@ impl Pipeline {
             .inc_by(batch.histogram_count() as u64);
         route.metrics.metadata.inc_by(batch.metadata_count() as u64);
 
+        // Tapped lines, per tapped task per target; empty (no allocation) when nobody listens.
+        let mut tapped: Vec<(&TaskRuntime, Vec<TapLines>)> = Vec::new();
         for task in &route.tasks {
             let mut matched = 0usize;
+            // The one check a tap costs when idle.
+            let tapping = task.tap.active();
+            let mut lines: Vec<TapLines> = if tapping {
+                vec![(Vec::new(), 0); task.targets.len()]
+            } else {
+                Vec::new()
+            };
             for series in batch.iter() {
                 if !task.filter.matches(&series) {
                     continue;
                 }
                 matched += series.samples().len() + series.histogram_count() as usize;
                 let newest = series.newest_timestamp_ms();
-                for tt in &task.targets {
+                for (k, tt) in task.targets.iter().enumerate() {
                     let ti = tt.index;
                     let target = &self.targets[ti];
                     let ts = &mut outs[ti];
@@ -383,12 +412,23 @@ impl Pipeline {
                         &task.labels,
                         &tt.external_labels,
                     );
+                    if tapping {
+                        let (buf, n) = &mut lines[k];
+                        for sample in series.samples() {
+                            crate::encode::json_sample::write_sample(buf, labels.clone(), sample);
+                            buf.push(b'\n');
+                        }
+                        *n += series.samples().len() as u64;
+                    }
                     target.encoder.write_series(&mut ts.out, &series, labels);
                     ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
                 }
             }
             task.metrics.matched.inc_by(matched as u64);
             task.metrics.filtered.inc_by((received - matched) as u64);
+            if tapping {
+                tapped.push((task, lines));
+            }
         }
 
         // All or nothing: reserve everywhere first (in memory, or on a target's overflow).
@@ -450,6 +490,15 @@ impl Pipeline {
                 .dropped_unsupported
                 .inc_by(out.unsupported as u64);
             target.update_gauges();
+        }
+        // Taken: the tapped targets received these samples.
+        for (task, lines) in tapped {
+            for (tt, (buf, n)) in task.targets.iter().zip(lines) {
+                if n > 0 && failed != Some(tt.index) {
+                    task.tap
+                        .publish(&self.targets[tt.index].name, bytes::Bytes::from(buf), n);
+                }
+            }
         }
         if let Some(ti) = failed {
             let t = &self.targets[ti];

@@ -103,6 +103,45 @@ fn method_not_allowed(allow: &'static str) -> Resp {
     r
 }
 
+/// What a listener answers: a tap's stream (see [`crate::admin::tap`]), or any other answer
+/// from [`handle`]. Never fails: every problem is an HTTP answer.
+pub async fn serve(
+    state: Arc<IngestState>,
+    role: Listener,
+    req: Request<Incoming>,
+) -> Result<Response<crate::admin::tap::AnyBody>, std::convert::Infallible> {
+    let tap_task = req
+        .uri()
+        .path()
+        .strip_prefix("/api/v1/tasks/")
+        .and_then(|rest| rest.strip_suffix("/tap"))
+        .filter(|name| !name.contains('/'))
+        .and_then(crate::admin::page::decode_segment);
+    if let Some(name) = tap_task
+        && role != Listener::Ingest
+        && req.method() == Method::GET
+    {
+        if let Some(refused) = crate::admin::api::authorize(&state.live, &req) {
+            return Ok(refused.map(BodyExt::boxed_unsync));
+        }
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        return Ok(crate::admin::tap::tap(
+            &state.live,
+            &name,
+            req.uri().query(),
+            accept,
+        ));
+    }
+    let resp = handle(state, role, req).await;
+    Ok(match resp {
+        Ok(r) => r.map(BodyExt::boxed_unsync),
+        Err(never) => match never {},
+    })
+}
+
 /// Route and answer one request. Never fails: every problem is an HTTP answer.
 pub async fn handle(
     state: Arc<IngestState>,
