@@ -160,7 +160,16 @@ fn document(title: &str, body: &str) -> String {
 <body><header><a href=\"/\">promrelay</a></header><main>{body}</main>\
 <script>\
 function act(b){{b.disabled=true;fetch(b.dataset.url,{{method:'POST'}}).then(function(r){{return r.text().then(function(t){{if(!r.ok)alert(t);location.reload();}});}});}}\
-setInterval(function(){{if(!document.hidden)location.reload();}},10000);\
+var paused=false;\
+function tap(b){{paused=true;b.disabled=true;var sel=document.getElementById('tap-target');\
+fetch(b.dataset.url+'?limit=20&target='+encodeURIComponent(sel.value),{{headers:{{Accept:'application/x-ndjson'}}}})\
+.then(function(r){{return r.text();}}).then(function(t){{var tb=document.getElementById('tap-rows');tb.textContent='';\
+t.split('\\n').forEach(function(l){{if(!l)return;var o=JSON.parse(l);var tr=document.createElement('tr');\
+if(o.trailer){{document.getElementById('tap-trailer').textContent=o.trailer.samples+' samples, '+o.trailer.skipped+' skipped';return;}}\
+var ls=[];for(var k in o){{if(k!=='value'&&k!=='timestamp')ls.push(k+'=\\x22'+o[k]+'\\x22');}}\
+[ls.join(', '),o.value,new Date(+o.timestamp).toISOString()].forEach(function(c){{var td=document.createElement('td');td.textContent=c;tr.appendChild(td);}});\
+tb.appendChild(tr);}});b.disabled=false;}});}}\
+setInterval(function(){{if(!document.hidden&&!paused)location.reload();}},10000);\
 </script></body></html>\n",
         title = escape(title)
     )
@@ -367,6 +376,22 @@ fn verify_section(b: &mut String, task: &Value, name: &str) {
     b.push_str("</pre>");
 }
 
+/// The tap: the next 20 samples a target receives, fetched by the page's script into a
+/// table (cells filled with `textContent`, so nothing from the data becomes markup).
+fn tap_section(b: &mut String, task: &Value, name: &str) {
+    let _ = write!(b, "<h3>Tap</h3><p>target: <select id=\"tap-target\">");
+    for t in task["status"]["targets"].as_array().into_iter().flatten() {
+        let _ = write!(b, "<option>{}</option>", s(&t["name"]));
+    }
+    let _ = write!(
+        b,
+        "</select> <button id=\"tap\" data-url=\"/api/v1/tasks/{}/tap\" onclick=\"tap(this)\">Show the next 20 samples</button> \
+<small id=\"tap-trailer\"></small></p><div class=\"wrap\"><table><thead><tr><th>labels</th><th>value</th><th>timestamp</th></tr></thead>\
+<tbody id=\"tap-rows\"></tbody></table></div>",
+        path_segment(name)
+    );
+}
+
 /// `GET /tasks/{name}`: one task of [`status_json`] (`task` is one of its `tasks`).
 pub fn render_task(task: &Value, may_change: bool) -> String {
     let name = task["name"].as_str().unwrap_or_default();
@@ -405,6 +430,7 @@ kept: {kept}</p>",
     target_rows(&mut b, task);
     b.push_str("</table></div>");
     verify_section(&mut b, task, name);
+    tap_section(&mut b, task, name);
     b.push_str("<h3>Config</h3>");
     let yaml = serde_yaml_ng::to_string(&task["config"]).unwrap_or_default();
     let _ = write!(b, "<pre id=\"config\">{}</pre>", escape(&yaml));
