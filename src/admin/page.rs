@@ -155,7 +155,7 @@ pre{background:#f8f9fa;padding:.6em;overflow-x:auto}button{font-size:1em;padding
 fn document(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"icon\" href=\"data:,\">\
 <title>{title}</title><style>{STYLE}</style></head>\
 <body><header><a href=\"/\">promrelay</a></header><main>{body}</main>\
 <script>\
