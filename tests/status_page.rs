@@ -54,6 +54,9 @@ tasks:
     .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
     let _sender = Prometheus::self_scraping_sender(&relay.write_url()).await;
+    // One refused request, to be counted by reason.
+    let r = remote_write(&relay.write_url(), b"not snappy".to_vec()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
 
     // Rates need two readings of the counters (5 s apart) after data flowed.
     let st = eventually(
@@ -76,7 +79,16 @@ tasks:
     )
     .await;
     assert_eq!(st["tasks"][0]["status"]["targets"][0]["state"], "healthy");
-    assert!(st["sources"][0]["received_per_second"].as_f64().unwrap() > 0.0);
+    let src = &st["sources"][0];
+    assert!(src["received_per_second"].as_f64().unwrap() > 0.0, "{src}");
+    assert!(src["requests_per_second"].as_f64().unwrap() > 0.0, "{src}");
+    assert!(src["last_request_time"].as_f64().unwrap() > 0.0, "{src}");
+    let refused = src["refused"].as_object().unwrap();
+    assert_eq!(
+        refused.values().filter_map(Value::as_u64).sum::<u64>(),
+        1,
+        "{src}"
+    );
     assert_eq!(st["config"]["last_reload_successful"], true);
 
     let r = page(&relay, "/").await;
@@ -100,6 +112,8 @@ tasks:
             );
         }
     }
+    let (reason, _) = refused.iter().next().unwrap();
+    assert!(html.contains(&format!("{reason}: 1")), "{html}");
     assert!(html.contains("<span class=\"state healthy\">healthy</span>"));
     assert!(html.contains("<span class=\"state down\">down</span>"));
     // The down target's error, escaped as it came from the JSON.

@@ -32,9 +32,13 @@ pub fn status_json(live: &Live, may_change: bool) -> Value {
                 .filter(|t| t.source == name)
                 .map(|t| t.name.as_str())
                 .collect();
+            let st = live.metrics().source_status(name);
             json!({
                 "name": name,
+                "requests_per_second": rates.per_second(&Series::Requests(name.to_owned())),
                 "received_per_second": rates.per_second(&Series::Received(name.to_owned())),
+                "refused": st.refused,
+                "last_request_time": st.last_request.map(unix),
                 "tasks": tasks,
             })
         })
@@ -53,6 +57,11 @@ pub fn status_json(live: &Live, may_change: bool) -> Value {
         "sources": sources,
         "tasks": tasks,
     })
+}
+
+fn unix(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// `s` safe as HTML text and as a double- or single-quoted attribute value.
@@ -276,7 +285,7 @@ fn labels_text(config: &Value) -> String {
 /// `GET /`: the page of the whole relay, from [`status_json`].
 pub fn render_index(status: &Value) -> String {
     let mut b = String::new();
-    b.push_str("<h2>Sources</h2><div class=\"wrap\"><table id=\"sources\"><tr><th>source</th><th>received samples/s</th><th>tasks</th></tr>");
+    b.push_str("<h2>Sources</h2><div class=\"wrap\"><table id=\"sources\"><tr><th>source</th><th>requests/s</th><th>received samples/s</th><th>refused (by reason, since start)</th><th>last request</th><th>tasks</th></tr>");
     for src in status["sources"].as_array().into_iter().flatten() {
         let tasks: Vec<String> = src["tasks"]
             .as_array()
@@ -284,11 +293,25 @@ pub fn render_index(status: &Value) -> String {
             .flatten()
             .map(s)
             .collect();
+        let refused: Vec<String> = src["refused"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(reason, n)| format!("{}: {n}", escape(reason)))
+            .collect();
         let _ = write!(
             b,
-            "<tr class=\"source\"><td>{}</td><td class=\"received\">{}</td><td>{}</td></tr>",
+            "<tr class=\"source\"><td>{}</td><td class=\"requests\">{}</td><td class=\"received\">{}</td>\
+<td class=\"refused\">{}</td><td>{}</td><td>{}</td></tr>",
             s(&src["name"]),
+            rate(&src["requests_per_second"]),
             rate(&src["received_per_second"]),
+            if refused.is_empty() {
+                "none".to_owned()
+            } else {
+                refused.join(", ")
+            },
+            time(&src["last_request_time"]),
             tasks.join(", ")
         );
     }
@@ -481,7 +504,9 @@ mod tests {
             "config": {"file": "/etc/p.yaml", "hash": "00ff", "last_reload_successful": true,
                        "last_reload_success_time": 1_000_000_000.0},
             "may_change": true,
-            "sources": [{"name": "default", "received_per_second": 12.0, "tasks": ["<t>"]}],
+            "sources": [{"name": "default", "received_per_second": 12.0, "requests_per_second": 2.0,
+                         "refused": {"unauthorized": 3, "<x>": 1}, "last_request_time": 1_000_000_000.0,
+                         "tasks": ["<t>"]}],
             "tasks": [{
                 "name": "<t>", "description": "d<b>", "enabled": true, "source": "default",
                 "file": "/x", "writable": true,
@@ -512,6 +537,8 @@ mod tests {
             "2001-09-09 01:46:40 UTC",
             "width:50%",
             "<td class=\"received\">12.0</td>",
+            "<td class=\"requests\">2.0</td>",
+            "&lt;x&gt;: 1, unauthorized: 3",
             "href=\"/tasks/%3Ct%3E\"",
             "0.1.0 (revision abc)",
         ] {

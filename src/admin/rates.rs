@@ -21,6 +21,8 @@ pub enum Series {
     Delivered(String, String),
     /// A source's received samples.
     Received(String),
+    /// A source's answered requests.
+    Requests(String),
 }
 
 #[derive(Default)]
@@ -71,6 +73,8 @@ pub async fn sample(live: std::sync::Arc<Live>) {
         }
         for (source, received) in pipeline.source_counters() {
             values.push((Series::Received(source.to_owned()), received));
+            let requests = live.metrics().source_status(source).requests;
+            values.push((Series::Requests(source.to_owned()), requests));
         }
         for t in pipeline.targets() {
             values.push((
