@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use hyper::Method;
 use serde_json::Value;
+use std::path::Path;
 use std::process::Command;
 
 /// bcrypt of "s3cret" (as in tests/prometheus_tls_auth.rs).
@@ -267,4 +268,116 @@ async fn kafka_a_missing_topic_fails_and_an_existing_one_takes_a_test_message() 
     assert_eq!(code, 1, "{text}");
     let c = check(&r, "present", "brokers");
     assert_eq!(c["outcome"], "failed", "{text}");
+}
+
+/// (As in tests/prometheus_tls_auth.rs.)
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it.
+fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=promrelay test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_checked_against_the_configured_ca() {
+    let certs = TempDir::new("verify-certs");
+    make_certs(certs.path());
+    let web = format!(
+        "tls_server_config:\n  cert_file: {dir}/server.pem\n  key_file: {dir}/server.key\n",
+        dir = certs.path().display()
+    );
+    let receiver = Prometheus::start_with(RECEIVER_CONFIG, true, Some(&web)).await;
+    let url = format!("https://127.0.0.1:{}/api/v1/write", receiver.port);
+    let ca = certs.path().join("ca.pem");
+    let dir = TempDir::new("verify-tls");
+    let config = format!(
+        "tasks:\n{}{}",
+        task(
+            "trusted",
+            &url,
+            &format!(", tls: {{ca_file: \"{}\"}}", ca.display())
+        ),
+        task("untrusted", &url, ""),
+    );
+    let (code, r, text) = verify(&dir, &config, Some("trusted"));
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(check(&r, "trusted", "tls")["outcome"], "ok", "{text}");
+    assert_eq!(
+        check(&r, "trusted", "out_of_order_time_window")["outcome"],
+        "ok",
+        "{text}"
+    );
+    let (code, r, text) = verify(&dir, &config, Some("untrusted"));
+    assert_eq!(code, 1, "{text}");
+    let c = check(&r, "untrusted", "tls");
+    assert_eq!(c["outcome"], "failed", "{text}");
+    assert!(c["hint"].as_str().unwrap().contains("tls.ca_file"), "{c}");
+    assert_eq!(
+        check(&r, "untrusted", "remote_write receiver")["outcome"],
+        "skipped"
+    );
 }
