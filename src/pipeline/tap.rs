@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 
 /// Listeners per task at once.
 pub const MAX_TAPS: usize = 4;
-/// Chunks (one per request and target) a listener's channel holds.
-const CHANNEL_CHUNKS: usize = 256;
+/// Chunks (one per request and target, up to a request's samples as JSON: about 0.6 MB for
+/// 2,000 series) a listener's channel holds: bounds a slow listener to ~10 MB.
+const CHANNEL_CHUNKS: usize = 16;
 
 /// The taps of every task, by name.
 #[derive(Default)]
