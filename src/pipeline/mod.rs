@@ -385,8 +385,11 @@ impl Pipeline {
         let mut tapped: Vec<(&TaskRuntime, Vec<TapLines>)> = Vec::new();
         for task in &route.tasks {
             let mut matched = 0usize;
-            // The one check a tap costs when idle.
-            let tapping = task.tap.active();
+            // The one check a tap costs when idle. With listeners, JSON is written only while
+            // one of them has room; otherwise the samples are counted as skipped.
+            let listening = task.tap.active();
+            let tapping = listening && task.tap.has_room();
+            let mut unread = 0u64;
             let mut lines: Vec<TapLines> = if tapping {
                 vec![(Vec::new(), 0); task.targets.len()]
             } else {
@@ -397,6 +400,9 @@ impl Pipeline {
                     continue;
                 }
                 matched += series.samples().len() + series.histogram_count() as usize;
+                if listening && !tapping {
+                    unread += series.samples().len() as u64;
+                }
                 let newest = series.newest_timestamp_ms();
                 for (k, tt) in task.targets.iter().enumerate() {
                     let ti = tt.index;
@@ -428,6 +434,8 @@ impl Pipeline {
             task.metrics.filtered.inc_by((received - matched) as u64);
             if tapping {
                 tapped.push((task, lines));
+            } else if unread > 0 {
+                task.tap.skip_all(unread);
             }
         }
 

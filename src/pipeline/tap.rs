@@ -4,7 +4,8 @@
 //! Costs: with nobody listening, a request pays one relaxed atomic load per task
 //! ([`TaskTap::active`]). With listeners, the matching samples are written as JSON lines into
 //! a buffer of that request and offered to each listener's channel with `try_send`: a slow
-//! listener never slows the request; what does not fit is counted as skipped for it.
+//! listener never slows the request; what does not fit is counted as skipped for it. While
+//! no listener has room, the JSON is not written at all, only counted as skipped.
 //!
 //! A task's [`TaskTap`] lives in the [`TapHub`] by task name, so it survives a reload that
 //! keeps the task (the new pipeline picks up the same one).
@@ -55,6 +56,21 @@ impl TaskTap {
     #[inline]
     pub fn active(&self) -> bool {
         self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether some listener's channel has room: when none has, the data path skips writing
+    /// the JSON at all and counts the samples skipped ([`TaskTap::skip_all`]).
+    pub fn has_room(&self) -> bool {
+        let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        listeners.iter().any(|l| l.tx.capacity() > 0)
+    }
+
+    /// Count `samples` skipped for every listener (none had room for them).
+    pub fn skip_all(&self, samples: u64) {
+        let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        for l in listeners.iter() {
+            l.skipped.fetch_add(samples, Ordering::Relaxed);
+        }
     }
 
     /// Offer `lines` (JSON sample objects, one per line, `samples` of them) that `target`
@@ -134,6 +150,9 @@ mod tests {
         }
         tap.publish("other", Bytes::from_static(b"{}\n"), 1);
         assert_eq!(subs[0].skipped(), 6);
+        assert!(!tap.has_room(), "every channel is full");
+        tap.skip_all(5);
+        assert_eq!(subs[1].skipped(), 11);
         assert_eq!(
             subs[0].rx.try_recv().unwrap(),
             Bytes::from_static(b"{}\n{}\n")
