@@ -106,6 +106,42 @@ enum Command {
         #[command(subcommand)]
         action: TasksAction,
     },
+    /// Probe every target of the config's tasks (or of one) and print one line per check, ✓ or
+    /// ✗ with the fix. Exit 0 when every check passed, 1 when one failed, 2 for a bad config.
+    Verify {
+        /// The YAML config file.
+        #[arg(long, short, default_value = "promrelay.yaml")]
+        config: PathBuf,
+        /// Only this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Kafka targets: produce one message holding an empty JSON array and wait for its
+        /// delivery report.
+        #[arg(long)]
+        produce_test: bool,
+        /// text (one line per check) or json (for scripts).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
+    /// Print what a task's target receives, one JSON sample per line, from a running relay's
+    /// tap; the trailer (samples sent, skipped) goes to standard error.
+    Tap {
+        /// The relay's admin address, e.g. http://127.0.0.1:9201.
+        #[arg(long, default_value = "http://127.0.0.1:9201")]
+        url: String,
+        /// The task.
+        #[arg(long)]
+        task: String,
+        /// The target (default: the task's first).
+        #[arg(long)]
+        target: Option<String>,
+        /// Stop after N samples.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// A file holding the bearer token the relay's server.admin requires.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
     /// Read a Kafka topic, decompress, and print one JSON sample per line.
     KafkaTail {
         /// Comma-separated host:port list.
@@ -168,6 +204,61 @@ enum TasksAction {
         /// The task's name.
         name: String,
     },
+}
+
+fn verify_command(
+    file: &std::path::Path,
+    task: Option<&str>,
+    produce_test: bool,
+    json: bool,
+) -> ExitCode {
+    use promrelay::admin::verify::{render_text, verify_task};
+    let cfg = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let tasks: Vec<_> = cfg
+        .tasks
+        .iter()
+        .filter(|t| task.is_none_or(|n| t.name == n))
+        .collect();
+    if tasks.is_empty() {
+        eprintln!(
+            "{}: no task {}",
+            file.display(),
+            task.map_or("at all".to_owned(), |n| format!("named {n:?}"))
+        );
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("promrelay verify: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reports = rt.block_on(async {
+        let mut reports = Vec::new();
+        for t in tasks {
+            reports.push(verify_task(t, produce_test).await);
+        }
+        reports
+    });
+    let ok = reports.iter().all(|r| r.ok);
+    if json {
+        let v = serde_json::json!({ "ok": ok, "tasks": reports });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", render_text(&reports));
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn tasks_command(url: &str, token_file: Option<&std::path::Path>, action: TasksAction) -> ExitCode {
@@ -238,6 +329,53 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Verify {
+            config,
+            task,
+            produce_test,
+            output,
+        } => verify_command(&config, task.as_deref(), produce_test, output == "json"),
+        Command::Tap {
+            url,
+            task,
+            target,
+            limit,
+            token_file,
+        } => {
+            let token = match token_file.map(std::fs::read_to_string).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("--token-file: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = promrelay::tools::tap::TapOptions {
+                url,
+                task,
+                target,
+                limit,
+                token,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("promrelay tap: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = rt.block_on(promrelay::tools::tap::tap(
+                &opts,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("promrelay tap: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::KafkaTail {
             brokers,
             topic,

@@ -27,4 +27,15 @@ if ! python3 -c "import kafka, cramjam" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check kafka-python cramjam
 fi
 
+# Headless Chromium and selenium for tests/browser.rs (the status page in a real browser).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver (Debian packages)…"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if ! python3 -c "import selenium" >/dev/null 2>&1; then
+  echo "installing selenium (pip)…"
+  python3 -m pip install --quiet --disable-pip-version-check selenium
+fi
+
 cargo test --locked --all-targets "$@"

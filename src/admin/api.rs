@@ -8,6 +8,9 @@
 //! | `PUT /api/v1/tasks/{name}` | 201 created / 200 replaced; body: the task in YAML or JSON; `If-Match` honoured (412) |
 //! | `DELETE /api/v1/tasks/{name}` | 200; `If-Match` honoured |
 //! | `POST /api/v1/tasks/{name}/enable`, `/disable` | 200 |
+//! | `POST /api/v1/tasks/{name}/verify` | 200: every target probed (see [`super::verify`]); `"ok": false` when a check failed. Changes nothing, so any caller let in may ask |
+//! | `GET /api/v1/status` | 200: sources, every task as above, build and config info: what the status page shows |
+//! | `GET /`, `GET /tasks/{name}` | the status page and a task's page (HTML, see [`super::page`]) |
 //!
 //! Writes go to `server.admin.tasks_dir` (one file per task, see [`super::store`]), are
 //! checked as a whole new config first (a bad body is a 400 naming the field, nothing is
@@ -20,6 +23,7 @@
 //! with 403 unless the admin address is a loopback one.
 
 use super::live::Live;
+use super::page;
 use super::rates::Series;
 use super::store;
 use crate::config::{Config, TaskConfig};
@@ -36,6 +40,15 @@ use std::sync::Arc;
 
 /// Largest task body accepted.
 pub const MAX_BODY: usize = 1 << 20;
+
+fn html(body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
 
 fn json_resp(status: StatusCode, v: &Value) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(
@@ -159,15 +172,43 @@ pub async fn handle(live: &Arc<Live>, loopback: bool, req: Request<Incoming>) ->
             Err(e) => text(StatusCode::BAD_REQUEST, format!("config not reloaded: {e}")),
         };
     }
+    let viewer_may_change = may_change(live, loopback).is_none();
+    if path == "/" || path == "/api/v1/status" || path.starts_with("/tasks/") {
+        if method != Method::GET && method != Method::HEAD {
+            return method_not_allowed("GET");
+        }
+        let status = page::status_json(live, viewer_may_change);
+        if path == "/api/v1/status" {
+            return json_resp(StatusCode::OK, &status);
+        }
+        if path == "/" {
+            return html(page::render_index(&status));
+        }
+        let name = path
+            .strip_prefix("/tasks/")
+            .and_then(page::decode_segment)
+            .unwrap_or_default();
+        return match status["tasks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == name.as_str()))
+        {
+            Some(t) => html(page::render_task(t, viewer_may_change)),
+            None => not_found(&name),
+        };
+    }
     let Some(rest) = path.strip_prefix("/api/v1/tasks") else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
     let rest = rest.trim_start_matches('/');
-    let parts: Vec<&str> = if rest.is_empty() {
+    // Names arrive percent-encoded when they hold characters outside a path segment's.
+    let decoded: Vec<String> = if rest.is_empty() {
         Vec::new()
     } else {
-        rest.split('/').collect()
+        rest.split('/')
+            .map(|p| page::decode_segment(p).unwrap_or_else(|| p.to_owned()))
+            .collect()
     };
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match (parts.as_slice(), &method) {
         ([], &Method::GET) => list(live),
         ([], _) => method_not_allowed("GET"),
@@ -190,9 +231,22 @@ pub async fn handle(live: &Arc<Live>, loopback: bool, req: Request<Incoming>) ->
             change(live, loopback, &name, req, Change::Enable(on)).await
         }
         ([_, "enable" | "disable"], _) => method_not_allowed("POST"),
+        ([name, "verify"], &Method::POST) => match find(live, name) {
+            Some(t) => {
+                let report = super::verify::verify_task(&t, false).await;
+                let v = serde_json::to_value(&report).unwrap_or_default();
+                live.last_verify
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(t.name.clone(), v.clone());
+                json_resp(StatusCode::OK, &v)
+            }
+            None => not_found(name),
+        },
+        ([_, "verify"], _) => method_not_allowed("POST"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; the task API is /api/v1/tasks, /api/v1/tasks/{name}, /api/v1/tasks/{name}/enable|disable",
+            "not found; the task API is /api/v1/tasks, /api/v1/tasks/{name}, /api/v1/tasks/{name}/enable|disable|verify",
         ),
     }
 }
@@ -286,6 +340,7 @@ pub fn task_json(live: &Live, t: &TaskConfig) -> Value {
         "writable": writable(live, &t.origin.file),
         "etag": etag(&t.origin.raw),
         "config": redact(t.origin.raw.clone()),
+        "last_verify": live.last_verify.lock().unwrap_or_else(|p| p.into_inner()).get(&t.name).cloned(),
         "status": {
             "matched_per_second": rates.per_second(&Series::Matched(t.name.clone())),
             "filtered_per_second": rates.per_second(&Series::Filtered(t.name.clone())),

@@ -240,6 +240,10 @@ pub struct Live {
     rates: super::rates::Rates,
     /// Serialises the task API's check-write-reload sequences.
     pub(crate) writes: Mutex<()>,
+    /// The last `POST /api/v1/tasks/{name}/verify` answer per task, for its page.
+    pub(crate) last_verify: std::sync::Mutex<HashMap<String, serde_json::Value>>,
+    /// Who listens to which task (kept across reloads).
+    pub(crate) taps: crate::pipeline::tap::TapHub,
 }
 
 impl Live {
@@ -263,7 +267,8 @@ impl Live {
             .iter()
             .map(|(k, r)| (k.clone(), r.target.clone()))
             .collect();
-        let pipeline = Pipeline::assemble(&config, &map, &metrics);
+        let taps = crate::pipeline::tap::TapHub::default();
+        let pipeline = Pipeline::assemble(&config, &map, &metrics, &taps);
         metrics.config_loaded(true, config.hash);
         let hash = config.hash;
         let tasks = Arc::new(config.tasks);
@@ -281,6 +286,8 @@ impl Live {
             hash: AtomicU64::new(hash),
             rates: Default::default(),
             writes: Mutex::new(()),
+            last_verify: Default::default(),
+            taps,
         })
     }
 
@@ -514,7 +521,7 @@ impl Live {
     }
 
     fn swap(&self, config: &Config, targets: &TargetMap) {
-        let pipeline = Pipeline::assemble(config, targets, &self.metrics);
+        let pipeline = Pipeline::assemble(config, targets, &self.metrics, &self.taps);
         self.pipeline.store(Arc::new(pipeline));
     }
 

@@ -4,7 +4,10 @@
 
 pub mod api;
 pub mod live;
+pub mod page;
 pub mod rates;
 pub mod store;
+pub mod tap;
+pub mod verify;
 
 pub use live::{Live, ReloadError, ReloadSummary};

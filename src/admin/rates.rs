@@ -12,12 +12,17 @@ pub const EVERY: Duration = Duration::from_secs(5);
 /// How far back a rate looks.
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// What a series is: a task's matched or filtered samples, a target's delivered ones.
+/// What a series is: a task's matched or filtered samples, a target's delivered ones, a
+/// source's received ones.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Series {
     Matched(String),
     Filtered(String),
     Delivered(String, String),
+    /// A source's received samples.
+    Received(String),
+    /// A source's answered requests.
+    Requests(String),
 }
 
 #[derive(Default)]
@@ -65,6 +70,11 @@ pub async fn sample(live: std::sync::Arc<Live>) {
         for (task, matched, filtered) in pipeline.task_counters() {
             values.push((Series::Matched(task.to_owned()), matched));
             values.push((Series::Filtered(task.to_owned()), filtered));
+        }
+        for (source, received) in pipeline.source_counters() {
+            values.push((Series::Received(source.to_owned()), received));
+            let requests = live.metrics().source_status(source).requests;
+            values.push((Series::Requests(source.to_owned()), requests));
         }
         for t in pipeline.targets() {
             values.push((

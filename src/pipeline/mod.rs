@@ -24,6 +24,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod tap;
+
+use tap::{TapHub, TaskTap};
+
 /// Decode buffer a shard keeps between requests; a larger request's buffer is freed after it.
 /// (16 MiB covers Prometheus' default 2,000-sample batches many times over.)
 const RETAIN_DECODE_BYTES: usize = 16 << 20;
@@ -42,6 +46,8 @@ struct TaskRuntime {
     labels: LabelSet,
     targets: Vec<TaskTarget>,
     metrics: TaskMetrics,
+    /// Who listens to what this task delivers (see [`tap`]).
+    tap: Arc<TaskTap>,
 }
 
 /// One of a task's targets: which, and the labels it adds (they belong to the config, not to
@@ -99,6 +105,9 @@ impl TaskIndex {
 
 /// The targets a pipeline is assembled from, by (task, target) name.
 pub type TargetMap = HashMap<(String, String), Arc<Target>>;
+
+/// A tapped target's JSON lines of one request, and how many samples they hold.
+type TapLines = (Vec<u8>, u64);
 
 /// Per-target scratch of one request.
 #[derive(Default)]
@@ -200,7 +209,12 @@ impl Pipeline {
                 targets.insert((task.name.clone(), t.name.clone()), Arc::new(target));
             }
         }
-        Ok(Pipeline::assemble(&config, &targets, metrics))
+        Ok(Pipeline::assemble(
+            &config,
+            &targets,
+            metrics,
+            &TapHub::default(),
+        ))
     }
 
     /// The routing table of `config` over running `targets` (every target of every enabled
@@ -208,7 +222,12 @@ impl Pipeline {
     ///
     /// # Panics
     /// Never for a map built from the same config; a missing target is left out and logged.
-    pub fn assemble(config: &Config, targets: &TargetMap, metrics: &Metrics) -> Pipeline {
+    pub fn assemble(
+        config: &Config,
+        targets: &TargetMap,
+        metrics: &Metrics,
+        taps: &TapHub,
+    ) -> Pipeline {
         let mut sources: Vec<SourceRoute> = config
             .sources
             .iter()
@@ -247,6 +266,7 @@ impl Pipeline {
                     labels: task.labels.clone(),
                     targets: task_targets,
                     metrics: metrics.task(&task.name),
+                    tap: taps.task(&task.name),
                 });
             }
         }
@@ -289,6 +309,24 @@ impl Pipeline {
                 )
             })
         })
+    }
+
+    /// Each source's name and its received sample count so far.
+    pub fn source_counters(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.source_index.iter().filter_map(|(name, &i)| {
+            Some((name.as_str(), self.sources.get(i)?.metrics.samples.get()))
+        })
+    }
+
+    /// The names of the sources, in config order.
+    pub fn source_names(&self) -> Vec<&str> {
+        let mut names: Vec<(&str, usize)> = self
+            .source_index
+            .iter()
+            .map(|(n, &i)| (n.as_str(), i))
+            .collect();
+        names.sort_by_key(|&(_, i)| i);
+        names.into_iter().map(|(n, _)| n).collect()
     }
 
     /// The `Authorization` value a source's senders must present, if any.
@@ -409,37 +447,103 @@ impl Pipeline {
             .inc_by(batch.histogram_count() as u64);
         route.metrics.metadata.inc_by(batch.metadata_count() as u64);
 
-        match &route.index {
-            // Few tasks: task by task, each filter over the whole batch (cache-friendly).
-            None => {
-                for task in &route.tasks {
-                    let mut matched = 0usize;
-                    for series in batch.iter() {
-                        if task.filter.matches(&series) {
-                            matched += deliver(task, &series, &self.targets, outs, touched);
-                        }
+        // Tapped lines, per tapped task per target; empty (no allocation) when nobody listens.
+        let mut tapped: Vec<(&TaskRuntime, Vec<TapLines>)> = Vec::new();
+        // The one check a tap costs when idle: a load per task. Someone listening (debugging
+        // a task) takes the slower task-by-task loop below, which also writes what it taps.
+        if route.tasks.iter().any(|t| t.tap.active()) {
+            for task in &route.tasks {
+                let mut matched = 0usize;
+                // The one check a tap costs when idle. With listeners, JSON is written only while
+                // one of them has room; otherwise the samples are counted as skipped.
+                let listening = task.tap.active();
+                let tapping = listening && task.tap.has_room();
+                let mut unread = 0u64;
+                let mut lines: Vec<TapLines> = if tapping {
+                    vec![(Vec::new(), 0); task.targets.len()]
+                } else {
+                    Vec::new()
+                };
+                for series in batch.iter() {
+                    if !task.filter.matches(&series) {
+                        continue;
                     }
-                    task.metrics.matched.inc_by(matched as u64);
-                    task.metrics.filtered.inc_by((received - matched) as u64);
+                    matched += series.samples().len() + series.histogram_count() as usize;
+                    if listening && !tapping {
+                        unread += series.samples().len() as u64;
+                    }
+                    let newest = series.newest_timestamp_ms();
+                    for (k, tt) in task.targets.iter().enumerate() {
+                        let ti = tt.index;
+                        let target = &self.targets[ti];
+                        let ts = &mut outs[ti];
+                        if !ts.touched {
+                            ts.touched = true;
+                            touched.push(ti);
+                        }
+                        let labels = merge(
+                            series.buf(),
+                            series.label_refs(),
+                            &task.labels,
+                            &tt.external_labels,
+                        );
+                        if tapping {
+                            let (buf, n) = &mut lines[k];
+                            for sample in series.samples() {
+                                crate::encode::json_sample::write_sample(
+                                    buf,
+                                    labels.clone(),
+                                    sample,
+                                );
+                                buf.push(b'\n');
+                            }
+                            *n += series.samples().len() as u64;
+                        }
+                        target.encoder.write_series(&mut ts.out, &series, labels);
+                        ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
+                    }
+                }
+                task.metrics.matched.inc_by(matched as u64);
+                task.metrics.filtered.inc_by((received - matched) as u64);
+                if tapping {
+                    tapped.push((task, lines));
+                } else if unread > 0 {
+                    task.tap.skip_all(unread);
                 }
             }
-            // Many tasks: series by series, each meeting only the tasks its name can match.
-            Some(index) => {
-                matched.clear();
-                matched.resize(route.tasks.len(), 0);
-                for series in batch.iter() {
-                    let name = series.label(b"__name__").unwrap_or_default();
-                    for ti in index.candidates(name) {
-                        let task = &route.tasks[ti as usize];
-                        if task.filter.matches(&series) {
-                            matched[ti as usize] +=
-                                deliver(task, &series, &self.targets, outs, touched);
+        } else {
+            match &route.index {
+                // Few tasks: task by task, each filter over the whole batch (cache-friendly).
+                None => {
+                    for task in &route.tasks {
+                        let mut matched = 0usize;
+                        for series in batch.iter() {
+                            if task.filter.matches(&series) {
+                                matched += deliver(task, &series, &self.targets, outs, touched);
+                            }
                         }
+                        task.metrics.matched.inc_by(matched as u64);
+                        task.metrics.filtered.inc_by((received - matched) as u64);
                     }
                 }
-                for (task, &m) in route.tasks.iter().zip(matched.iter()) {
-                    task.metrics.matched.inc_by(m as u64);
-                    task.metrics.filtered.inc_by((received - m) as u64);
+                // Many tasks: series by series, each meeting only the tasks its name can match.
+                Some(index) => {
+                    matched.clear();
+                    matched.resize(route.tasks.len(), 0);
+                    for series in batch.iter() {
+                        let name = series.label(b"__name__").unwrap_or_default();
+                        for ti in index.candidates(name) {
+                            let task = &route.tasks[ti as usize];
+                            if task.filter.matches(&series) {
+                                matched[ti as usize] +=
+                                    deliver(task, &series, &self.targets, outs, touched);
+                            }
+                        }
+                    }
+                    for (task, &m) in route.tasks.iter().zip(matched.iter()) {
+                        task.metrics.matched.inc_by(m as u64);
+                        task.metrics.filtered.inc_by((received - m) as u64);
+                    }
                 }
             }
         }
@@ -503,6 +607,15 @@ impl Pipeline {
                 .dropped_unsupported
                 .inc_by(out.unsupported as u64);
             target.update_gauges();
+        }
+        // Taken: the tapped targets received these samples.
+        for (task, lines) in tapped {
+            for (tt, (buf, n)) in task.targets.iter().zip(lines) {
+                if n > 0 && failed != Some(tt.index) {
+                    task.tap
+                        .publish(&self.targets[tt.index].name, bytes::Bytes::from(buf), n);
+                }
+            }
         }
         if let Some(ti) = failed {
             let t = &self.targets[ti];

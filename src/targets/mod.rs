@@ -13,6 +13,7 @@
 //! [`target_kinds!`] at the bottom is the one registry of kinds: adding a kind adds its folder
 //! and one line there (see docs/architecture.md, "Adding a target kind").
 
+pub mod check;
 pub mod file;
 mod health;
 pub mod kafka;
@@ -131,6 +132,13 @@ macro_rules! target_kinds {
             pub fn type_name(&self) -> &'static str {
                 match self {
                     $(TargetKind::$variant(_) => stringify!($kind),)+
+                }
+            }
+
+            /// `promrelay verify`'s probes of this target (each kind's `verify.rs`).
+            pub async fn verify(&self, produce_test: bool) -> Vec<check::Check> {
+                match self {
+                    $(TargetKind::$variant(c) => $kind::verify::verify(c, produce_test).await,)+
                 }
             }
 

@@ -79,6 +79,17 @@ pub struct Metrics {
     target_received_ts: Family<Labels, TimestampGauge>,
     target_sent_ts: Family<Labels, TimestampGauge>,
     config: ConfigMetrics,
+    /// Per source, what the status page shows beside the rates.
+    sources: std::sync::Mutex<std::collections::HashMap<String, SourceStatus>>,
+}
+
+/// A source's requests so far, for the status page: answered, the time of the last one, and
+/// refused by reason.
+#[derive(Debug, Clone, Default)]
+pub struct SourceStatus {
+    pub requests: u64,
+    pub last_request: Option<std::time::SystemTime>,
+    pub refused: std::collections::BTreeMap<String, u64>,
 }
 
 /// How the config was last loaded, named like Prometheus' own `prometheus_config_*`.
@@ -352,6 +363,7 @@ impl Metrics {
             target_spilling,
             target_oldest_pending,
             config,
+            sources: Default::default(),
         }
     }
 
@@ -361,6 +373,12 @@ impl Metrics {
         self.refused
             .get_or_create(&labels(&[("source", source), ("reason", reason)]))
             .inc();
+        let mut s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        *s.entry(source.to_owned())
+            .or_default()
+            .refused
+            .entry(reason.to_owned())
+            .or_default() += 1;
     }
 
     /// Count the samples of a request refused for `reason` after it decoded.
@@ -378,6 +396,20 @@ impl Metrics {
         self.request_seconds
             .get_or_create(&labels(&[("source", source)]))
             .observe(seconds);
+        // Once per request (never per sample); the lock is held for a map lookup.
+        let mut s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = match s.get_mut(source) {
+            Some(e) => e,
+            None => s.entry(source.to_owned()).or_default(),
+        };
+        entry.requests += 1;
+        entry.last_request = Some(std::time::SystemTime::now());
+    }
+
+    /// A source's requests so far (see [`SourceStatus`]).
+    pub fn source_status(&self, source: &str) -> SourceStatus {
+        let s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(source).cloned().unwrap_or_default()
     }
 
     pub fn source(&self, source: &str) -> SourceMetrics {
@@ -433,6 +465,11 @@ impl Metrics {
             dropped_spool_error: dropped(reason::SPOOL_ERROR),
             dropped_removed: dropped(reason::REMOVED),
         }
+    }
+
+    /// How the config was last loaded.
+    pub fn config(&self) -> &ConfigMetrics {
+        &self.config
     }
 
     /// Record a config (re)load: `hash` of the config that runs now.

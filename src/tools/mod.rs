@@ -5,5 +5,6 @@
 pub mod bench; // filter throughput, in-process or over HTTP
 pub mod blackhole; // a receiver that answers 204 to everything
 pub mod kafka_tail; // read a topic back as JSON lines
+pub mod tap; // print what a task's target receives
 pub mod tasks; // a client of a running relay's task API
 pub mod workload; // deterministic realistic request generators

@@ -67,9 +67,12 @@ pub struct IngestState {
 
 /// Whether `path` is one of the admin endpoints (served on `server.admin.listen` when set).
 pub fn is_admin_path(path: &str) -> bool {
-    matches!(path, "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload")
-        || path == "/api/v1/tasks"
+    matches!(
+        path,
+        "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload" | "/api/v1/status"
+    ) || path == "/api/v1/tasks"
         || path.starts_with("/api/v1/tasks/")
+        || path.starts_with("/tasks/")
 }
 
 /// Compare without an early exit, so the time taken does not reveal how much of a secret
@@ -108,6 +111,45 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Resp {
     r
 }
 
+/// What a listener answers: a tap's stream (see [`crate::admin::tap`]), or any other answer
+/// from [`handle`]. Never fails: every problem is an HTTP answer.
+pub async fn serve(
+    state: Arc<IngestState>,
+    role: Listener,
+    req: Request<Incoming>,
+) -> Result<Response<crate::admin::tap::AnyBody>, std::convert::Infallible> {
+    let tap_task = req
+        .uri()
+        .path()
+        .strip_prefix("/api/v1/tasks/")
+        .and_then(|rest| rest.strip_suffix("/tap"))
+        .filter(|name| !name.contains('/'))
+        .and_then(crate::admin::page::decode_segment);
+    if let Some(name) = tap_task
+        && role != Listener::Ingest
+        && req.method() == Method::GET
+    {
+        if let Some(refused) = crate::admin::api::authorize(&state.live, &req) {
+            return Ok(refused.map(BodyExt::boxed_unsync));
+        }
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        return Ok(crate::admin::tap::tap(
+            &state.live,
+            &name,
+            req.uri().query(),
+            accept,
+        ));
+    }
+    let resp = handle(state, role, req).await;
+    Ok(match resp {
+        Ok(r) => r.map(BodyExt::boxed_unsync),
+        Err(never) => match never {},
+    })
+}
+
 /// Route and answer one request. Never fails: every problem is an HTTP answer.
 pub async fn handle(
     state: Arc<IngestState>,
@@ -119,7 +161,7 @@ pub async fn handle(
     if role == Listener::Admin && !admin_path {
         return Ok(text(
             StatusCode::NOT_FOUND,
-            "not found; this is the admin address: /metrics, /-/healthy, /-/ready, /-/reload, /api/v1/tasks",
+            "not found; this is the admin address: / (status page), /metrics, /-/healthy, /-/ready, /-/reload, /api/v1/tasks, /api/v1/status",
         ));
     }
     if role == Listener::Ingest && admin_path {

@@ -1,7 +1,7 @@
 //! The listener side of the HTTP source: TLS setup, and one task per accepted connection
 //! (TLS handshake first, when configured), each watched by the graceful shutdown.
 
-use super::{IngestState, Listener, handle};
+use super::{IngestState, Listener, serve};
 use crate::config::ServerTls;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -86,7 +86,7 @@ pub fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let st = state.clone();
-    let svc = service_fn(move |req| handle(st.clone(), role, req));
+    let svc = service_fn(move |req| serve(st.clone(), role, req));
     match tls {
         None => {
             let conn = graceful.watch(

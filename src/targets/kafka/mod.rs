@@ -6,12 +6,14 @@
 //! - `encode.rs`: one series → one framed record (topic, key, samples, body) in the lane its
 //!   key picks ([`KafkaLayout`]);
 //! - `messages.rs`: a lane's batch of records → messages grouped by topic and key;
-//! - `service.rs`: producing the messages and reading their delivery reports.
+//! - `service.rs`: producing the messages and reading their delivery reports;
+//! - `verify.rs`: `promrelay verify`'s probes (metadata, topic, a test message).
 
 mod config;
 mod encode;
 mod messages;
 mod service;
+pub mod verify;
 
 pub use config::{
     KafkaCompression, KafkaConfig, KafkaFormat, KafkaKey, RawKafka, RawSasl, TopicPart, parse_topic,

@@ -142,21 +142,67 @@ impl RemoteWriteService {
                 why: "internal error: a remote_write target was handed Kafka messages".into(),
             };
         };
-        let payload = payload.clone();
+        match self.post(payload.clone()).await {
+            Err(why) => SendResult::Retry { after: None, why },
+            Ok((status, _, _))
+                if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && self.v2.is_some() =>
+            {
+                // A configuration error, the same for every batch: logged once (by the lane,
+                // as a refusal), counted every time.
+                let why = "the receiver does not take remote-write 2.0 (HTTP 415): a \
+                           configuration error; set protobuf_message: prometheus.WriteRequest \
+                           for it"
+                    .to_string();
+                if self.refused_v2_logged.swap(true, Ordering::Relaxed) {
+                    SendResult::RejectQuietly { why }
+                } else {
+                    SendResult::Reject { why }
+                }
+            }
+            Ok((status, retry_after, body)) => classify(status, retry_after, &body),
+        }
+    }
+
+    /// POST `payload` (snappy already) with the target's headers, within its timeout: the
+    /// status, `Retry-After` and (a bounded part of) the body; why not, for a retry.
+    pub(super) async fn post(
+        &self,
+        payload: Bytes,
+    ) -> Result<(StatusCode, Option<Duration>, Bytes), String> {
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(self.url.clone());
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        let req = match req.body(Full::new(payload)) {
-            Ok(r) => r,
-            Err(e) => {
-                return SendResult::Reject {
-                    why: format!("cannot build request: {e}"),
-                };
+        let req = req
+            .body(Full::new(payload))
+            .map_err(|e| format!("cannot build request: {e}"))?;
+        self.exchange(req).await
+    }
+
+    /// GET `uri` with the target's credentials and own headers (not the remote-write ones).
+    pub(super) async fn get(&self, uri: Uri) -> Result<(StatusCode, Bytes), String> {
+        let mut req = Request::builder().method(Method::GET).uri(uri);
+        for (k, v) in &self.headers {
+            if *k != header::CONTENT_ENCODING
+                && *k != header::CONTENT_TYPE
+                && k.as_str() != "x-prometheus-remote-write-version"
+            {
+                req = req.header(k, v);
             }
-        };
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| format!("cannot build request: {e}"))?;
+        let (status, _, body) = self.exchange(req).await?;
+        Ok((status, body))
+    }
+
+    async fn exchange(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Option<Duration>, Bytes), String> {
         let exchange = async {
             let resp = self
                 .client
@@ -177,34 +223,10 @@ impl RemoteWriteService {
             };
             Ok::<_, String>((status, retry_after, body))
         };
-        let (status, retry_after, body) = match tokio::time::timeout(self.timeout, exchange).await {
-            Err(_) => {
-                return SendResult::Retry {
-                    after: None,
-                    why: format!("no answer within {:?}", self.timeout),
-                };
-            }
-            Ok(Err(e)) => {
-                return SendResult::Retry {
-                    after: None,
-                    why: e,
-                };
-            }
-            Ok(Ok(x)) => x,
-        };
-        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && self.v2.is_some() {
-            // A configuration error, the same for every batch: logged once (by the lane, as
-            // a refusal), counted every time.
-            let why = "the receiver does not take remote-write 2.0 (HTTP 415): a configuration \
-                       error; set protobuf_message: prometheus.WriteRequest for it"
-                .to_string();
-            return if self.refused_v2_logged.swap(true, Ordering::Relaxed) {
-                SendResult::RejectQuietly { why }
-            } else {
-                SendResult::Reject { why }
-            };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            Ok(r) => r,
         }
-        classify(status, retry_after, &body)
     }
 }
 
@@ -253,7 +275,7 @@ fn sensitive(v: &str) -> Result<HeaderValue, String> {
     Ok(h)
 }
 
-fn client_tls(cfg: &TlsConfig, https: bool) -> Result<rustls::ClientConfig, String> {
+pub(super) fn client_tls(cfg: &TlsConfig, https: bool) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
