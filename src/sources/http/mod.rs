@@ -68,6 +68,22 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether an `Authorization` header value carries `expected` (`Scheme credentials`): the
+/// scheme compared without regard to case, as RFC 7235 says (`bearer`, `BASIC`), then one or
+/// more spaces, then the credentials, compared exactly and in constant time.
+pub fn authorized(given: &[u8], expected: &str) -> bool {
+    let Some((scheme, credentials)) = expected.split_once(' ') else {
+        return false;
+    };
+    let Some(space) = given.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (given_scheme, rest) = given.split_at(space);
+    let given_credentials = rest.trim_ascii_start();
+    given_scheme.eq_ignore_ascii_case(scheme.as_bytes())
+        & constant_time_eq(given_credentials, credentials.as_bytes())
+}
+
 type Resp = Response<Full<Bytes>>;
 
 fn text(status: StatusCode, body: impl Into<String>) -> Resp {
@@ -136,7 +152,7 @@ pub async fn handle(
                 .get(header::AUTHORIZATION)
                 .map(|v| v.as_bytes())
                 .unwrap_or_default();
-            if !constant_time_eq(given, expected.as_bytes()) {
+            if !authorized(given, expected) {
                 state.metrics.refused(&name, "unauthorized");
                 state.metrics.request(&name, 401);
                 let mut r = text(
@@ -321,7 +337,31 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{authorized, constant_time_eq};
+
+    #[test]
+    fn the_auth_scheme_is_case_insensitive_and_the_credentials_are_not() {
+        for (given, expected, ok) in [
+            ("Bearer t0ken", "Bearer t0ken", true),
+            ("bearer t0ken", "Bearer t0ken", true),
+            ("BEARER t0ken", "Bearer t0ken", true),
+            ("Bearer   t0ken", "Bearer t0ken", true),
+            ("Bearer T0KEN", "Bearer t0ken", false),
+            ("Bearer t0ken2", "Bearer t0ken", false),
+            ("Bearert0ken", "Bearer t0ken", false),
+            ("Basic t0ken", "Bearer t0ken", false),
+            ("t0ken", "Bearer t0ken", false),
+            ("", "Bearer t0ken", false),
+            ("basic dTpw", "Basic dTpw", true),
+            ("Basic dTpW", "Basic dTpw", false),
+        ] {
+            assert_eq!(
+                authorized(given.as_bytes(), expected),
+                ok,
+                "{given:?} against {expected:?}"
+            );
+        }
+    }
 
     #[test]
     fn constant_time_eq_is_plain_equality() {
