@@ -1,19 +1,16 @@
 //! Wiring: config → targets and their senders → pipeline → HTTP server(s), and the orderly
-//! shutdown in reverse: stop accepting, finish in-flight requests, drain memory queues
-//! (bounded), stop spool senders after their batch in flight, sync spools, exit.
+//! shutdown in reverse: stop accepting, drop connections with nothing to answer, answer the
+//! requests already read, drain memory queues (on a deadline of their own), stop spool senders
+//! after their batch in flight, sync spools, exit.
 
 use crate::config::Config;
 use crate::pipeline::Pipeline;
-use crate::sources::http::{IngestState, Listener, accept_opt, serve_connection, server_tls};
+use crate::sources::http::{self, HttpServer, IngestGuards, IngestState, server_tls};
 use crate::targets::{SinkError, run_lane};
 use crate::telemetry::Metrics;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -48,9 +45,7 @@ pub struct Relay {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })
+    http::bind(addr).map_err(|source| StartError::Listen { addr, source })
 }
 
 impl Relay {
@@ -111,6 +106,7 @@ impl Relay {
             }
         }
         let state = Arc::new(IngestState {
+            guards: IngestGuards::new(&server, &metrics),
             pipeline,
             metrics,
             server,
@@ -151,48 +147,13 @@ impl Relay {
             mut syncers,
             stop_sync,
         } = self;
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(addr = %addr(&listener), tls = tls.is_some(), "listening");
-        if let Some(a) = &admin {
-            tracing::info!(addr = %addr(a), "admin endpoints (/metrics, /-/healthy, /-/ready) listening");
-        }
-        let main_role = if admin.is_some() {
-            Listener::Ingest
-        } else {
-            Listener::Both
-        };
-        loop {
-            let (accepted, role) = tokio::select! {
-                a = listener.accept() => (a, main_role),
-                a = accept_opt(admin.as_ref()) => (a, Listener::Admin),
-                () = &mut shutdown => break,
-            };
-            let stream = match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            serve_connection(&builder, &graceful, &state, tls.clone(), stream, role);
-        }
+        HttpServer::new(state.clone(), tls, listener, admin)
+            .run(shutdown)
+            .await;
+        // The queues' own deadline, whatever the connections took.
         let timeout = state.server.shutdown_timeout;
-        tracing::info!("shutting down: no new connections, draining queues for up to {timeout:?}");
-        state.ready.store(false, Ordering::Release);
-        drop(listener);
-        drop(admin);
+        tracing::info!("draining queues for up to {timeout:?}");
         let deadline = tokio::time::Instant::now() + timeout;
-        if tokio::time::timeout_at(deadline, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some connections were still open at the shutdown timeout");
-        }
         for t in state.pipeline.targets() {
             t.queue.close();
         }

@@ -53,6 +53,8 @@ pub struct Metrics {
     target_sent_bytes: Family<Labels, Counter>,
     target_spilling: Family<Labels, Gauge>,
     target_oldest_pending: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// Connections, their closures and the body budget of the HTTP listeners.
+    pub http: HttpMetrics,
 }
 
 impl Default for Metrics {
@@ -193,7 +195,9 @@ impl Metrics {
             "Time of one send attempt",
             target_send_seconds.clone(),
         );
+        let http = HttpMetrics::register(&mut registry);
         Metrics {
+            http,
             registry,
             requests,
             refused,
@@ -328,6 +332,63 @@ pub struct TargetMetrics {
     pub dropped_spool_full: Counter,
     pub dropped_spool_corrupt: Counter,
     pub dropped_spool_error: Counter,
+}
+
+/// The HTTP listeners' own metrics: connections open and closed by reason, and accept
+/// errors.
+/// Handles are made once per listener and reason at start, so bumping one is one atomic.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    connections: Family<Labels, Gauge>,
+    closed: Family<Labels, Counter>,
+    accept_errors: Family<Labels, Counter>,
+}
+
+impl HttpMetrics {
+    fn register(registry: &mut Registry) -> HttpMetrics {
+        let m = HttpMetrics {
+            connections: Family::default(),
+            closed: Family::default(),
+            accept_errors: Family::default(),
+        };
+        registry.register(
+            "http_connections",
+            "Connections open now, by listener (listen, admin_listen)",
+            m.connections.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "Connections the relay closed because the client stalled or the relay stopped, by listener and reason (on HTTP/2 a body timeout resets the stream only)",
+            m.closed.clone(),
+        );
+        registry.register(
+            "http_accept_errors",
+            "Failed accepts, by listener and error (too_many_open_files or other)",
+            m.accept_errors.clone(),
+        );
+        m
+    }
+
+    /// The gauge of connections open on `listener`.
+    pub fn connections(&self, listener: &str) -> Gauge {
+        self.connections
+            .get_or_create(&labels(&[("listener", listener)]))
+            .clone()
+    }
+
+    /// The counter of connections closed on `listener` for `reason`.
+    pub fn closed(&self, listener: &str, reason: &str) -> Counter {
+        self.closed
+            .get_or_create(&labels(&[("listener", listener), ("reason", reason)]))
+            .clone()
+    }
+
+    /// The counter of failed accepts on `listener` with `error`.
+    pub fn accept_errors(&self, listener: &str, error: &str) -> Counter {
+        self.accept_errors
+            .get_or_create(&labels(&[("listener", listener), ("error", error)]))
+            .clone()
+    }
 }
 
 /// Log to stderr; `RUST_LOG` overrides the level (default `info`).

@@ -48,6 +48,21 @@ pub struct RawServer {
     pub tls: Option<RawServerTls>,
     /// Where targets keep what they hold on disk (the overflow of a target that falls behind).
     pub data_dir: String,
+    /// Longest a client may take to send a request's header: from connecting, or from the
+    /// first byte of a kept-alive connection's next request.
+    pub header_read_timeout: String,
+    /// Longest a request's body may take to arrive once its header has.
+    pub body_read_timeout: String,
+    /// A kept-alive connection without a request is closed after this long.
+    pub idle_timeout: String,
+    /// HTTP/2: ping each connection this often (`0s`: never) …
+    pub http2_keepalive_interval: String,
+    /// … and close it when a ping is not answered within this.
+    pub http2_keepalive_timeout: String,
+    /// HTTP/2: streams (requests) one connection may have open at once.
+    pub http2_max_concurrent_streams: u64,
+    /// Connections served at once on `listen`; beyond it, accepting waits.
+    pub max_connections: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +92,13 @@ impl Default for RawServer {
             admin_listen: None,
             tls: None,
             data_dir: "data".into(),
+            header_read_timeout: "10s".into(),
+            body_read_timeout: "60s".into(),
+            idle_timeout: "2m".into(),
+            http2_keepalive_interval: "30s".into(),
+            http2_keepalive_timeout: "20s".into(),
+            http2_max_concurrent_streams: 100,
+            max_connections: 512,
         }
     }
 }

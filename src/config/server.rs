@@ -1,7 +1,7 @@
 //! `server:`: listen addresses, input limits, answers, timeouts and TLS of the relay itself.
 
 use super::raw::RawServer;
-use super::values::{duration, existing_file, positive};
+use super::values::{duration, existing_file, nonzero_duration, positive};
 use super::{ConfigError, invalid};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,17 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
     /// Where targets keep their overflow (resolved against the config file's directory).
     pub data_dir: PathBuf,
+    /// Connection and request timeouts of both listeners (see `sources::http::conn`).
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// `None`: no HTTP/2 pings.
+    pub http2_keepalive_interval: Option<Duration>,
+    pub http2_keepalive_timeout: Duration,
+    pub http2_max_concurrent_streams: u32,
+    /// Connections served at once on `listen` (lowered at start to fit the process's file
+    /// descriptor limit).
+    pub max_connections: usize,
 }
 
 /// HTTPS for the server: files checked to exist at load, read at start.
@@ -93,6 +104,27 @@ pub fn validate(s: &RawServer, base: &Path) -> Result<ServerConfig, ConfigError>
             }),
         },
         data_dir: base.join(&s.data_dir),
+        header_read_timeout: nonzero_duration(
+            &s.header_read_timeout,
+            "server.header_read_timeout",
+        )?,
+        body_read_timeout: nonzero_duration(&s.body_read_timeout, "server.body_read_timeout")?,
+        idle_timeout: nonzero_duration(&s.idle_timeout, "server.idle_timeout")?,
+        http2_keepalive_interval: Some(duration(
+            &s.http2_keepalive_interval,
+            "server.http2_keepalive_interval",
+        )?)
+        .filter(|d| !d.is_zero()),
+        http2_keepalive_timeout: nonzero_duration(
+            &s.http2_keepalive_timeout,
+            "server.http2_keepalive_timeout",
+        )?,
+        http2_max_concurrent_streams: u32::try_from(positive(
+            s.http2_max_concurrent_streams,
+            "server.http2_max_concurrent_streams",
+        )?)
+        .map_err(|_| invalid("server.http2_max_concurrent_streams", "is too large"))?,
+        max_connections: positive(s.max_connections, "server.max_connections")?,
     };
     if s.data_dir.trim().is_empty() {
         return Err(invalid("server.data_dir", "must not be empty"));

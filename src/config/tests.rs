@@ -113,6 +113,21 @@ tasks:
 }
 
 #[test]
+fn connection_limits_have_defaults_an_operator_would_accept() {
+    let cfg = Config::from_yaml("", Path::new(".")).unwrap();
+    let s = &cfg.server;
+    assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(s.body_read_timeout, Duration::from_secs(60));
+    assert_eq!(s.idle_timeout, Duration::from_secs(120));
+    assert_eq!(s.http2_keepalive_interval, Some(Duration::from_secs(30)));
+    assert_eq!(s.http2_keepalive_timeout, Duration::from_secs(20));
+    assert_eq!(s.http2_max_concurrent_streams, 100);
+    assert_eq!(s.max_connections, 512);
+    let off = Config::from_yaml("server: {http2_keepalive_interval: 0s}", Path::new(".")).unwrap();
+    assert_eq!(off.server.http2_keepalive_interval, None);
+}
+
+#[test]
 fn errors_name_the_field() {
     let target = "targets: [{name: f, type: file, path: x}]";
     let cases: Vec<(String, &str)> = vec![
@@ -144,6 +159,12 @@ fn errors_name_the_field() {
         ("tasks: [{name: a, targets: [{name: r, type: carrier_pigeon}]}]".into(), "unknown variant `carrier_pigeon`"),
         ("tasks: [{name: a, targets: [{name: f, type: file, path: x}, {name: f, type: file, path: y}]}]".to_string(), "tasks[0].targets[1].name: target \"f\" is defined twice"),
         ("server: {ack_timeout: 0s}".into(), "server.ack_timeout: must be greater than 0"),
+        ("server: {header_read_timeout: 0s}".into(), "server.header_read_timeout: must be greater than 0"),
+        ("server: {body_read_timeout: never}".into(), "server.body_read_timeout: \"never\" is not a duration"),
+        ("server: {idle_timeout: 0s}".into(), "server.idle_timeout: must be greater than 0"),
+        ("server: {http2_keepalive_timeout: 0s}".into(), "server.http2_keepalive_timeout: must be greater than 0"),
+        ("server: {http2_max_concurrent_streams: 0}".into(), "server.http2_max_concurrent_streams: must be greater than 0"),
+        ("server: {max_connections: 0}".into(), "server.max_connections: must be greater than 0"),
         ("server: {admin_listen: 'x'}".into(), "server.admin_listen: \"x\" is not an IP:port"),
         ("server: {listen: '127.0.0.1:9201', admin_listen: '127.0.0.1:9201'}".into(), "server.admin_listen: must differ"),
         ("server: {tls: {cert_file: /nonexistent/c, key_file: /nonexistent/k}}".into(), "server.tls.cert_file: /nonexistent/c is not a readable file"),

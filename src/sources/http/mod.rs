@@ -1,6 +1,7 @@
 //! The HTTP source: remote-write ingest per named source path, plus the self-metrics and health
-//! endpoints served beside it. `config.rs` holds the source's keys, `server.rs` the listener
-//! side (TLS, one task per connection); this file routes and answers requests.
+//! endpoints served beside it. `config.rs` holds the source's keys, `conn.rs` the listener side
+//! (accepting under a cap, one task per connection, its timeouts, shutdown), `tls.rs` HTTPS,
+//! `limits.rs` what bounds a body (its read deadline); this file routes and answers requests.
 //!
 //! Answers follow the remote-write 1.0 spec, so senders retry exactly what is worth retrying:
 //!
@@ -16,21 +17,26 @@
 //! | 400 | `ack: delivered` only: a target refused the data for good (its 4xx) or dropped it |
 //! | 503 (or 429) + `Retry-After` | a target queue or spool is full |
 //! | 503 + `Retry-After` | a spool write failed, or an `ack: spooled`/`delivered` wait passed `server.ack_timeout` |
+//! | none (connection closed, or HTTP/2 stream reset) | the body did not arrive within `server.body_read_timeout`, or the relay began shutting down while it was arriving |
 //!
 //! 503 is the default backpressure answer because Prometheus 2.42 retries every 5xx but drops a
 //! batch answered 429 unless `retry_on_http_429` is set in its `queue_config`.
 
 mod config;
-mod server;
+mod conn;
+mod limits;
+mod tls;
 
 pub use config::RawSource;
-pub use server::{TlsError, accept_opt, serve_connection, server_tls};
+pub use conn::{HttpServer, bind};
+pub use limits::IngestGuards;
+pub use tls::{TlsError, server_tls};
 
 use crate::config::ServerConfig;
 use crate::pipeline::{IngestError, Pipeline};
 use crate::telemetry::Metrics;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -57,7 +63,15 @@ pub struct IngestState {
     pub ready: AtomicBool,
     /// The `Authorization` value each source (by index) requires, if any.
     pub source_auth: Vec<Option<String>>,
+    /// The shutdown signal.
+    pub guards: IngestGuards,
 }
+
+/// A request dropped without an answer: hyper closes its HTTP/1.1 connection or resets its
+/// HTTP/2 stream, and the sender retries.
+#[derive(Debug, thiserror::Error)]
+#[error("request dropped unanswered: {0}")]
+pub struct Unanswered(&'static str);
 
 /// Compare without an early exit, so the time taken does not reveal how much of a secret
 /// matched (the length may show; the secret's content does not).
@@ -108,12 +122,16 @@ fn method_not_allowed(allow: &'static str) -> Resp {
     r
 }
 
-/// Route and answer one request. Never fails: every problem is an HTTP answer.
+/// Route and answer one request. Every problem is an HTTP answer, but for a body that stalls
+/// or a shutdown that begins while it arrives ([`Unanswered`]).
+///
+/// # Errors
+/// [`Unanswered`]: hyper drops the request without answering it.
 pub async fn handle(
     state: Arc<IngestState>,
     role: Listener,
     req: Request<Incoming>,
-) -> Result<Resp, std::convert::Infallible> {
+) -> Result<Resp, Unanswered> {
     let path = req.uri().path();
     let admin_path = matches!(path, "/metrics" | "/-/healthy" | "/-/ready");
     if role == Listener::Admin && !admin_path {
@@ -169,7 +187,7 @@ pub async fn handle(
                 return Ok(r);
             }
         }
-        let resp = write(&state, index, &name, req).await;
+        let resp = write(&state, index, &name, req).await?;
         state.metrics.request(&name, resp.status().as_u16());
         return Ok(resp);
     }
@@ -249,11 +267,16 @@ fn check_headers(req: &Request<Incoming>) -> Option<Resp> {
     None
 }
 
-async fn write(state: &IngestState, source: usize, name: &str, req: Request<Incoming>) -> Resp {
+async fn write(
+    state: &Arc<IngestState>,
+    source: usize,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, Unanswered> {
     let refused = |reason: &str| state.metrics.refused(name, reason);
     if let Some(answer) = check_headers(&req) {
         refused("unsupported_media_type");
-        return answer;
+        return Ok(answer);
     }
     let max = state.server.max_body_bytes;
     let too_large = || {
@@ -269,19 +292,9 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return too_large();
+        return Ok(too_large());
     }
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(e) => {
-            refused("body_read");
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the request body: {e}"),
-            );
-        }
-    };
+    let declared = declared.map(|n| n as usize);
     let retry_later = |status: StatusCode, message: String| {
         let mut r = text(status, message);
         let secs = state.server.retry_after.as_secs_f64().ceil().max(1.0) as u64;
@@ -289,13 +302,44 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         r
     };
+    let backpressure = StatusCode::from_u16(state.server.backpressure_status)
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let body_deadline = tokio::time::Instant::now() + state.server.body_read_timeout;
+    let mut stop = state.guards.stopping.subscribe();
+    let stopping = async move {
+        if stop.wait_for(|&s| s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let body =
+        match limits::read_body(req.into_body(), max, declared, body_deadline, stopping).await {
+            Ok(b) => b,
+            Err(limits::BodyError::TooLarge) => return Ok(too_large()),
+            Err(limits::BodyError::Read(e)) => {
+                refused("body_read");
+                return Ok(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {e}"),
+                ));
+            }
+            Err(limits::BodyError::Timeout) => {
+                state.guards.body_timeouts.inc();
+                return Err(Unanswered(
+                    "the body did not arrive within server.body_read_timeout",
+                ));
+            }
+            Err(limits::BodyError::Shutdown) => {
+                return Err(Unanswered("the relay is shutting down"));
+            }
+        };
     let no_content = || {
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
     };
     let mut waits = Vec::new();
-    match state.pipeline.process_acked(source, &body, &mut waits) {
+    let result = state.pipeline.process_acked(source, &body, &mut waits);
+    Ok(match result {
         Ok(_) if waits.is_empty() => no_content(),
         Ok(_) => {
             let timeout = state.server.ack_timeout;
@@ -323,16 +367,14 @@ async fn write(state: &IngestState, source: usize, name: &str, req: Request<Inco
             text(status, format!("cannot decode remote-write request: {e}"))
         }
         Err(full @ IngestError::QueueFull { .. }) => {
-            let status = StatusCode::from_u16(state.server.backpressure_status)
-                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             refused("queue_full");
-            retry_later(status, full.to_string())
+            retry_later(backpressure, full.to_string())
         }
         Err(e @ IngestError::Spool { .. }) => {
             refused("spool_error");
             retry_later(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
-    }
+    })
 }
 
 #[cfg(test)]
