@@ -334,14 +334,18 @@ pub struct TargetMetrics {
     pub dropped_spool_error: Counter,
 }
 
-/// The HTTP listeners' own metrics: connections open and closed by reason, and accept
-/// errors.
+/// The HTTP listeners' own metrics: connections open and closed by reason, accept errors,
+/// the in-flight body budget.
 /// Handles are made once per listener and reason at start, so bumping one is one atomic.
 #[derive(Clone)]
 pub struct HttpMetrics {
     connections: Family<Labels, Gauge>,
     closed: Family<Labels, Counter>,
     accept_errors: Family<Labels, Counter>,
+    /// Bytes of request bodies reserved or held now.
+    pub inflight_body_bytes: Gauge,
+    /// `server.max_inflight_body_bytes`.
+    pub inflight_body_limit: Gauge,
 }
 
 impl HttpMetrics {
@@ -350,6 +354,8 @@ impl HttpMetrics {
             connections: Family::default(),
             closed: Family::default(),
             accept_errors: Family::default(),
+            inflight_body_bytes: Gauge::default(),
+            inflight_body_limit: Gauge::default(),
         };
         registry.register(
             "http_connections",
@@ -365,6 +371,16 @@ impl HttpMetrics {
             "http_accept_errors",
             "Failed accepts, by listener and error (too_many_open_files or other)",
             m.accept_errors.clone(),
+        );
+        registry.register(
+            "inflight_body_bytes",
+            "Request body bytes reserved or held now (server.max_inflight_body_bytes bounds it)",
+            m.inflight_body_bytes.clone(),
+        );
+        registry.register(
+            "inflight_body_limit_bytes",
+            "server.max_inflight_body_bytes",
+            m.inflight_body_limit.clone(),
         );
         m
     }

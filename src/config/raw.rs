@@ -63,6 +63,12 @@ pub struct RawServer {
     pub http2_max_concurrent_streams: u64,
     /// Connections served at once on `listen`; beyond it, accepting waits.
     pub max_connections: u64,
+    /// Request bodies held in memory at once, in bytes, over all connections and streams
+    /// (default: derived from `max_body_bytes` and the machine's memory).
+    pub max_inflight_body_bytes: Option<u64>,
+    /// How long an HTTP/1.1 request waits for room in `max_inflight_body_bytes` before it is
+    /// answered 503/429 + `Retry-After` (HTTP/2 requests do not wait).
+    pub inflight_body_wait: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +105,8 @@ impl Default for RawServer {
             http2_keepalive_timeout: "20s".into(),
             http2_max_concurrent_streams: 100,
             max_connections: 512,
+            max_inflight_body_bytes: None,
+            inflight_body_wait: "5s".into(),
         }
     }
 }

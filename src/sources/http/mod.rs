@@ -1,7 +1,8 @@
 //! The HTTP source: remote-write ingest per named source path, plus the self-metrics and health
 //! endpoints served beside it. `config.rs` holds the source's keys, `conn.rs` the listener side
 //! (accepting under a cap, one task per connection, its timeouts, shutdown), `tls.rs` HTTPS,
-//! `limits.rs` what bounds a body (its read deadline); this file routes and answers requests.
+//! `limits.rs` what bounds a body (the in-flight budget, the read deadline); this file routes
+//! and answers requests.
 //!
 //! Answers follow the remote-write 1.0 spec, so senders retry exactly what is worth retrying:
 //!
@@ -17,6 +18,7 @@
 //! | 400 | `ack: delivered` only: a target refused the data for good (its 4xx) or dropped it |
 //! | 503 (or 429) + `Retry-After` | a target queue or spool is full |
 //! | 503 + `Retry-After` | a spool write failed, or an `ack: spooled`/`delivered` wait passed `server.ack_timeout` |
+//! | 503 (or 429) + `Retry-After` | no room for the body in `server.max_inflight_body_bytes` within `server.inflight_body_wait` |
 //! | none (connection closed, or HTTP/2 stream reset) | the body did not arrive within `server.body_read_timeout`, or the relay began shutting down while it was arriving |
 //!
 //! 503 is the default backpressure answer because Prometheus 2.42 retries every 5xx but drops a
@@ -63,7 +65,7 @@ pub struct IngestState {
     pub ready: AtomicBool,
     /// The `Authorization` value each source (by index) requires, if any.
     pub source_auth: Vec<Option<String>>,
-    /// The shutdown signal.
+    /// The body budget, the shutdown signal.
     pub guards: IngestGuards,
 }
 
@@ -304,7 +306,34 @@ async fn write(
     };
     let backpressure = StatusCode::from_u16(state.server.backpressure_status)
         .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let body_deadline = tokio::time::Instant::now() + state.server.body_read_timeout;
+    // Room for the body before a byte of it is read (limits.rs): what it declared, or the
+    // most it may be. HTTP/2 does not wait: its unread stream would hold the connection's
+    // flow-control window, which the streams being read need.
+    let wait = if req.version() == hyper::Version::HTTP_2 {
+        std::time::Duration::ZERO
+    } else {
+        state.server.inflight_body_wait
+    };
+    let body_deadline = || tokio::time::Instant::now() + state.server.body_read_timeout;
+    let Some(room) = state
+        .guards
+        .budget
+        .reserve(declared.unwrap_or(max), wait)
+        .await
+    else {
+        refused("inflight_body_bytes");
+        if declared.is_some_and(|n| n <= limits::DRAIN_BYTES) {
+            limits::drain_body(req.into_body(), body_deadline()).await;
+        }
+        return Ok(retry_later(
+            backpressure,
+            format!(
+                "the relay is reading as many request bodies as server.max_inflight_body_bytes \
+                 ({} bytes) allows; retry later",
+                state.server.max_inflight_body_bytes
+            ),
+        ));
+    };
     let mut stop = state.guards.stopping.subscribe();
     let stopping = async move {
         if stop.wait_for(|&s| s).await.is_err() {
@@ -312,7 +341,7 @@ async fn write(
         }
     };
     let body =
-        match limits::read_body(req.into_body(), max, declared, body_deadline, stopping).await {
+        match limits::read_body(req.into_body(), max, declared, body_deadline(), stopping).await {
             Ok(b) => b,
             Err(limits::BodyError::TooLarge) => return Ok(too_large()),
             Err(limits::BodyError::Read(e)) => {
@@ -339,6 +368,8 @@ async fn write(
     };
     let mut waits = Vec::new();
     let result = state.pipeline.process_acked(source, &body, &mut waits);
+    // The body is decoded and gone: its room is free for the next.
+    drop(room);
     Ok(match result {
         Ok(_) if waits.is_empty() => no_content(),
         Ok(_) => {
