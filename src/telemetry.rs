@@ -335,7 +335,7 @@ pub struct TargetMetrics {
 }
 
 /// The HTTP listeners' own metrics: connections open and closed by reason, accept errors,
-/// the in-flight body budget.
+/// the in-flight body budget, and how many requests were decoded off the async workers.
 /// Handles are made once per listener and reason at start, so bumping one is one atomic.
 #[derive(Clone)]
 pub struct HttpMetrics {
@@ -346,6 +346,8 @@ pub struct HttpMetrics {
     pub inflight_body_bytes: Gauge,
     /// `server.max_inflight_body_bytes`.
     pub inflight_body_limit: Gauge,
+    /// Requests decoded on the decode pool rather than on an async worker.
+    pub offloaded: Counter,
 }
 
 impl HttpMetrics {
@@ -356,6 +358,7 @@ impl HttpMetrics {
             accept_errors: Family::default(),
             inflight_body_bytes: Gauge::default(),
             inflight_body_limit: Gauge::default(),
+            offloaded: Counter::default(),
         };
         registry.register(
             "http_connections",
@@ -381,6 +384,11 @@ impl HttpMetrics {
             "inflight_body_limit_bytes",
             "server.max_inflight_body_bytes",
             m.inflight_body_limit.clone(),
+        );
+        registry.register(
+            "decode_offloaded_requests",
+            "Requests with a large decoded size, decoded on the decode pool instead of an async worker",
+            m.offloaded.clone(),
         );
         m
     }

@@ -28,6 +28,7 @@
 //! The reservation is released when the request's decoded batch is queued or refused, not
 //! when the answer is written: the body is no longer held by then.
 
+use super::offload::DecodePool;
 use crate::config::ServerConfig;
 use crate::telemetry::Metrics;
 use bytes::{Bytes, BytesMut};
@@ -41,14 +42,16 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// What the request handlers share to stay within bounds: the body budget and the signal that
-/// shutdown has begun.
+/// What the request handlers share to stay within bounds: the body budget, the decode pool for
+/// large bodies, and the signal that shutdown has begun.
 pub struct IngestGuards {
     pub budget: Arc<BodyBudget>,
+    pub pool: DecodePool,
     /// Set once at shutdown: body reads stop, connections with nothing to answer are dropped.
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// `promrelay_http_connections_closed_total{listener="listen", reason="body_timeout"}`.
     pub body_timeouts: Counter,
+    pub offloaded: Counter,
 }
 
 impl IngestGuards {
@@ -61,8 +64,10 @@ impl IngestGuards {
                 server.max_inflight_body_bytes,
                 m.inflight_body_bytes.clone(),
             ),
+            pool: DecodePool::new(server.shards),
             stopping: tokio::sync::watch::Sender::new(false),
             body_timeouts: m.closed("listen", "body_timeout"),
+            offloaded: m.offloaded.clone(),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The HTTP source: remote-write ingest per named source path, plus the self-metrics and health
 //! endpoints served beside it. `config.rs` holds the source's keys, `conn.rs` the listener side
 //! (accepting under a cap, one task per connection, its timeouts, shutdown), `tls.rs` HTTPS,
-//! `limits.rs` what bounds a body (the in-flight budget, the read deadline); this file routes
-//! and answers requests.
+//! `limits.rs` what bounds a body (the in-flight budget, the read deadline), `offload.rs` the
+//! decode threads for large bodies; this file routes and answers requests.
 //!
 //! Answers follow the remote-write 1.0 spec, so senders retry exactly what is worth retrying:
 //!
@@ -27,6 +27,7 @@
 mod config;
 mod conn;
 mod limits;
+mod offload;
 mod tls;
 
 pub use config::RawSource;
@@ -65,7 +66,7 @@ pub struct IngestState {
     pub ready: AtomicBool,
     /// The `Authorization` value each source (by index) requires, if any.
     pub source_auth: Vec<Option<String>>,
-    /// The body budget, the shutdown signal.
+    /// The body budget, the decode pool, the shutdown signal.
     pub guards: IngestGuards,
 }
 
@@ -366,8 +367,26 @@ async fn write(
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
     };
-    let mut waits = Vec::new();
-    let result = state.pipeline.process_acked(source, &body, &mut waits);
+    // A large body is decoded on the decode pool (offload.rs), so the async workers keep
+    // answering small ones; the snappy header says how large, before anything is allocated.
+    let large = snap::raw::decompress_len(&body).is_ok_and(|n| n >= offload::OFFLOAD_DECODED_BYTES);
+    let (result, waits) = if large {
+        state.guards.offloaded.inc();
+        let st = state.clone();
+        let job = move || {
+            let mut waits = Vec::new();
+            let result = st.pipeline.process_acked(source, &body, &mut waits);
+            (result, waits)
+        };
+        match state.guards.pool.run(job).await {
+            Ok(done) => done,
+            Err(_) => return Err(Unanswered("decoding failed (see the log)")),
+        }
+    } else {
+        let mut waits = Vec::new();
+        let result = state.pipeline.process_acked(source, &body, &mut waits);
+        (result, waits)
+    };
     // The body is decoded and gone: its room is free for the next.
     drop(room);
     Ok(match result {
