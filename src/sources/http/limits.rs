@@ -11,15 +11,15 @@
 //! unread (TCP flow control holds the sender back), then is answered 503/429 + `Retry-After`
 //! and the sender retries. A waiting request takes room as soon as enough is free, smaller
 //! ones first if they fit (a large body cannot hold up every small one behind it). Waiting
-//! rather than refusing at once was measured (docs/reliability.md): 200 bodies of 32 MiB at
-//! once were 16 taken and 184 refused (22 of them reset before the sender read the 503) with
-//! no wait, 155 taken with 5 s; memory is bounded by the budget either way, and a body taken
-//! is a body the sender does not send twice.
+//! rather than refusing at once was measured (docs/reliability.md): of 200 bodies of 32 MiB
+//! sent at once, no wait took 16 and refused the rest (some seeing a reset rather than the
+//! 503), a 5 s wait took 36 to 200 (as fast as the relay decoded); memory is bounded by the
+//! budget either way, and a body taken is a body the sender does not send twice.
 //!
 //! An HTTP/2 request without room is refused at once: its stream's unread data holds the
 //! connection's flow-control window, which the streams being read need to finish, so a
 //! waiting stream only stalls the others until it gives up (measured: 200 streams of 8 MiB on
-//! one connection took 21 s with a 5 s wait, 1.7 s without, the same 64 taken).
+//! one connection took 20.8 s with a 5 s wait, 1.7 s without, the same 64 taken).
 //!
 //! A refused body small enough ([`DRAIN_BYTES`]) is read and thrown away before the answer, so
 //! the connection stays usable and the sender reads the answer rather than a reset (a server

@@ -10,7 +10,7 @@
 //! before, and their scratch is bounded: one per pool thread, kept for the process's life.
 //!
 //! Measured on 2 cores (docs/reliability.md): with 40 decompression bombs in flight, small
-//! writes waited up to 815 ms behind them on the async workers; with the pool, a few ms.
+//! writes' p90 was 220–465 ms with decoding on the async workers, 5–12 ms with the pool.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
