@@ -280,6 +280,8 @@ enum Stall {
     SlowHeader,
     /// Sends a complete header announcing 1,000 body bytes, then 10 of them.
     MidBody,
+    /// As `MidBody`, announcing 1 MiB: holds that much of the in-flight body budget.
+    HoldsBudget,
     /// Sends one complete request (`/-/healthy` or a small write), reads the answer, then
     /// stays connected without a word.
     KeptAlive,
@@ -321,10 +323,15 @@ async fn stall(
                 }
             }
         }
-        Stall::MidBody => {
+        Stall::MidBody | Stall::HoldsBudget => {
+            let length = if kind == Stall::MidBody {
+                1000
+            } else {
+                1 << 20
+            };
             let head = format!(
                 "POST /api/v1/write HTTP/1.1\r\nHost: relay\r\nContent-Encoding: snappy\r\n\
-                 Content-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n{}",
+                 Content-Type: application/x-protobuf\r\nContent-Length: {length}\r\n\r\n{}",
                 "x".repeat(10)
             );
             s.write_all(head.as_bytes())
@@ -538,7 +545,7 @@ tasks:
         // The relay's bound for this kind, with a margin either side.
         let bound = match kind {
             Stall::Silent | Stall::SlowHeader => 2.0,
-            Stall::MidBody => 3.0,
+            Stall::MidBody | Stall::HoldsBudget => 3.0,
             Stall::KeptAlive => 3.0,
         };
         let t = closed.after.as_secs_f64();
@@ -839,8 +846,14 @@ async fn near_limit_bodies_by_the_hundred_stay_within_the_inflight_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_stalled_connections_exits_at_once_and_loses_nothing_answered() {
     // Default timeouts and shutdown_timeout (30 s): only shutdown itself can end the stalls.
+    // The body budget is 1 MiB and a request waits up to a minute for room, so one stalled
+    // body holds it all and the mid-body requests after it wait for room, their bodies unread:
+    // shutdown must end the waits as well as the reads.
     let mut relay = Relay::start(
-        r#"tasks:
+        r#"  max_body_bytes: 1048576
+  max_inflight_body_bytes: 1048576
+  inflight_body_wait: 60s
+tasks:
   - name: all
     targets:
       - {name: file, type: file, path: "{dir}/out.jsonl"}
@@ -856,6 +869,18 @@ async fn sigterm_with_stalled_connections_exits_at_once_and_loses_nothing_answer
     }
     let until = Instant::now() + Duration::from_secs(60);
     let mut stalled = tokio::task::JoinSet::new();
+    stalled.spawn(async move {
+        let kind = Stall::HoldsBudget;
+        (kind, stall(addr(port), kind, false, until).await)
+    });
+    relay
+        .wait_metric(
+            "promrelay_inflight_body_bytes",
+            "the budget held by the stalled body",
+            |v| v == 1048576.0,
+        )
+        .await;
+    // The mid-body ones now wait for room rather than read.
     for kind in [
         Stall::SlowHeader,
         Stall::MidBody,

@@ -159,13 +159,20 @@ impl Drop for Room {
 /// server does, at the same size); a larger one is left unread and the connection closed.
 pub const DRAIN_BYTES: usize = 256 << 10;
 
-/// Read and discard a body, until `deadline`. What went wrong does not matter: the request is
-/// answered either way.
-pub async fn drain_body(mut body: Incoming, deadline: Instant) {
-    let _ = tokio::time::timeout_at(deadline, async {
+/// Read and discard a body, until `deadline` or until `stop` resolves. What went wrong does
+/// not matter: the request is answered either way.
+pub async fn drain_body(
+    mut body: Incoming,
+    deadline: Instant,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let drain = tokio::time::timeout_at(deadline, async {
         while let Some(Ok(_)) = body.frame().await {}
-    })
-    .await;
+    });
+    tokio::select! {
+        _ = drain => {}
+        () = stop => {}
+    }
 }
 
 /// Why a body was not read whole.

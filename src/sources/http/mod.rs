@@ -316,15 +316,22 @@ async fn write(
         state.server.inflight_body_wait
     };
     let body_deadline = || tokio::time::Instant::now() + state.server.body_read_timeout;
-    let Some(room) = state
-        .guards
-        .budget
-        .reserve(declared.unwrap_or(max), wait)
-        .await
-    else {
+    // Resolves once shutdown begins: a request still waiting for room or for its body is
+    // dropped unanswered then, and its sender retries.
+    let mut stop = state.guards.stopping.subscribe();
+    let mut stopping = std::pin::pin!(async move {
+        if stop.wait_for(|&s| s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    });
+    let reserved = tokio::select! {
+        room = state.guards.budget.reserve(declared.unwrap_or(max), wait) => room,
+        () = stopping.as_mut() => return Err(Unanswered("the relay is shutting down")),
+    };
+    let Some(room) = reserved else {
         refused("inflight_body_bytes");
         if declared.is_some_and(|n| n <= limits::DRAIN_BYTES) {
-            limits::drain_body(req.into_body(), body_deadline()).await;
+            limits::drain_body(req.into_body(), body_deadline(), stopping.as_mut()).await;
         }
         return Ok(retry_later(
             backpressure,
@@ -334,12 +341,6 @@ async fn write(
                 state.server.max_inflight_body_bytes
             ),
         ));
-    };
-    let mut stop = state.guards.stopping.subscribe();
-    let stopping = async move {
-        if stop.wait_for(|&s| s).await.is_err() {
-            std::future::pending::<()>().await;
-        }
     };
     let body =
         match limits::read_body(req.into_body(), max, declared, body_deadline(), stopping).await {
