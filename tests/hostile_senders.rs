@@ -900,6 +900,7 @@ tasks:
     .await
     .unwrap();
     let took = t.elapsed();
+    eprintln!("SIGTERM to exit: {took:?}");
     assert!(
         status.is_some_and(|s| s.success()),
         "exit status {status:?}:\n{}",
