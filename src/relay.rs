@@ -1,21 +1,18 @@
 //! Wiring: config → the live tasks and targets ([`Live`]) → HTTP server(s); reload on SIGHUP
 //! (and `POST /-/reload`, and a poll of the files when asked); and the orderly shutdown in
-//! reverse: stop accepting, finish in-flight requests, drain memory queues (bounded), stop disk
-//! senders after their batch in flight, sync what is on disk, exit.
+//! reverse: stop accepting, drop connections with nothing to answer, answer the requests
+//! already read, drain memory queues (on a deadline of their own), stop disk senders after
+//! their batch in flight, sync what is on disk, exit.
 
 use crate::admin::Live;
 use crate::config::{Config, ServerConfig};
-use crate::sources::http::{IngestState, Listener, accept_opt, serve_connection, server_tls};
+use crate::sources::http::{self, HttpServer, IngestGuards, IngestState, server_tls};
 use crate::targets::SinkError;
 use crate::telemetry::Metrics;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -45,9 +42,7 @@ pub struct Relay {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })
+    http::bind(addr).map_err(|source| StartError::Listen { addr, source })
 }
 
 impl Relay {
@@ -89,6 +84,8 @@ impl Relay {
         let live = Arc::new(Live::start(config, metrics.clone(), config_file)?);
         let state = Arc::new(IngestState {
             live,
+            guards: IngestGuards::new(&server, &metrics),
+            server: server.clone(),
             metrics,
             ready: true.into(),
             admin_loopback: admin_addr.ip().is_loopback(),
@@ -136,38 +133,12 @@ impl Relay {
         } = self;
         let reloader = tokio::spawn(reload_on_signal(state.live.clone(), auto_reload));
         let sampler = tokio::spawn(crate::admin::rates::sample(state.live.clone()));
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(addr = %addr(&listener), tls = tls.is_some(), "listening");
-        if let Some(a) = &admin {
-            tracing::info!(addr = %addr(a), "admin endpoints (/metrics, /-/healthy, /-/ready, /-/reload, /api/v1/tasks) listening");
-        }
-        let main_role = if admin.is_some() {
-            Listener::Ingest
-        } else {
-            Listener::Both
-        };
-        loop {
-            let (accepted, role) = tokio::select! {
-                a = listener.accept() => (a, main_role),
-                a = accept_opt(admin.as_ref()) => (a, Listener::Admin),
-                () = &mut shutdown => break,
-            };
-            let stream = match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            serve_connection(&builder, &graceful, &state, tls.clone(), stream, role);
-        }
+        HttpServer::new(state.clone(), tls, listener, admin)
+            .run(shutdown)
+            .await;
         reloader.abort();
         sampler.abort();
+        // The queues' own deadline, whatever the connections took.
         let timeout = server.shutdown_timeout;
         let pipeline = state.live.pipeline();
         let pending: u64 = pipeline
@@ -176,19 +147,8 @@ impl Relay {
             .map(|t| t.queue.held() as u64)
             .sum();
         drop(pipeline);
-        tracing::info!(timeout = %crate::telemetry::logging::Seconds(timeout), pending, "shutting down: no new connections, draining queues");
-        state.ready.store(false, Ordering::Release);
-        drop(listener);
-        drop(admin);
-        let deadline = tokio::time::Instant::now() + timeout;
-        if tokio::time::timeout_at(deadline, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some connections were still open at the shutdown timeout");
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        state.live.shutdown(left).await;
+        tracing::info!(timeout = %crate::telemetry::logging::Seconds(timeout), pending, "draining queues");
+        state.live.shutdown(timeout).await;
         tracing::info!("stopped");
     }
 }

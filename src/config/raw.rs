@@ -73,6 +73,27 @@ pub struct RawServer {
     pub tls: Option<RawServerTls>,
     /// Where targets keep what they hold on disk (the overflow of a target that falls behind).
     pub data_dir: String,
+    /// Longest a client may take to send a request's header: from connecting, or from the
+    /// first byte of a kept-alive connection's next request.
+    pub header_read_timeout: String,
+    /// Longest a request's body may take to arrive once its header has.
+    pub body_read_timeout: String,
+    /// A kept-alive connection without a request is closed after this long.
+    pub idle_timeout: String,
+    /// HTTP/2: ping each connection this often (`0s`: never) …
+    pub http2_keepalive_interval: String,
+    /// … and close it when a ping is not answered within this.
+    pub http2_keepalive_timeout: String,
+    /// HTTP/2: streams (requests) one connection may have open at once.
+    pub http2_max_concurrent_streams: u64,
+    /// Connections served at once on `listen`; beyond it, accepting waits.
+    pub max_connections: u64,
+    /// Request bodies held in memory at once, in bytes, over all connections and streams
+    /// (default: derived from `max_body_bytes` and the machine's memory).
+    pub max_inflight_body_bytes: Option<u64>,
+    /// How long an HTTP/1.1 request waits for room in `max_inflight_body_bytes` before it is
+    /// answered 503/429 + `Retry-After` (HTTP/2 requests do not wait).
+    pub inflight_body_wait: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +138,15 @@ impl Default for RawServer {
             admin: None,
             tls: None,
             data_dir: "data".into(),
+            header_read_timeout: "10s".into(),
+            body_read_timeout: "60s".into(),
+            idle_timeout: "2m".into(),
+            http2_keepalive_interval: "30s".into(),
+            http2_keepalive_timeout: "20s".into(),
+            http2_max_concurrent_streams: 100,
+            max_connections: 512,
+            max_inflight_body_bytes: None,
+            inflight_body_wait: "5s".into(),
         }
     }
 }

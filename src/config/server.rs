@@ -2,7 +2,7 @@
 
 use super::raw::RawServer;
 use super::secrets::{Auth, SecretSources, expected};
-use super::values::{duration, existing_file, positive};
+use super::values::{duration, existing_file, nonzero_duration, positive};
 use super::{ConfigError, invalid};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,56 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
     /// Where targets keep their overflow (resolved against the config file's directory).
     pub data_dir: PathBuf,
+    /// Connection and request timeouts of both listeners (see `sources::http::conn`).
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// `None`: no HTTP/2 pings.
+    pub http2_keepalive_interval: Option<Duration>,
+    pub http2_keepalive_timeout: Duration,
+    pub http2_max_concurrent_streams: u32,
+    /// Connections served at once on `listen` (lowered at start to fit the process's file
+    /// descriptor limit).
+    pub max_connections: usize,
+    /// Bytes of request bodies held at once; at least `max_body_bytes`.
+    pub max_inflight_body_bytes: usize,
+    pub inflight_body_wait: Duration,
+}
+
+/// The share of the machine's memory request bodies may hold by default (1/16) …
+const INFLIGHT_MEMORY_SHARE: u64 = 16;
+/// … but never more than this many bodies of `max_body_bytes`, nor less than one.
+const INFLIGHT_MAX_BODIES: u64 = 16;
+
+/// `max_inflight_body_bytes` when the file does not set it: a sixteenth of the memory this
+/// process may use (the cgroup's limit when there is one), within one to sixteen bodies of
+/// `max_body_bytes`. 16 × 32 MiB = 512 MiB with the defaults on any machine of 8 GiB or more.
+pub fn default_inflight_body_bytes(max_body_bytes: u64, memory: Option<u64>) -> u64 {
+    let most = max_body_bytes.saturating_mul(INFLIGHT_MAX_BODIES);
+    memory.map_or(most, |m| {
+        (m / INFLIGHT_MEMORY_SHARE).clamp(max_body_bytes, most.max(max_body_bytes))
+    })
+}
+
+/// The memory this process may use: the machine's (`MemTotal`), or its cgroup's limit when
+/// lower. `None` where /proc is not there to ask.
+fn usable_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        })?;
+    // cgroup v2, then v1 (which reports "no limit" as a huge number: min() takes care of it).
+    let limit = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok());
+    Some(limit.map_or(total, |l| l.min(total)))
 }
 
 /// `server.admin`.
@@ -131,6 +181,44 @@ pub fn validate(s: &RawServer, base: &Path) -> Result<ServerConfig, ConfigError>
             }),
         },
         data_dir: base.join(&s.data_dir),
+        header_read_timeout: nonzero_duration(
+            &s.header_read_timeout,
+            "server.header_read_timeout",
+        )?,
+        body_read_timeout: nonzero_duration(&s.body_read_timeout, "server.body_read_timeout")?,
+        idle_timeout: nonzero_duration(&s.idle_timeout, "server.idle_timeout")?,
+        http2_keepalive_interval: Some(duration(
+            &s.http2_keepalive_interval,
+            "server.http2_keepalive_interval",
+        )?)
+        .filter(|d| !d.is_zero()),
+        http2_keepalive_timeout: nonzero_duration(
+            &s.http2_keepalive_timeout,
+            "server.http2_keepalive_timeout",
+        )?,
+        http2_max_concurrent_streams: u32::try_from(positive(
+            s.http2_max_concurrent_streams,
+            "server.http2_max_concurrent_streams",
+        )?)
+        .map_err(|_| invalid("server.http2_max_concurrent_streams", "is too large"))?,
+        max_connections: positive(s.max_connections, "server.max_connections")?,
+        max_inflight_body_bytes: match s.max_inflight_body_bytes {
+            Some(n) if n < s.max_body_bytes => {
+                return Err(invalid(
+                    "server.max_inflight_body_bytes",
+                    format!(
+                        "must be at least server.max_body_bytes ({}), or one body could never be read",
+                        s.max_body_bytes
+                    ),
+                ));
+            }
+            Some(n) => positive(n, "server.max_inflight_body_bytes")?,
+            None => positive(
+                default_inflight_body_bytes(s.max_body_bytes, usable_memory()),
+                "server.max_inflight_body_bytes",
+            )?,
+        },
+        inflight_body_wait: duration(&s.inflight_body_wait, "server.inflight_body_wait")?,
     };
     if s.data_dir.trim().is_empty() {
         return Err(invalid("server.data_dir", "must not be empty"));

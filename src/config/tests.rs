@@ -118,6 +118,44 @@ tasks:
 }
 
 #[test]
+fn connection_limits_have_defaults_an_operator_would_accept() {
+    let cfg = Config::from_yaml("", Path::new(".")).unwrap();
+    let s = &cfg.server;
+    assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(s.body_read_timeout, Duration::from_secs(60));
+    assert_eq!(s.idle_timeout, Duration::from_secs(120));
+    assert_eq!(s.http2_keepalive_interval, Some(Duration::from_secs(30)));
+    assert_eq!(s.http2_keepalive_timeout, Duration::from_secs(20));
+    assert_eq!(s.http2_max_concurrent_streams, 100);
+    assert_eq!(s.max_connections, 512);
+    assert_eq!(s.inflight_body_wait, Duration::from_secs(5));
+    assert!(s.max_inflight_body_bytes >= s.max_body_bytes);
+    assert!(s.max_inflight_body_bytes <= 16 * s.max_body_bytes);
+    let off = Config::from_yaml("server: {http2_keepalive_interval: 0s}", Path::new(".")).unwrap();
+    assert_eq!(off.server.http2_keepalive_interval, None);
+}
+
+#[test]
+fn the_inflight_body_budget_defaults_to_a_share_of_memory_within_one_to_sixteen_bodies() {
+    use crate::config::server::default_inflight_body_bytes;
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    for (max_body, memory, want) in [
+        (32 * MIB, Some(64 * GIB), 512 * MIB), // capped at 16 bodies
+        (32 * MIB, Some(4 * GIB), 256 * MIB),  // 1/16 of memory
+        (32 * MIB, Some(256 * MIB), 32 * MIB), // at least one body
+        (32 * MIB, None, 512 * MIB),           // memory unknown: 16 bodies
+        (MIB, Some(GIB), 16 * MIB),
+    ] {
+        assert_eq!(
+            default_inflight_body_bytes(max_body, memory),
+            want,
+            "{max_body} {memory:?}"
+        );
+    }
+}
+
+#[test]
 fn errors_name_the_field() {
     let target = "targets: [{name: f, type: file, path: x}]";
     let cases: Vec<(String, &str)> = vec![
@@ -152,6 +190,14 @@ fn errors_name_the_field() {
         ("tasks: [{name: a, targets: [{name: f, type: file, path: '-', max_files: 2}]}]".into(), "tasks[0].targets[0].max_files: standard output (path: \"-\") is not rotated"),
         ("tasks: [{name: a, targets: [{name: f, type: file, path: x, max_file_bytes: 0}]}]".into(), "tasks[0].targets[0].max_file_bytes: must be greater than 0"),
         ("tasks: [{name: a, targets: [{name: f, type: file, path: x, max_file_bytes: 1GB}]}]".into(), "tasks[0].targets[0].max_file_bytes: invalid type: string \"1GB\", expected a whole number of bytes"),
+        ("server: {header_read_timeout: 0s}".into(), "server.header_read_timeout: must be greater than 0"),
+        ("server: {body_read_timeout: never}".into(), "server.body_read_timeout: \"never\" is not a duration"),
+        ("server: {idle_timeout: 0s}".into(), "server.idle_timeout: must be greater than 0"),
+        ("server: {http2_keepalive_timeout: 0s}".into(), "server.http2_keepalive_timeout: must be greater than 0"),
+        ("server: {http2_max_concurrent_streams: 0}".into(), "server.http2_max_concurrent_streams: must be greater than 0"),
+        ("server: {max_connections: 0}".into(), "server.max_connections: must be greater than 0"),
+        ("server: {max_body_bytes: 1000, max_inflight_body_bytes: 999}".into(), "server.max_inflight_body_bytes: must be at least server.max_body_bytes (1000)"),
+        ("server: {inflight_body_wait: soon}".into(), "server.inflight_body_wait: \"soon\" is not a duration"),
         ("server: {admin_listen: 'x'}".into(), "server.admin_listen: \"x\" is not an IP:port"),
         ("server: {listen: '127.0.0.1:9201', admin_listen: '127.0.0.1:9201'}".into(), "server.admin_listen: must differ"),
         ("server: {tls: {cert_file: /nonexistent/c, key_file: /nonexistent/k}}".into(), "server.tls.cert_file: /nonexistent/c is not a readable file"),

@@ -72,6 +72,8 @@ pub struct Metrics {
     target_sent_bytes: Family<Labels, Counter>,
     target_spilling: Family<Labels, Gauge>,
     target_oldest_pending: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// Connections, their closures and the body budget of the HTTP listeners.
+    pub http: HttpMetrics,
     request_seconds: Family<Labels, Histogram>,
     refused_samples: Family<Labels, Counter>,
     target_pending: Family<Labels, Gauge>,
@@ -334,6 +336,7 @@ impl Metrics {
             "Time of one send attempt",
             target_send_seconds.clone(),
         );
+        let http = HttpMetrics::register(registry);
         Metrics {
             registry: root,
             request_seconds,
@@ -342,6 +345,7 @@ impl Metrics {
             target_spool_max_bytes,
             target_received_ts,
             target_sent_ts,
+            http,
             requests,
             refused,
             received_samples,
@@ -594,4 +598,85 @@ pub struct TargetMetrics {
     pub dropped_spool_corrupt: Counter,
     pub dropped_spool_error: Counter,
     pub dropped_removed: Counter,
+}
+
+/// The HTTP listeners' own metrics: connections open and closed by reason, accept errors,
+/// the in-flight body budget, and how many requests were decoded off the async workers.
+/// Handles are made once per listener and reason at start, so bumping one is one atomic.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    connections: Family<Labels, Gauge>,
+    closed: Family<Labels, Counter>,
+    accept_errors: Family<Labels, Counter>,
+    /// Bytes of request bodies reserved or held now.
+    pub inflight_body_bytes: Gauge,
+    /// `server.max_inflight_body_bytes`.
+    pub inflight_body_limit: Gauge,
+    /// Requests decoded on the decode pool rather than on an async worker.
+    pub offloaded: Counter,
+}
+
+impl HttpMetrics {
+    fn register(registry: &mut Registry) -> HttpMetrics {
+        let m = HttpMetrics {
+            connections: Family::default(),
+            closed: Family::default(),
+            accept_errors: Family::default(),
+            inflight_body_bytes: Gauge::default(),
+            inflight_body_limit: Gauge::default(),
+            offloaded: Counter::default(),
+        };
+        registry.register(
+            "http_connections",
+            "Connections open now, by listener (listen, admin_listen)",
+            m.connections.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "Connections the relay closed because the client stalled or the relay stopped, by listener and reason (on HTTP/2 a body timeout resets the stream only)",
+            m.closed.clone(),
+        );
+        registry.register(
+            "http_accept_errors",
+            "Failed accepts, by listener and error (too_many_open_files or other)",
+            m.accept_errors.clone(),
+        );
+        registry.register(
+            "inflight_body_bytes",
+            "Request body bytes reserved or held now (server.max_inflight_body_bytes bounds it)",
+            m.inflight_body_bytes.clone(),
+        );
+        registry.register(
+            "inflight_body_limit_bytes",
+            "server.max_inflight_body_bytes",
+            m.inflight_body_limit.clone(),
+        );
+        registry.register(
+            "decode_offloaded_requests",
+            "Requests with a large decoded size, decoded on the decode pool instead of an async worker",
+            m.offloaded.clone(),
+        );
+        m
+    }
+
+    /// The gauge of connections open on `listener`.
+    pub fn connections(&self, listener: &str) -> Gauge {
+        self.connections
+            .get_or_create(&labels(&[("listener", listener)]))
+            .clone()
+    }
+
+    /// The counter of connections closed on `listener` for `reason`.
+    pub fn closed(&self, listener: &str, reason: &str) -> Counter {
+        self.closed
+            .get_or_create(&labels(&[("listener", listener), ("reason", reason)]))
+            .clone()
+    }
+
+    /// The counter of failed accepts on `listener` with `error`.
+    pub fn accept_errors(&self, listener: &str, error: &str) -> Counter {
+        self.accept_errors
+            .get_or_create(&labels(&[("listener", listener), ("error", error)]))
+            .clone()
+    }
 }

@@ -551,16 +551,29 @@ pub struct Relay {
     pub port: u16,
     pub dir: TempDir,
     starts: u32,
+    /// `server.admin_listen`'s port, when the config sets one: health and `/metrics` live there.
+    pub admin_port: Option<u16>,
+    /// A command the relay runs under (`prlimit --nofile=…`), empty for none.
+    launcher: Vec<String>,
 }
 
-pub fn relay_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_promrelay")
+/// The binary under test: this build's, or `PROMRELAY_BIN` (to run the same probes against
+/// another build, as the measurements in `hostile_senders.rs` do).
+pub fn relay_bin() -> String {
+    std::env::var("PROMRELAY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_promrelay").to_owned())
 }
 
 impl Relay {
     /// Start the relay. `config` is YAML without the `server:` section's `listen`, which is
     /// added here (a free port); `{dir}` in the text is replaced by the relay's temp dir.
     pub async fn start(config: &str) -> Relay {
+        Relay::start_under(&[], config).await
+    }
+
+    /// [`Relay::start`], the relay run by `launcher` (e.g. `["prlimit", "--nofile=1024:1024"]`,
+    /// which sets the limit and then execs the relay, so the process is still the relay).
+    pub async fn start_under(launcher: &[&str], config: &str) -> Relay {
+        let launcher: Vec<String> = launcher.iter().map(|s| s.to_string()).collect();
         let dir = TempDir::new("relay");
         let port = free_port();
         let text = format!(
@@ -568,18 +581,29 @@ impl Relay {
             config.replace("{dir}", &dir.path().display().to_string())
         );
         std::fs::write(dir.path().join("promrelay.yaml"), text).unwrap();
-        let mut proc = Relay::spawn(&dir, 1);
-        wait_ready(&format!("http://127.0.0.1:{port}"), &mut proc).await;
+        let admin_port = admin_port_in(config);
+        let mut proc = Relay::spawn(&launcher, &dir, 1);
+        let health = format!("http://127.0.0.1:{}", admin_port.unwrap_or(port));
+        wait_ready(&health, &mut proc).await;
         Relay {
             proc,
             port,
             dir,
             starts: 1,
+            admin_port,
+            launcher,
         }
     }
 
-    fn spawn(dir: &TempDir, start: u32) -> Proc {
-        let mut cmd = Command::new(relay_bin());
+    fn spawn(launcher: &[String], dir: &TempDir, start: u32) -> Proc {
+        let mut cmd = match launcher.split_first() {
+            None => Command::new(relay_bin()),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(relay_bin());
+                c
+            }
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(dir.path().join("promrelay.yaml"))
@@ -594,8 +618,8 @@ impl Relay {
         let _ = self.proc.child.kill(); // SIGKILL
         let _ = self.proc.child.wait();
         self.starts += 1;
-        self.proc = Relay::spawn(&self.dir, self.starts);
-        wait_ready(&self.base(), &mut self.proc).await;
+        self.proc = Relay::spawn(&self.launcher, &self.dir, self.starts);
+        wait_ready(&self.admin_base(), &mut self.proc).await;
     }
 
     /// Stop the relay with SIGTERM (its graceful shutdown), check it exited cleanly within
@@ -608,8 +632,8 @@ impl Relay {
             self.proc.log_text()
         );
         self.starts += 1;
-        self.proc = Relay::spawn(&self.dir, self.starts);
-        wait_ready(&self.base(), &mut self.proc).await;
+        self.proc = Relay::spawn(&self.launcher, &self.dir, self.starts);
+        wait_ready(&self.admin_base(), &mut self.proc).await;
     }
 
     /// Resident memory of the relay process now, from /proc.
@@ -624,12 +648,29 @@ impl Relay {
             * 1024
     }
 
+    /// Peak resident memory of the relay process so far (`VmHWM`), from /proc.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.proc.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM in /proc/pid/status")
+            * 1024
+    }
+
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     pub fn write_url(&self) -> String {
         format!("{}/api/v1/write", self.base())
+    }
+
+    /// Where `/metrics` and the health endpoints are served: `admin_listen`, else `listen`.
+    pub fn admin_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port.unwrap_or(self.port))
     }
 
     /// Wait (bounded) until a self-metric satisfies `ok`; returns its value.
@@ -646,12 +687,22 @@ impl Relay {
     /// The value of one self-metric sample, by its exact exposition line prefix
     /// (`promrelay_requests_total{source="default",code="204"}`).
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = get(&format!("{}/metrics", self.base())).await.ok()?.text();
+        let text = get(&format!("{}/metrics", self.admin_base()))
+            .await
+            .ok()?
+            .text();
         text.lines().find_map(|l| {
             l.strip_prefix(series)
                 .and_then(|rest| rest.trim().parse().ok())
         })
     }
+}
+
+/// The port of an `admin_listen: "127.0.0.1:PORT"` line in a config's text.
+fn admin_port_in(config: &str) -> Option<u16> {
+    let rest = &config[config.find("admin_listen:")? + "admin_listen:".len()..];
+    let line = rest.lines().next()?.trim().trim_matches('"');
+    line.rsplit(':').next()?.trim_matches('"').parse().ok()
 }
 
 /// A real Kafka-compatible broker: Tansu (`cargo install tansu`), in-memory storage, killed on

@@ -1,6 +1,8 @@
 //! The HTTP source: remote-write ingest per named source path, plus the self-metrics and health
-//! endpoints served beside it. `config.rs` holds the source's keys, `server.rs` the listener
-//! side (TLS, one task per connection); this file routes and answers requests.
+//! endpoints served beside it. `config.rs` holds the source's keys, `conn.rs` the listener side
+//! (accepting under a cap, one task per connection, its timeouts, shutdown), `tls.rs` HTTPS,
+//! `limits.rs` what bounds a body (the in-flight budget, the read deadline), `offload.rs` the
+//! decode threads for large bodies; this file routes and answers requests.
 //!
 //! Answers follow the remote-write 1.0 spec, so senders retry exactly what is worth retrying:
 //!
@@ -25,17 +27,23 @@
 //! batch answered 429 unless `retry_on_http_429` is set in its `queue_config`.
 
 mod config;
-mod server;
+mod conn;
+mod limits;
+mod offload;
+mod tls;
 
 pub use config::RawSource;
-pub use server::{TlsError, accept_opt, serve_connection, server_tls};
+pub use conn::{HttpServer, bind};
+pub use limits::IngestGuards;
+pub use tls::{TlsError, server_tls};
 
 use crate::admin::Live;
+use crate::config::ServerConfig;
 use crate::decode::Protocol;
 use crate::pipeline::{IngestError, Pipeline};
 use crate::telemetry::{Format, Metrics};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -63,7 +71,19 @@ pub struct IngestState {
     /// The admin endpoints are bound to a loopback address (changes are allowed there
     /// without `server.admin` credentials).
     pub admin_loopback: bool,
+    /// The body budget, the decode pool, the shutdown signal.
+    pub guards: IngestGuards,
+    /// The server settings the listeners were started with (addresses, connection caps and
+    /// timeouts, the body budget: what a reload cannot change). Per-request settings come from
+    /// the pipeline the request runs on.
+    pub server: ServerConfig,
 }
+
+/// A request dropped without an answer: hyper closes its HTTP/1.1 connection or resets its
+/// HTTP/2 stream, and the sender retries.
+#[derive(Debug, thiserror::Error)]
+#[error("request dropped unanswered: {0}")]
+pub struct Unanswered(&'static str);
 
 /// Whether `path` is one of the admin endpoints (served on `server.admin.listen` when set).
 pub fn is_admin_path(path: &str) -> bool {
@@ -82,6 +102,22 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether an `Authorization` header value carries `expected` (`Scheme credentials`): the
+/// scheme compared without regard to case, as RFC 7235 says (`bearer`, `BASIC`), then one or
+/// more spaces, then the credentials, compared exactly and in constant time.
+pub fn authorized(given: &[u8], expected: &str) -> bool {
+    let Some((scheme, credentials)) = expected.split_once(' ') else {
+        return false;
+    };
+    let Some(space) = given.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (given_scheme, rest) = given.split_at(space);
+    let given_credentials = rest.trim_ascii_start();
+    given_scheme.eq_ignore_ascii_case(scheme.as_bytes())
+        & constant_time_eq(given_credentials, credentials.as_bytes())
 }
 
 /// An answer: small bodies, built whole.
@@ -117,7 +153,7 @@ pub async fn serve(
     state: Arc<IngestState>,
     role: Listener,
     req: Request<Incoming>,
-) -> Result<Response<crate::admin::tap::AnyBody>, std::convert::Infallible> {
+) -> Result<Response<crate::admin::tap::AnyBody>, Unanswered> {
     let tap_task = req
         .uri()
         .path()
@@ -143,19 +179,19 @@ pub async fn serve(
             accept,
         ));
     }
-    let resp = handle(state, role, req).await;
-    Ok(match resp {
-        Ok(r) => r.map(BodyExt::boxed_unsync),
-        Err(never) => match never {},
-    })
+    Ok(handle(state, role, req).await?.map(BodyExt::boxed_unsync))
 }
 
-/// Route and answer one request. Never fails: every problem is an HTTP answer.
+/// Route and answer one request. Every problem is an HTTP answer, but for a body that stalls
+/// or a shutdown that begins while it arrives ([`Unanswered`]).
+///
+/// # Errors
+/// [`Unanswered`]: hyper drops the request without answering it.
 pub async fn handle(
     state: Arc<IngestState>,
     role: Listener,
     req: Request<Incoming>,
-) -> Result<Resp, std::convert::Infallible> {
+) -> Result<Resp, Unanswered> {
     let path = req.uri().path();
     let admin_path = is_admin_path(path);
     if role == Listener::Admin && !admin_path {
@@ -196,7 +232,7 @@ pub async fn handle(
                 .get(header::AUTHORIZATION)
                 .map(|v| v.as_bytes())
                 .unwrap_or_default();
-            if !constant_time_eq(given, expected.as_bytes()) {
+            if !authorized(given, expected) {
                 state.metrics.refused(&name, "unauthorized");
                 state
                     .metrics
@@ -215,7 +251,7 @@ pub async fn handle(
                 return Ok(r);
             }
         }
-        let resp = write(&state, &pipeline, index, &name, req).await;
+        let resp = write(&state, &pipeline, index, &name, req).await?;
         state.metrics.request(
             &name,
             resp.status().as_u16(),
@@ -329,13 +365,13 @@ struct Written {
 
 async fn write(
     state: &IngestState,
-    pipeline: &Pipeline,
+    pipeline: &Arc<Pipeline>,
     source: usize,
     name: &str,
     req: Request<Incoming>,
-) -> Resp {
+) -> Result<Resp, Unanswered> {
     let mut written = Written::default();
-    let mut resp = write_counted(state, pipeline, source, name, req, &mut written).await;
+    let mut resp = write_counted(state, pipeline, source, name, req, &mut written).await?;
     if !resp.status().is_success() {
         // Nothing is reported written unless the request was taken: the sender retries a
         // 5xx whole, and a 4xx wrote nothing.
@@ -355,24 +391,24 @@ async fn write(
     ] {
         h.insert(key, HeaderValue::from(n));
     }
-    resp
+    Ok(resp)
 }
 
 async fn write_counted(
     state: &IngestState,
-    pipeline: &Pipeline,
+    pipeline: &Arc<Pipeline>,
     source: usize,
     name: &str,
     req: Request<Incoming>,
     written: &mut Written,
-) -> Resp {
+) -> Result<Resp, Unanswered> {
     let server = pipeline.server();
     let refused = |reason: &str| state.metrics.refused(name, reason);
     let protocol = match check_headers(&req) {
         Ok(p) => p,
         Err(answer) => {
             refused("unsupported_media_type");
-            return *answer;
+            return Ok(*answer);
         }
     };
     let max = server.max_body_bytes;
@@ -389,19 +425,9 @@ async fn write_counted(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return too_large();
+        return Ok(too_large());
     }
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(e) => {
-            refused("body_read");
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the request body: {e}"),
-            );
-        }
-    };
+    let declared = declared.map(|n| n as usize);
     let retry_later = |status: StatusCode, message: String| {
         let mut r = text(status, message);
         let secs = server.retry_after.as_secs_f64().ceil().max(1.0) as u64;
@@ -409,13 +435,92 @@ async fn write_counted(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         r
     };
+    let backpressure =
+        StatusCode::from_u16(server.backpressure_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    // Room for the body before a byte of it is read (limits.rs): what it declared, or the
+    // most it may be. HTTP/2 does not wait: its unread stream would hold the connection's
+    // flow-control window, which the streams being read need.
+    let listen = &state.server;
+    let wait = if req.version() == hyper::Version::HTTP_2 {
+        std::time::Duration::ZERO
+    } else {
+        listen.inflight_body_wait
+    };
+    let body_deadline = || tokio::time::Instant::now() + listen.body_read_timeout;
+    // Resolves once shutdown begins: a request still waiting for room or for its body is
+    // dropped unanswered then, and its sender retries.
+    let mut stop = state.guards.stopping.subscribe();
+    let mut stopping = std::pin::pin!(async move {
+        if stop.wait_for(|&s| s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    });
+    let reserved = tokio::select! {
+        room = state.guards.budget.reserve(declared.unwrap_or(max), wait) => room,
+        () = stopping.as_mut() => return Err(Unanswered("the relay is shutting down")),
+    };
+    let Some(room) = reserved else {
+        refused("inflight_body_bytes");
+        if declared.is_some_and(|n| n <= limits::DRAIN_BYTES) {
+            limits::drain_body(req.into_body(), body_deadline(), stopping.as_mut()).await;
+        }
+        return Ok(retry_later(
+            backpressure,
+            format!(
+                "the relay is reading as many request bodies as server.max_inflight_body_bytes \
+                 ({} bytes) allows; retry later",
+                listen.max_inflight_body_bytes
+            ),
+        ));
+    };
+    let body =
+        match limits::read_body(req.into_body(), max, declared, body_deadline(), stopping).await {
+            Ok(b) => b,
+            Err(limits::BodyError::TooLarge) => return Ok(too_large()),
+            Err(limits::BodyError::Read(e)) => {
+                refused("body_read");
+                return Ok(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {e}"),
+                ));
+            }
+            Err(limits::BodyError::Timeout) => {
+                state.guards.body_timeouts.inc();
+                return Err(Unanswered(
+                    "the body did not arrive within server.body_read_timeout",
+                ));
+            }
+            Err(limits::BodyError::Shutdown) => {
+                return Err(Unanswered("the relay is shutting down"));
+            }
+        };
     let no_content = || {
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
     };
-    let mut waits = Vec::new();
-    let result = pipeline.process_acked(source, &body, protocol, &mut waits);
+    // A large body is decoded on the decode pool (offload.rs), so the async workers keep
+    // answering small ones; the snappy header says how large, before anything is allocated.
+    let large = snap::raw::decompress_len(&body).is_ok_and(|n| n >= offload::OFFLOAD_DECODED_BYTES);
+    let (result, waits) = if large {
+        state.guards.offloaded.inc();
+        let p = pipeline.clone();
+        let job = move || {
+            let mut waits = Vec::new();
+            let result = p.process_acked(source, &body, protocol, &mut waits);
+            (result, waits)
+        };
+        match state.guards.pool.run(job).await {
+            Ok(done) => done,
+            Err(_) => return Err(Unanswered("decoding failed (see the log)")),
+        }
+    } else {
+        let mut waits = Vec::new();
+        let result = pipeline.process_acked(source, &body, protocol, &mut waits);
+        (result, waits)
+    };
+    // The body is decoded and gone: its room is free for the next.
+    drop(room);
     if let Ok(stats) = &result {
         *written = Written {
             samples: stats.samples - stats.histograms,
@@ -423,7 +528,7 @@ async fn write_counted(
             exemplars: stats.exemplars,
         };
     }
-    match result {
+    Ok(match result {
         Ok(_) if waits.is_empty() => no_content(),
         Ok(stats) => {
             let refused = |reason: &str| {
@@ -455,23 +560,45 @@ async fn write_counted(
             text(status, format!("cannot decode remote-write request: {e}"))
         }
         Err(full @ IngestError::QueueFull { samples, .. }) => {
-            let status = StatusCode::from_u16(server.backpressure_status)
-                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             refused("queue_full");
             state.metrics.refused_samples(name, "queue_full", samples);
-            retry_later(status, full.to_string())
+            retry_later(backpressure, full.to_string())
         }
         Err(e @ IngestError::Spool { samples, .. }) => {
             refused("spool_error");
             state.metrics.refused_samples(name, "spool_error", samples);
             retry_later(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{authorized, constant_time_eq};
+
+    #[test]
+    fn the_auth_scheme_is_case_insensitive_and_the_credentials_are_not() {
+        for (given, expected, ok) in [
+            ("Bearer t0ken", "Bearer t0ken", true),
+            ("bearer t0ken", "Bearer t0ken", true),
+            ("BEARER t0ken", "Bearer t0ken", true),
+            ("Bearer   t0ken", "Bearer t0ken", true),
+            ("Bearer T0KEN", "Bearer t0ken", false),
+            ("Bearer t0ken2", "Bearer t0ken", false),
+            ("Bearert0ken", "Bearer t0ken", false),
+            ("Basic t0ken", "Bearer t0ken", false),
+            ("t0ken", "Bearer t0ken", false),
+            ("", "Bearer t0ken", false),
+            ("basic dTpw", "Basic dTpw", true),
+            ("Basic dTpW", "Basic dTpw", false),
+        ] {
+            assert_eq!(
+                authorized(given.as_bytes(), expected),
+                ok,
+                "{given:?} against {expected:?}"
+            );
+        }
+    }
 
     #[test]
     fn constant_time_eq_is_plain_equality() {
