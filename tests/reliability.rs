@@ -10,29 +10,9 @@ use promrelay::proto::{self, Label, Sample, TimeSeries, WriteRequest};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// `series` series named `metric`, label `id` = 0.., each with one sample at `ts`.
-fn request(metric: &str, series: usize, ts: i64, value: f64) -> WriteRequest {
-    WriteRequest {
-        timeseries: (0..series)
-            .map(|i| TimeSeries {
-                labels: vec![
-                    Label::new("__name__", metric),
-                    Label::new("id", &i.to_string()),
-                ],
-                samples: vec![Sample {
-                    value: value + i as f64,
-                    timestamp: ts,
-                }],
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
 /// 200 series named `metric` at `ts`, each padded with a 300-byte label: about 80 KB encoded.
 fn padded_request(metric: &str, ts: i64, value: f64) -> WriteRequest {
-    let mut req = request(metric, 200, ts, value);
+    let mut req = series_request(metric, 200, ts, value);
     for s in &mut req.timeseries {
         s.labels.push(Label::new("pad", &"p".repeat(300)));
     }
@@ -43,7 +23,7 @@ fn padded_request(metric: &str, ts: i64, value: f64) -> WriteRequest {
 /// answered 204, and add them to `want`.
 async fn send_taken(url: &str, rounds: std::ops::Range<i64>, base: i64, want: &mut SeriesMap) {
     for round in rounds {
-        let req = request(
+        let req = series_request(
             "spool_kill_test",
             25,
             base + round * 1000,
@@ -164,7 +144,7 @@ sources:
     let ts = now_ms() - 60_000;
 
     // Receiver down: the data is taken, but not confirmed in time.
-    let first = request("ack_test_early", 3, ts, 1.0);
+    let first = series_request("ack_test_early", 3, ts, 1.0);
     let r = remote_write(&relay.write_url(), proto::encode_snappy(&first)).await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.headers.contains_key("retry-after"));
@@ -186,7 +166,7 @@ sources:
     };
     delivered_on_204(
         relay.write_url(),
-        request("ack_test", 4, ts + 1000, 10.0),
+        series_request("ack_test", 4, ts + 1000, 10.0),
         "ack_test",
     )
     .await;
@@ -201,7 +181,7 @@ sources:
     // 30 s batching deadline.
     delivered_on_204(
         format!("{}/sources/spooled/api/v1/write", relay.base()),
-        request("ack_spooled_test", 2, ts + 2000, 20.0),
+        series_request("ack_spooled_test", 2, ts + 2000, 20.0),
         "ack_spooled_test",
     )
     .await;
@@ -210,7 +190,7 @@ sources:
     let url = format!("{}/sources/wrong-path/api/v1/write", relay.base());
     let r = remote_write(
         &url,
-        proto::encode_snappy(&request("ack_refused", 1, ts, 0.0)),
+        proto::encode_snappy(&series_request("ack_refused", 1, ts, 0.0)),
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.text());
@@ -301,7 +281,7 @@ tasks:
 
 /// A valid body, for mutating.
 fn valid_body() -> Vec<u8> {
-    let mut req = request("mutation_base", 30, 1_700_000_000_000, 1.5);
+    let mut req = series_request("mutation_base", 30, 1_700_000_000_000, 1.5);
     for (i, s) in req.timeseries.iter_mut().enumerate() {
         s.labels
             .push(Label::new("region", &format!("cn-{}", i % 3)));
@@ -595,7 +575,7 @@ tasks:
         dir = spool.path().display()
     ))
     .await;
-    let req = request("disk_full_test", 5, now_ms() - 10_000, 1.0);
+    let req = series_request("disk_full_test", 5, now_ms() - 10_000, 1.0);
     let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.headers.contains_key("retry-after"));

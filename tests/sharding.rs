@@ -6,29 +6,9 @@
 mod common;
 
 use common::*;
-use promrelay::proto::{self, Label, Sample, TimeSeries, WriteRequest};
+use promrelay::proto;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-
-/// `series` series named `metric` (label `id`), one sample each at `ts`.
-fn request(metric: &str, series: usize, ts: i64, value: f64) -> WriteRequest {
-    WriteRequest {
-        timeseries: (0..series)
-            .map(|i| TimeSeries {
-                labels: vec![
-                    Label::new("__name__", metric),
-                    Label::new("id", &i.to_string()),
-                ],
-                samples: vec![Sample {
-                    value: value + i as f64,
-                    timestamp: ts,
-                }],
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
 
 type Ids = BTreeSet<String>;
 
@@ -113,7 +93,7 @@ tasks:
     for metric in ["shard_once", "shard_twice"] {
         let r = remote_write(
             &relay.write_url(),
-            proto::encode_snappy(&request(metric, 300, base, 1.0)),
+            proto::encode_snappy(&series_request(metric, 300, base, 1.0)),
         )
         .await;
         assert_eq!(r.status, 204, "{}", r.text());
@@ -136,7 +116,7 @@ tasks:
         tokio::time::sleep(Duration::from_secs(2)).await;
         let r = remote_write(
             &relay.write_url(),
-            proto::encode_snappy(&request("shard_once", 300, base + 1000, 2.0)),
+            proto::encode_snappy(&series_request("shard_once", 300, base + 1000, 2.0)),
         )
         .await;
         assert_eq!(
