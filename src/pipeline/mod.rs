@@ -468,39 +468,11 @@ impl Pipeline {
                     if !task.filter.matches(&series) {
                         continue;
                     }
-                    matched += series.samples().len() + series.histogram_count() as usize;
-                    if listening && !tapping {
+                    matched += deliver(task, &series, &self.targets, outs, touched);
+                    if tapping {
+                        tap_series(task, &series, &mut lines);
+                    } else if listening {
                         unread += series.samples().len() as u64;
-                    }
-                    let newest = series.newest_timestamp_ms();
-                    for (k, tt) in task.targets.iter().enumerate() {
-                        let ti = tt.index;
-                        let target = &self.targets[ti];
-                        let ts = &mut outs[ti];
-                        if !ts.touched {
-                            ts.touched = true;
-                            touched.push(ti);
-                        }
-                        let labels = merge(
-                            series.buf(),
-                            series.label_refs(),
-                            &task.labels,
-                            &tt.external_labels,
-                        );
-                        if tapping {
-                            let (buf, n) = &mut lines[k];
-                            for sample in series.samples() {
-                                crate::encode::json_sample::write_sample(
-                                    buf,
-                                    labels.clone(),
-                                    sample,
-                                );
-                                buf.push(b'\n');
-                            }
-                            *n += series.samples().len() as u64;
-                        }
-                        target.encoder.write_series(&mut ts.out, &series, labels);
-                        ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
                     }
                 }
                 task.metrics.matched.inc_by(matched as u64);
@@ -664,6 +636,24 @@ fn deliver(
         ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
     }
     series.samples().len() + series.histogram_count() as usize
+}
+
+/// Append a delivered series to a tapped task's lines: per target, each sample as the seed's
+/// JSON object with the labels that target received. Only when someone listens.
+fn tap_series(task: &TaskRuntime, series: &SeriesView<'_>, lines: &mut [TapLines]) {
+    for (tt, (buf, n)) in task.targets.iter().zip(lines.iter_mut()) {
+        let labels = merge(
+            series.buf(),
+            series.label_refs(),
+            &task.labels,
+            &tt.external_labels,
+        );
+        for sample in series.samples() {
+            crate::encode::json_sample::write_sample(buf, labels.clone(), sample);
+            buf.push(b'\n');
+        }
+        *n += series.samples().len() as u64;
+    }
 }
 
 impl Pipeline {
