@@ -27,7 +27,7 @@ use super::page;
 use super::rates::Series;
 use super::store;
 use crate::config::{Config, TaskConfig};
-use crate::sources::http::{Resp, constant_time_eq, method_not_allowed, text};
+use crate::sources::http::{Resp, authorized, method_not_allowed, text};
 use crate::targets::TargetState;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -108,7 +108,7 @@ pub fn authorize(live: &Live, req: &Request<Incoming>) -> Option<Resp> {
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if credentials_match(given, expected.as_bytes()) {
+    if authorized(given, &expected) {
         return None;
     }
     let mut r = text(
@@ -123,18 +123,6 @@ pub fn authorize(live: &Live, req: &Request<Incoming>) -> Option<Resp> {
     r.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
     Some(r)
-}
-
-/// `given` equals `expected`, the scheme (`Basic`, `Bearer`) compared without case (RFC 7235),
-/// the credentials in constant time.
-fn credentials_match(given: &[u8], expected: &[u8]) -> bool {
-    let split = |b: &[u8]| {
-        let i = b.iter().position(|&c| c == b' ').unwrap_or(b.len());
-        (b[..i].to_ascii_lowercase(), b[i..].to_vec())
-    };
-    let (gs, gc) = split(given);
-    let (es, ec) = split(expected);
-    gs == es && constant_time_eq(&gc, &ec)
 }
 
 /// Whether this caller may change things (see the module docs): credentials were required
@@ -607,10 +595,10 @@ mod tests {
 
     #[test]
     fn credential_schemes_compare_without_case() {
-        assert!(credentials_match(b"bearer abc", b"Bearer abc"));
-        assert!(credentials_match(b"BASIC dTpw", b"Basic dTpw"));
-        assert!(!credentials_match(b"Bearer abd", b"Bearer abc"));
-        assert!(!credentials_match(b"Basic abc", b"Bearer abc"));
-        assert!(!credentials_match(b"", b"Bearer abc"));
+        assert!(authorized(b"bearer abc", "Bearer abc"));
+        assert!(authorized(b"BASIC dTpw", "Basic dTpw"));
+        assert!(!authorized(b"Bearer abd", "Bearer abc"));
+        assert!(!authorized(b"Basic abc", "Bearer abc"));
+        assert!(!authorized(b"", "Bearer abc"));
     }
 }
