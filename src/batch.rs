@@ -54,6 +54,22 @@ pub struct SeriesRef {
     pub histograms: u32,
     /// Hash of the sorted label set; picks the send shard so one series stays in order.
     pub hash: u64,
+    /// When the series can be spliced (see [`Splice`]): its bytes as received.
+    pub splice: Option<Splice>,
+}
+
+/// Where a 1.0 series sits in the decoded body, for a remote-write target to copy its bytes
+/// instead of encoding it again. Only set when copying gives the same message as encoding:
+/// the labels arrived sorted, unique and non-empty, each in the canonical
+/// `0x0a len 0x0a n name 0x12 m value` shape (so label `i`'s field starts 4 bytes before its
+/// name and ends with its value), back to back at the start of the series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Splice {
+    /// The whole `timeseries` field: tag, length and content.
+    pub field: Span,
+    /// Where the label fields end and the rest (samples, exemplars, histograms, any unknown
+    /// field) begins, up to `field.end`.
+    pub tail: u32,
 }
 
 /// A decoded remote-write request. See the module docs for the invariants.
@@ -252,5 +268,11 @@ impl<'a> SeriesView<'a> {
     #[inline]
     pub fn hash(&self) -> u64 {
         self.series.hash
+    }
+
+    /// The series' bytes as received, when they can be copied out unchanged.
+    #[inline]
+    pub fn splice(&self) -> Option<Splice> {
+        self.series.splice
     }
 }

@@ -28,7 +28,7 @@
 //! Metadata (1.0 `MetricMetadata`, 2.0 per-series `metadata`) is checked, counted and not relayed
 //! yet; 2.0 `start_timestamp`s are read and dropped (1.0 has no place for them).
 
-use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span};
+use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span, Splice};
 use std::cmp::Ordering;
 
 /// What the decoder refuses. [`DecodeError::status`] maps each to its HTTP answer.
@@ -221,6 +221,7 @@ impl SeriesBatch {
         let end = self.len;
         let mut pos = 0usize;
         while pos < end {
+            let field_start = pos;
             let (field, wire) = read_key(&self.buf[..end], &mut pos)?;
             match (field, wire) {
                 (1, WIRE_LEN) => {
@@ -232,7 +233,7 @@ impl SeriesBatch {
                         });
                     }
                     let (start, stop) = read_len(&self.buf[..end], &mut pos)?;
-                    self.walk_series(start, stop)?;
+                    self.walk_series(field_start, start, stop)?;
                 }
                 (3, WIRE_LEN) => {
                     let (a, b) = read_len(&self.buf[..end], &mut pos)?;
@@ -246,12 +247,21 @@ impl SeriesBatch {
         Ok(())
     }
 
-    fn walk_series(&mut self, start: usize, end: usize) -> Result<(), DecodeError> {
+    /// Walk one `timeseries` message, `start..end` (its field begins at `field_start`).
+    fn walk_series(
+        &mut self,
+        field_start: usize,
+        start: usize,
+        end: usize,
+    ) -> Result<(), DecodeError> {
         let labels_start = self.labels.len();
         let samples_start = self.samples.len();
         let extras_start = self.extras.len();
         let mut histograms = 0u32;
         let mut pos = start;
+        // Splice bookkeeping: where the next label field must start for the labels to be
+        // canonical and back to back from the start of the series (`usize::MAX` once not).
+        let mut labels_end = start;
         // Every read below is bounded by the message end through this slice; offsets stay
         // absolute because it starts at 0.
         let buf = &self.buf[..end];
@@ -262,17 +272,28 @@ impl SeriesBatch {
                 (1, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
                     let label = match canonical_label(&buf[a..b]) {
-                        Some((n, v)) => LabelRef {
-                            name: Span {
-                                start: (a + n.0) as u32,
-                                end: (a + n.1) as u32,
-                            },
-                            value: Span {
-                                start: (a + v.0) as u32,
-                                end: (a + v.1) as u32,
-                            },
-                        },
-                        None => walk_label(&buf[..b], a)?,
+                        Some((n, v)) => {
+                            // Canonical means a 1-byte length, so the field is `a - 2 .. b`.
+                            labels_end = if field_start == labels_end && a == field_start + 2 {
+                                b
+                            } else {
+                                usize::MAX
+                            };
+                            LabelRef {
+                                name: Span {
+                                    start: (a + n.0) as u32,
+                                    end: (a + n.1) as u32,
+                                },
+                                value: Span {
+                                    start: (a + v.0) as u32,
+                                    end: (a + v.1) as u32,
+                                },
+                            }
+                        }
+                        None => {
+                            labels_end = usize::MAX;
+                            walk_label(&buf[..b], a)?
+                        }
                     };
                     self.labels.push(label);
                 }
@@ -301,13 +322,21 @@ impl SeriesBatch {
             }
         }
         let series_index = self.series.len();
-        let hash = self.check_labels(series_index, labels_start)?;
+        let checked = self.check_labels(series_index, labels_start)?;
+        let splice = (checked.as_received && labels_end != usize::MAX).then_some(Splice {
+            field: Span {
+                start: field_start as u32,
+                end: end as u32,
+            },
+            tail: labels_end as u32,
+        });
         self.series.push(SeriesRef {
             labels: (labels_start as u32, self.labels.len() as u32),
             samples: (samples_start as u32, self.samples.len() as u32),
             extras: (extras_start as u32, self.extras.len() as u32),
             histograms,
-            hash,
+            hash: checked.hash,
+            splice,
         });
         Ok(())
     }
@@ -318,7 +347,11 @@ impl SeriesBatch {
     /// increasing name sequence is sorted *and* free of duplicates, so each label costs one
     /// short comparison, the UTF-8 check and the hash. Only an unsorted series pays for a sort
     /// and a second pass.
-    fn check_labels(&mut self, series: usize, labels_start: usize) -> Result<u64, DecodeError> {
+    fn check_labels(
+        &mut self,
+        series: usize,
+        labels_start: usize,
+    ) -> Result<CheckedLabels, DecodeError> {
         let buf = &self.buf;
         let labels = &mut self.labels[labels_start..];
         let bad = |what: String| DecodeError::BadSeries { series, what };
@@ -335,6 +368,7 @@ impl SeriesBatch {
         }
         let mut hash = SeriesHasher::new();
         let mut increasing = true;
+        let mut empty_value = false;
         let mut prev: &[u8] = &[];
         for l in labels.iter() {
             let name = &buf[l.name.range()];
@@ -364,12 +398,16 @@ impl SeriesBatch {
                 return Err(bad("label name or value is not valid UTF-8".into()));
             }
             increasing &= cmp_bytes(prev, name) == Ordering::Less;
+            empty_value |= value.is_empty();
             prev = name;
             hash.write(name);
             hash.write(value);
         }
         if increasing {
-            return Ok(hash.finish());
+            return Ok(CheckedLabels {
+                hash: hash.finish(),
+                as_received: !empty_value,
+            });
         }
         labels.sort_unstable_by(|a, b| cmp_bytes(&buf[a.name.range()], &buf[b.name.range()]));
         let mut hash = SeriesHasher::new();
@@ -386,8 +424,20 @@ impl SeriesBatch {
             hash.write(name);
             hash.write(&buf[l.value.range()]);
         }
-        Ok(hash.finish())
+        Ok(CheckedLabels {
+            hash: hash.finish(),
+            as_received: false,
+        })
     }
+}
+
+/// What [`SeriesBatch::check_labels`] found out about a valid label set.
+struct CheckedLabels {
+    /// The hash of the sorted labels.
+    hash: u64,
+    /// The labels arrived sorted and none has an empty value: as they are, they are what an
+    /// encoder would write (it leaves empty labels out).
+    as_received: bool,
 }
 
 /// Byte-wise comparison, inlined. Label names are short and usually differ in the first bytes;

@@ -193,13 +193,15 @@ impl SeriesBatch {
             self.exemplars += 1;
         }
         self.pending_exemplars.clear();
-        let hash = self.check_labels(series, labels_start)?;
+        let hash = self.check_labels(series, labels_start)?.hash;
         self.series.push(SeriesRef {
             labels: (labels_start as u32, self.labels.len() as u32),
             samples: (samples_start as u32, self.samples.len() as u32),
             extras: (extras_start as u32, self.extras.len() as u32),
             histograms,
             hash,
+            // A 2.0 series' labels are symbol refs: there are no label bytes to copy.
+            splice: None,
         });
         Ok(())
     }

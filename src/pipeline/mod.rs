@@ -14,6 +14,7 @@
 use crate::batch::{SeriesBatch, SeriesView};
 use crate::config::{Ack, Config, ServerConfig};
 use crate::decode::{DecodeError, DecodeLimits, Protocol};
+use crate::encode::remote_write::SpliceLabels;
 use crate::filter::Filter;
 use crate::relabel::{LabelSet, merge};
 use crate::targets::queue::Span;
@@ -56,6 +57,8 @@ struct TaskTarget {
     /// Index into [`Pipeline::targets`].
     index: usize,
     external_labels: LabelSet,
+    /// The task's and these external labels, encoded once for remote-write splicing.
+    splice: SpliceLabels,
 }
 
 struct SourceRoute {
@@ -256,6 +259,7 @@ impl Pipeline {
                 task_targets.push(TaskTarget {
                     index: ordered.len(),
                     external_labels: t.external_labels.clone(),
+                    splice: SpliceLabels::new(&task.labels, &t.external_labels),
                 });
                 ordered.push(target.clone());
             }
@@ -629,7 +633,8 @@ fn deliver(
             series.label_refs(),
             &task.labels,
             &tt.external_labels,
-        );
+        )
+        .with_splice(&tt.splice);
         targets[ti]
             .encoder
             .write_series(&mut ts.out, series, labels);

@@ -12,7 +12,7 @@
 
 use crate::batch::SeriesView;
 use crate::decode::SeriesHasher;
-use crate::encode::remote_write::encode_series;
+use crate::encode::remote_write::{encode_series, splice_series};
 use crate::relabel::MergedLabels;
 use crate::targets::Output;
 
@@ -35,6 +35,19 @@ impl RemoteWriteConfig {
             replicas: self.replicas.max(1),
             shard_by: self.shard_by.iter().map(|l| l.as_bytes().into()).collect(),
         }
+    }
+}
+
+/// One series' `timeseries` field: its bytes as received with the configured labels spliced
+/// in when the decoder marked it copyable and the caller offered the encoded labels; encoded
+/// label by label and sample by sample otherwise.
+#[inline]
+fn write(bytes: &mut Vec<u8>, series: &SeriesView<'_>, labels: MergedLabels<'_>) {
+    match (series.splice(), labels.splice_labels()) {
+        (Some(splice), Some(statics)) => {
+            splice_series(bytes, series.buf(), splice, series.label_refs(), statics)
+        }
+        _ => encode_series(bytes, labels, series.samples(), series.extras()),
     }
 }
 
@@ -87,7 +100,7 @@ impl RemoteWriteEncoder {
         if self.receivers == 1 {
             let lane = (series.hash() % out.lanes.len() as u64) as usize;
             let chunk = &mut out.lanes[lane];
-            encode_series(&mut chunk.bytes, labels, samples, series.extras());
+            write(&mut chunk.bytes, series, labels);
             chunk.end_series(carried);
             out.samples += carried;
             return;
@@ -99,7 +112,7 @@ impl RemoteWriteEncoder {
         let n = choose(self.key(series), self.receivers, self.replicas, &mut chosen);
         for &r in &chosen[..n] {
             let chunk = &mut out.lanes[(r * per + within).min(lanes - 1)];
-            encode_series(&mut chunk.bytes, labels.clone(), samples, series.extras());
+            write(&mut chunk.bytes, series, labels.clone());
             chunk.end_series(carried);
             out.samples += carried;
         }
