@@ -262,7 +262,8 @@ mod tests {
         assert_eq!(&copyable[..6], &[true, true, false, false, false, true]);
         assert_eq!(copyable.iter().filter(|&&c| c).count(), 197);
 
-        let sets: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+        type Labels<'a> = &'a [(&'a str, &'a str)];
+        let sets: &[(Labels, Labels)] = &[
             (&[], &[]),
             (
                 &[("deliver_test_key1", "ssss")],
