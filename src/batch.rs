@@ -101,6 +101,8 @@ pub struct SeriesBatch {
     pub(crate) tail: usize,
     /// Limits of the decode in progress.
     pub(crate) limits: crate::decode::DecodeLimits,
+    /// Scratch for the canonical encoding of a label set that did not arrive in it (hashed).
+    pub(crate) hash_scratch: Vec<u8>,
 }
 
 impl SeriesBatch {

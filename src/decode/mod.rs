@@ -322,7 +322,8 @@ impl SeriesBatch {
             }
         }
         let series_index = self.series.len();
-        let checked = self.check_labels(series_index, labels_start)?;
+        let canonical = (labels_end != usize::MAX).then_some((start, labels_end));
+        let checked = self.check_labels(series_index, labels_start, canonical)?;
         let splice = (checked.as_received && labels_end != usize::MAX).then_some(Splice {
             field: Span {
                 start: field_start as u32,
@@ -343,22 +344,52 @@ impl SeriesBatch {
 
     /// Validate one series' labels, sort them when the sender did not, and hash them.
     ///
-    /// One pass in the common case (labels already sorted, as Prometheus sends them): a strictly
-    /// increasing name sequence is sorted *and* free of duplicates, so each label costs one
-    /// short comparison, the UTF-8 check and the hash. Only an unsorted series pays for a sort
-    /// and a second pass.
+    /// The hash is that of the label set's canonical encoding (each label as
+    /// `0x0a len 0x0a n name 0x12 m value`, sorted by name: what [`canonical_label`] accepts,
+    /// and what any protobuf encoder writes), whatever shape or order the labels arrived in.
+    ///
+    /// `canonical`: the byte range of the series' label fields when every one of them had the
+    /// canonical shape (non-empty name and value, each under 128 bytes) and they lie back to
+    /// back. Then the range *is* that encoding when the names are in order, and one pass over
+    /// its words both hashes it and checks that it is ASCII (tags and 1-byte lengths are ASCII
+    /// too), which stands for the per-string UTF-8 checks; the length limits need no check when
+    /// they are at least 127. Only the order is checked per label. Any other series takes the
+    /// general path: every check per label, a sort when the sender did not sort, and the
+    /// canonical encoding written into scratch to be hashed.
     fn check_labels(
         &mut self,
         series: usize,
         labels_start: usize,
+        canonical: Option<(usize, usize)>,
     ) -> Result<CheckedLabels, DecodeError> {
         let buf = &self.buf;
         let labels = &mut self.labels[labels_start..];
+        let limits = self.limits;
+        if let Some((a, b)) = canonical
+            && !labels.is_empty()
+            && labels.len() <= limits.max_labels_per_series
+            && limits.max_label_name_bytes >= 127
+            && limits.max_label_value_bytes >= 127
+        {
+            let (hash, ascii) = hash_ascii(&buf[a..b]);
+            let mut increasing = true;
+            let mut prev: &[u8] = &[];
+            for l in labels.iter() {
+                let name = &buf[l.name.range()];
+                increasing &= cmp_bytes(prev, name) == Ordering::Less;
+                prev = name;
+            }
+            if increasing && ascii {
+                return Ok(CheckedLabels {
+                    hash,
+                    as_received: true,
+                });
+            }
+        }
         let bad = |what: String| DecodeError::BadSeries { series, what };
         if labels.is_empty() {
             return Err(bad("series has no labels".into()));
         }
-        let limits = self.limits;
         if labels.len() > limits.max_labels_per_series {
             return Err(DecodeError::Limit {
                 what: format!("series {series}: {} labels", labels.len()),
@@ -366,7 +397,6 @@ impl SeriesBatch {
                 setting: "max_labels_per_series",
             });
         }
-        let mut hash = SeriesHasher::new();
         let mut increasing = true;
         let mut empty_value = false;
         let mut prev: &[u8] = &[];
@@ -400,35 +430,75 @@ impl SeriesBatch {
             increasing &= cmp_bytes(prev, name) == Ordering::Less;
             empty_value |= value.is_empty();
             prev = name;
-            hash.write(name);
-            hash.write(value);
         }
-        if increasing {
-            return Ok(CheckedLabels {
-                hash: hash.finish(),
-                as_received: !empty_value,
-            });
-        }
-        labels.sort_unstable_by(|a, b| cmp_bytes(&buf[a.name.range()], &buf[b.name.range()]));
-        let mut hash = SeriesHasher::new();
-        let mut prev: &[u8] = &[];
-        for (i, l) in labels.iter().enumerate() {
-            let name = &buf[l.name.range()];
-            if i > 0 && name == prev {
+        if !increasing {
+            labels.sort_unstable_by(|a, b| cmp_bytes(&buf[a.name.range()], &buf[b.name.range()]));
+            if let Some(w) = labels
+                .windows(2)
+                .find(|w| buf[w[0].name.range()] == buf[w[1].name.range()])
+            {
                 return Err(bad(format!(
                     "duplicate label name {:?}",
-                    String::from_utf8_lossy(name)
+                    String::from_utf8_lossy(&buf[w[0].name.range()])
                 )));
             }
-            prev = name;
-            hash.write(name);
-            hash.write(&buf[l.value.range()]);
+        }
+        let scratch = &mut self.hash_scratch;
+        scratch.clear();
+        for l in labels.iter() {
+            write_label(scratch, &buf[l.name.range()], &buf[l.value.range()]);
         }
         Ok(CheckedLabels {
-            hash: hash.finish(),
-            as_received: false,
+            hash: hash_ascii(scratch).0,
+            as_received: increasing && !empty_value,
         })
     }
+}
+
+/// Append `label` in its canonical encoding (a `Label` message as a `labels` field).
+fn write_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    fn varint(out: &mut Vec<u8>, mut v: usize) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let varint_len = |v: usize| (usize::BITS - (v | 1).leading_zeros()).div_ceil(7) as usize;
+    out.push(0x0a);
+    varint(
+        out,
+        2 + varint_len(name.len()) + name.len() + varint_len(value.len()) + value.len(),
+    );
+    out.push(0x0a);
+    varint(out, name.len());
+    out.extend_from_slice(name);
+    out.push(0x12);
+    varint(out, value.len());
+    out.extend_from_slice(value);
+}
+
+/// The series hash of an encoded label set, and whether its bytes are all ASCII: one pass over
+/// 8-byte words that feeds each to a [`SeriesHasher`] and ORs it into the ASCII test. Written by
+/// hand because it runs once per series: two short walks (`is_ascii`, then a per-label hash)
+/// cost twice this.
+#[inline]
+fn hash_ascii(bytes: &[u8]) -> (u64, bool) {
+    let mut h = SeriesHasher::new();
+    let mut high = 0u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        high |= w;
+        h.add(w);
+    }
+    let rest = words.remainder();
+    let mut last = [0u8; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    let w = u64::from_le_bytes(last);
+    high |= w;
+    h.add(w ^ ((bytes.len() as u64) << 56));
+    (h.finish(), high & 0x8080_8080_8080_8080 == 0)
 }
 
 /// What [`SeriesBatch::check_labels`] found out about a valid label set.

@@ -193,7 +193,7 @@ impl SeriesBatch {
             self.exemplars += 1;
         }
         self.pending_exemplars.clear();
-        let hash = self.check_labels(series, labels_start)?.hash;
+        let hash = self.check_labels(series, labels_start, None)?.hash;
         self.series.push(SeriesRef {
             labels: (labels_start as u32, self.labels.len() as u32),
             samples: (samples_start as u32, self.samples.len() as u32),
