@@ -170,6 +170,17 @@ impl<'a> Iterator for MergedLabels<'a> {
     /// are used up.
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        if self.task.is_empty() && self.external.is_empty() {
+            // Nothing (left) to merge in: the series' own labels, minus empty ones.
+            while let Some((l, rest)) = self.series.split_first() {
+                self.series = rest;
+                let value = &self.buf[l.value.range()];
+                if !value.is_empty() {
+                    return Some((&self.buf[l.name.range()], value));
+                }
+            }
+            return None;
+        }
         loop {
             let head: Option<(&'a [u8], &'a [u8], Static)> =
                 match (self.task.first(), self.external.first()) {
