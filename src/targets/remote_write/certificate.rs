@@ -11,6 +11,7 @@
 use super::RemoteWriteConfig;
 use super::service::{client_tls, root_store};
 use crate::targets::check::Check;
+use crate::targets::tls::TlsConfig;
 use rustls::CertificateError;
 use rustls::DigitallySignedStruct;
 use rustls::client::WebPkiServerVerifier;
@@ -137,7 +138,7 @@ pub(super) async fn probe(
                 .unwrap_or("TLS");
             let tls = Check::ok("tls", format!("handshake done ({version})"));
             let cert = match seen {
-                Some(s) => certificate_check(cfg, host, &s, now_unix()),
+                Some(s) => certificate_check(&cfg.tls, host, &s, now_unix()),
                 None => Check::skipped("certificate", "the receiver presented none"),
             };
             Ok((tls, cert))
@@ -154,11 +155,11 @@ fn now_unix() -> i64 {
 }
 
 /// The certificate line from what the real check said (at `now`, seconds since the epoch).
-fn certificate_check(cfg: &RemoteWriteConfig, host: &str, seen: &Seen, now: i64) -> Check {
+fn certificate_check(tls: &TlsConfig, host: &str, seen: &Seen, now: i64) -> Check {
     const C: &str = "certificate";
     let info = CertInfo::parse(&seen.end_entity);
     let about = info.as_ref().map_or_else(String::new, CertInfo::describe);
-    let ca = cfg.tls.ca_file.as_ref().map_or_else(
+    let ca = tls.ca_file.as_ref().map_or_else(
         || "the system's root certificates".to_owned(),
         |f| format!("tls.ca_file {}", f.display()),
     );
@@ -178,13 +179,13 @@ fn certificate_check(cfg: &RemoteWriteConfig, host: &str, seen: &Seen, now: i64)
                 "valid for {host}, signed by a CA in {ca}{expiry}{about}"
             ))
         }
-        Err(rustls::Error::InvalidCertificate(e)) => Err(why(e, host, &ca, cfg, info.as_ref())),
+        Err(rustls::Error::InvalidCertificate(e)) => Err(why(e, host, &ca, tls, info.as_ref())),
         Err(e) => Err((
             format!("not checked: {e}"),
             "set tls.ca_file to the CA that signed the receiver's certificate".to_owned(),
         )),
     };
-    match (verdict, cfg.tls.insecure_skip_verify) {
+    match (verdict, tls.insecure_skip_verify) {
         (Ok(detail), _) => Check::ok(C, detail),
         (Err((detail, _)), true) => Check::skipped(
             C,
@@ -201,7 +202,7 @@ fn why(
     e: &CertificateError,
     host: &str,
     ca: &str,
-    cfg: &RemoteWriteConfig,
+    tls: &TlsConfig,
     info: Option<&CertInfo>,
 ) -> (String, String) {
     let names = info.map_or_else(String::new, |i| i.names.join(", "));
@@ -209,7 +210,7 @@ fn why(
     match e {
         CertificateError::UnknownIssuer | CertificateError::BadSignature => (
             format!("signed by a CA not in {ca}"),
-            if cfg.tls.ca_file.is_some() {
+            if tls.ca_file.is_some() {
                 "signed by an unknown CA: point tls.ca_file at the CA that signed the receiver's certificate".to_owned()
             } else {
                 "signed by an unknown CA: set tls.ca_file to the CA that signed the receiver's certificate".to_owned()
@@ -425,6 +426,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::check::Outcome;
     use rustls::pki_types::pem::PemObject;
 
     /// Made once with `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 3650
@@ -478,6 +480,109 @@ Nq+Q8q7APCjghje5+M8CIFqykK0Ylf0JCKFdOQNOjxRd1dfYPdgPq+DaYQppRwST
             assert_eq!(CertInfo::parse(&d[..cut]), None, "cut at {cut}");
         }
         assert_eq!(CertInfo::parse(b"\x04\x02hi"), None);
+    }
+
+    #[test]
+    fn the_certificate_line_says_what_is_wrong_and_the_fix() {
+        let not_after = 2_110_967_947;
+        let ca = TlsConfig {
+            ca_file: Some("ca.pem".into()),
+            ..TlsConfig::default()
+        };
+        let system = TlsConfig::default();
+        let insecure = TlsConfig {
+            insecure_skip_verify: true,
+            ..TlsConfig::default()
+        };
+        let seen = |verdict: Result<(), CertificateError>| Seen {
+            end_entity: der(),
+            verdict: verdict.map_err(rustls::Error::InvalidCertificate),
+        };
+        let day = 86_400;
+        // (tls, host, verdict, now, outcome, in the detail, in the hint)
+        type Row<'a> = (
+            &'a TlsConfig,
+            &'a str,
+            Result<(), CertificateError>,
+            i64,
+            Outcome,
+            &'a str,
+            &'a str,
+        );
+        let table: Vec<Row> = vec![
+            (
+                &ca,
+                "example.test",
+                Ok(()),
+                not_after - 100 * day,
+                Outcome::Ok,
+                "valid for example.test, signed by a CA in tls.ca_file ca.pem; expires in 100 days (2036-11-22 11:59:07 UTC); subject CN=example.test",
+                "",
+            ),
+            (
+                &ca,
+                "example.test",
+                Ok(()),
+                not_after - 3 * day - 1,
+                Outcome::Ok,
+                "expires in 3 days (2036-11-22 11:59:07 UTC) — renew it soon",
+                "",
+            ),
+            (
+                &ca,
+                "other.test",
+                Err(CertificateError::NotValidForName),
+                0,
+                Outcome::Failed,
+                "not valid for host other.test (it names: example.test, *.example.test, 10.0.0.1)",
+                "reissue it with other.test in its subjectAltName",
+            ),
+            (
+                &ca,
+                "example.test",
+                Err(CertificateError::Expired),
+                0,
+                Outcome::Failed,
+                "expired on 2036-11-22 11:59:07 UTC",
+                "renew it",
+            ),
+            (
+                &system,
+                "example.test",
+                Err(CertificateError::UnknownIssuer),
+                0,
+                Outcome::Failed,
+                "signed by a CA not in the system's root certificates",
+                "signed by an unknown CA: set tls.ca_file",
+            ),
+            (
+                &ca,
+                "example.test",
+                Err(CertificateError::BadSignature),
+                0,
+                Outcome::Failed,
+                "signed by a CA not in tls.ca_file ca.pem",
+                "point tls.ca_file at the CA that signed",
+            ),
+            (
+                &insecure,
+                "example.test",
+                Err(CertificateError::UnknownIssuer),
+                0,
+                Outcome::Skipped,
+                "tls.insecure_skip_verify is set, so delivery does not check it; it would fail: signed by a CA not in",
+                "",
+            ),
+        ];
+        for (tls, host, verdict, now, outcome, detail, hint) in table {
+            let c = certificate_check(tls, host, &seen(verdict), now);
+            assert_eq!(c.outcome, outcome, "{c:?}");
+            assert!(c.detail.contains(detail), "{detail:?} not in {c:?}");
+            assert!(
+                c.hint.as_deref().unwrap_or_default().contains(hint),
+                "{hint:?} not in {c:?}"
+            );
+        }
     }
 
     #[test]
