@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod tap;
 
-use tap::{TapHub, TaskTap};
+use tap::{TapBatch, TapHub, TaskTap};
 
 /// Decode buffer a shard keeps between requests; a larger request's buffer is freed after it.
 /// (16 MiB covers Prometheus' default 2,000-sample batches many times over.)
@@ -108,9 +108,6 @@ impl TaskIndex {
 
 /// The targets a pipeline is assembled from, by (task, target) name.
 pub type TargetMap = HashMap<(String, String), Arc<Target>>;
-
-/// A tapped target's JSON lines of one request, and how many samples they hold.
-type TapLines = (Vec<u8>, u64);
 
 /// Per-target scratch of one request.
 #[derive(Default)]
@@ -451,40 +448,31 @@ impl Pipeline {
             .inc_by(batch.histogram_count() as u64);
         route.metrics.metadata.inc_by(batch.metadata_count() as u64);
 
-        // Tapped lines, per tapped task per target; empty (no allocation) when nobody listens.
-        let mut tapped: Vec<(&TaskRuntime, Vec<TapLines>)> = Vec::new();
+        // Tapped tasks' JSON, per target; empty (no allocation) when nobody listens.
+        let mut tapped: Vec<(&TaskRuntime, TapBatch)> = Vec::new();
         // The one check a tap costs when idle: a load per task. Someone listening (debugging
-        // a task) takes the slower task-by-task loop below, which also writes what it taps.
+        // a task) takes the slower task-by-task loop below, which also writes what it taps,
+        // up to the listeners' rates (see [`tap`]).
         if route.tasks.iter().any(|t| t.tap.active()) {
             for task in &route.tasks {
                 let mut matched = 0usize;
-                // The one check a tap costs when idle. With listeners, JSON is written only while
-                // one of them has room; otherwise the samples are counted as skipped.
-                let listening = task.tap.active();
-                let tapping = listening && task.tap.has_room();
-                let mut unread = 0u64;
-                let mut lines: Vec<TapLines> = if tapping {
-                    vec![(Vec::new(), 0); task.targets.len()]
-                } else {
-                    Vec::new()
-                };
+                let mut tap = task
+                    .tap
+                    .active()
+                    .then(|| TapBatch::new(task, &self.targets));
                 for series in batch.iter() {
                     if !task.filter.matches(&series) {
                         continue;
                     }
                     matched += deliver(task, &series, &self.targets, outs, touched);
-                    if tapping {
-                        tap_series(task, &series, &mut lines);
-                    } else if listening {
-                        unread += series.samples().len() as u64;
+                    if let Some(tap) = &mut tap {
+                        tap.add(task, &series);
                     }
                 }
                 task.metrics.matched.inc_by(matched as u64);
                 task.metrics.filtered.inc_by((received - matched) as u64);
-                if tapping {
-                    tapped.push((task, lines));
-                } else if unread > 0 {
-                    task.tap.skip_all(unread);
+                if let Some(tap) = tap {
+                    tapped.push((task, tap));
                 }
             }
         } else {
@@ -585,13 +573,8 @@ impl Pipeline {
             target.update_gauges();
         }
         // Taken: the tapped targets received these samples.
-        for (task, lines) in tapped {
-            for (tt, (buf, n)) in task.targets.iter().zip(lines) {
-                if n > 0 && failed != Some(tt.index) {
-                    task.tap
-                        .publish(&self.targets[tt.index].name, bytes::Bytes::from(buf), n);
-                }
-            }
+        for (task, tap) in tapped {
+            tap.publish(task, &self.targets, failed);
         }
         if let Some(ti) = failed {
             let t = &self.targets[ti];
@@ -641,24 +624,6 @@ fn deliver(
         ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
     }
     series.samples().len() + series.histogram_count() as usize
-}
-
-/// Append a delivered series to a tapped task's lines: per target, each sample as the seed's
-/// JSON object with the labels that target received. Only when someone listens.
-fn tap_series(task: &TaskRuntime, series: &SeriesView<'_>, lines: &mut [TapLines]) {
-    for (tt, (buf, n)) in task.targets.iter().zip(lines.iter_mut()) {
-        let labels = merge(
-            series.buf(),
-            series.label_refs(),
-            &task.labels,
-            &tt.external_labels,
-        );
-        for sample in series.samples() {
-            crate::encode::json_sample::write_sample(buf, labels.clone(), sample);
-            buf.push(b'\n');
-        }
-        *n += series.samples().len() as u64;
-    }
 }
 
 impl Pipeline {

@@ -76,7 +76,9 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
         loop {
             let started = Instant::now();
             let result = service.send(&mut payload, &mut dropped).await;
-            m.send_seconds.observe(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            m.send_seconds.observe(took.as_secs_f64());
+            target.latency.observe(took);
             match result {
                 SendResult::Delivered => {
                     m.delivered

@@ -18,6 +18,7 @@ pub mod file;
 mod health;
 pub mod kafka;
 mod lane;
+mod latency;
 pub mod queue;
 pub mod remote_write;
 pub mod spool;
@@ -26,6 +27,7 @@ pub mod tls;
 
 pub use health::{Health, HealthState, TargetState};
 pub use lane::{Payload, SendResult, run_lane};
+pub use latency::{LatencySnapshot, SendLatency};
 pub use target::{CommonKeys, Output, SinkError, Target, TargetConfig};
 
 use crate::batch::SeriesView;

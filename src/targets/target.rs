@@ -2,6 +2,7 @@
 //! running target the data path hands data to (its encoder, queue, metrics and ack policy).
 
 use super::health::Health;
+use super::latency::SendLatency;
 use super::queue::{Chunk, Overflow, QueueConfig, RawQueue, SinkQueue};
 use super::spool::{self, OverflowConfig, RawOverflow, RawSpool, SpoolConfig};
 use super::{Encoder, TargetKind};
@@ -119,6 +120,8 @@ pub struct Target {
     pub ack: Ack,
     /// How its last sends went, for status.
     pub health: Health,
+    /// How long its send attempts took, for the p99 on status.
+    pub latency: SendLatency,
     /// The newest timestamps received and delivered (see [`crate::telemetry::lag`]).
     pub clock: TargetClock,
 }
@@ -210,6 +213,7 @@ impl Target {
             queue_config: q.clone(),
             ack,
             health: Health::default(),
+            latency: SendLatency::default(),
         })
     }
 

@@ -280,6 +280,34 @@ pub(super) fn client_tls(cfg: &TlsConfig, https: bool) -> Result<rustls::ClientC
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
+    let builder = builder.with_root_certificates(root_store(cfg, https)?);
+    let mut config = match (&cfg.cert_file, &cfg.key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("tls client certificate: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    if cfg.insecure_skip_verify {
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(insecure::AcceptAnyServerCert(provider)));
+    }
+    Ok(config)
+}
+
+/// The CAs a target trusts: `tls.ca_file`, else (for https) the system's.
+///
+/// # Errors
+/// The CA file cannot be read or holds no certificate; no system roots and no
+/// `insecure_skip_verify`.
+pub(super) fn root_store(cfg: &TlsConfig, https: bool) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = &cfg.ca_file {
         let certs = CertificateDer::pem_file_iter(ca)
@@ -306,26 +334,7 @@ pub(super) fn client_tls(cfg: &TlsConfig, https: bool) -> Result<rustls::ClientC
             return Err("no system root certificates found; set tls.ca_file".into());
         }
     }
-    let builder = builder.with_root_certificates(roots);
-    let mut config = match (&cfg.cert_file, &cfg.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("tls client certificate: {e}"))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    if cfg.insecure_skip_verify {
-        config
-            .dangerous()
-            .set_certificate_verifier(Arc::new(insecure::AcceptAnyServerCert(provider)));
-    }
-    Ok(config)
+    Ok(roots)
 }
 
 /// `tls.insecure_skip_verify: true`: accept any server certificate, still checking that the
