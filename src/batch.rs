@@ -42,6 +42,21 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
+/// One metadata entry (a metric family's type, help and unit): the 1.0 `MetricMetadata`
+/// message, or a 2.0 series' `metadata` with its refs resolved. Text fields are spans into
+/// [`SeriesBatch::buf`] (empty spans for absent fields).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetadataRef {
+    /// The metric family name (1.0: `metric_family_name`; 2.0: the series' `__name__`, with
+    /// a histogram's or summary's `_bucket`/`_sum`/`_count` suffix removed).
+    pub family: Span,
+    /// The `MetricType` number (the same numbers in 1.0 and 2.0: 0 unknown, 1 counter,
+    /// 2 gauge, 3 histogram, 4 gauge histogram, 5 summary, 6 info, 7 stateset).
+    pub kind: u32,
+    pub help: Span,
+    pub unit: Span,
+}
+
 /// One series: ranges into the batch's label, sample and extra-field vectors.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SeriesRef {
@@ -52,6 +67,9 @@ pub struct SeriesRef {
     pub extras: (u32, u32),
     /// How many of the extras are native histograms (each counts as one sample).
     pub histograms: u32,
+    /// Remote-write 2.0 only: the series' metadata, as an index + 1 into
+    /// [`SeriesBatch::metadata`] (0: none). Fits in the padding after `histograms`.
+    pub metadata: u32,
     /// Hash of the sorted label set; picks the send shard so one series stays in order.
     pub hash: u64,
 }
@@ -67,7 +85,12 @@ pub struct SeriesBatch {
     pub(crate) series: Vec<SeriesRef>,
     pub(crate) samples: Vec<Sample>,
     pub(crate) extras: Vec<Span>,
-    pub(crate) metadata: usize,
+    /// Metadata entries of the request, one per metric family and version-independent (see
+    /// [`MetadataRef`]); a 2.0 series points at its entry through [`SeriesRef::metadata`].
+    pub(crate) metadata: Vec<MetadataRef>,
+    /// Metadata the request carried as the sender counts it (1.0: `MetricMetadata`
+    /// messages; 2.0: series with a `metadata` field).
+    pub(crate) metadata_received: usize,
     /// Exemplars the request carried (each passed on in `extras`).
     pub(crate) exemplars: usize,
     /// Remote-write 2.0 only: the request's symbol table, each symbol a span into `buf`.
@@ -99,7 +122,8 @@ impl SeriesBatch {
         self.series.clear();
         self.samples.clear();
         self.extras.clear();
-        self.metadata = 0;
+        self.metadata.clear();
+        self.metadata_received = 0;
         self.exemplars = 0;
         self.symbols.clear();
         self.pending_exemplars.clear();
@@ -148,9 +172,15 @@ impl SeriesBatch {
     }
 
     /// Number of metadata entries the request carried (1.0: `MetricMetadata` messages; 2.0:
-    /// series with a `metadata` field). They are not relayed yet.
+    /// series with a `metadata` field).
     pub fn metadata_count(&self) -> usize {
-        self.metadata
+        self.metadata_received
+    }
+
+    /// The request's metadata, one entry per metric family (consecutive 2.0 series of one
+    /// family share one entry).
+    pub fn metadata(&self) -> &[MetadataRef] {
+        &self.metadata
     }
 
     /// Number of exemplars the request carried.
@@ -161,6 +191,12 @@ impl SeriesBatch {
     /// The decompressed request bytes every span points into.
     pub fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// The whole buffer spans may point into (2.0 exemplars are rewritten past the decoded
+    /// bytes).
+    pub fn bytes_with_tail(&self) -> &[u8] {
+        &self.buf
     }
 
     pub fn series(&self, i: usize) -> SeriesView<'_> {
@@ -247,6 +283,15 @@ impl<'a> SeriesView<'a> {
     #[inline]
     pub fn histogram_count(&self) -> u32 {
         self.series.histograms
+    }
+
+    /// The series' own metadata (remote-write 2.0 senders attach it per series).
+    #[inline]
+    pub fn metadata(&self) -> Option<&'a MetadataRef> {
+        match self.series.metadata {
+            0 => None,
+            i => self.batch.metadata.get(i as usize - 1),
+        }
     }
 
     #[inline]

@@ -25,8 +25,8 @@
 //!
 //! Unknown fields are skipped, as protobuf requires. 1.0 exemplars (field 3) and native histograms
 //! (field 4) are kept as raw encoded fields and passed through to protobuf targets unchanged.
-//! Metadata (1.0 `MetricMetadata`, 2.0 per-series `metadata`) is checked, counted and not relayed
-//! yet; 2.0 `start_timestamp`s are read and dropped (1.0 has no place for them).
+//! Metadata (1.0 `MetricMetadata`, 2.0 per-series `metadata`) is read into
+//! [`crate::batch::MetadataRef`]s (see `metadata.rs`).
 
 use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span};
 use std::cmp::Ordering;
@@ -236,9 +236,7 @@ impl SeriesBatch {
                 }
                 (3, WIRE_LEN) => {
                     let (a, b) = read_len(&self.buf[..end], &mut pos)?;
-                    // Counted and not relayed, but a malformed body is refused whole.
-                    check_message(&self.buf[a..b], METADATA)?;
-                    self.metadata += 1;
+                    self.read_metadata_v1(a, b)?;
                 }
                 _ => skip_unknown(&self.buf[..end], &mut pos, field, wire, &[1, 3])?,
             }
@@ -307,6 +305,7 @@ impl SeriesBatch {
             samples: (samples_start as u32, self.samples.len() as u32),
             extras: (extras_start as u32, self.extras.len() as u32),
             histograms,
+            metadata: 0,
             hash,
         });
         Ok(())
@@ -565,12 +564,6 @@ enum Kind {
 
 const LABEL: &[(u64, Kind)] = &[(1, Kind::Text), (2, Kind::Text)];
 const EXEMPLAR: &[(u64, Kind)] = &[(1, Kind::Message(LABEL)), (2, Kind::I64), (3, Kind::Varint)];
-const METADATA: &[(u64, Kind)] = &[
-    (1, Kind::Varint),
-    (2, Kind::Text),
-    (4, Kind::Text),
-    (5, Kind::Text),
-];
 const BUCKET_SPAN: &[(u64, Kind)] = &[(1, Kind::Varint), (2, Kind::Varint)];
 /// `prometheus.Histogram` of remote-write 1.0 (native histograms).
 const HISTOGRAM: &[(u64, Kind)] = &[
@@ -837,6 +830,7 @@ impl Default for SeriesHasher {
     }
 }
 
+mod metadata;
 mod v2;
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ impl SeriesBatch {
         let extras_start = self.extras.len();
         let mut histograms = 0u32;
         let mut pending_name: Option<Span> = None;
+        let mut series_metadata = None;
         let mut pos = start;
         let buf = &self.buf[..end];
         let symbols = &self.symbols[..];
@@ -143,28 +144,7 @@ impl SeriesBatch {
                 }
                 (5, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
-                    let mut p = a;
-                    while p < b {
-                        let (f, w) = read_key(&buf[..b], &mut p)?;
-                        match (f, w) {
-                            (1, WIRE_VARINT) => {
-                                read_varint(&buf[..b], &mut p)?;
-                            }
-                            (3 | 4, WIRE_VARINT) => {
-                                let r = read_varint(&buf[..b], &mut p)?;
-                                symbol(
-                                    r,
-                                    if f == 3 {
-                                        "metadata help"
-                                    } else {
-                                        "metadata unit"
-                                    },
-                                )?;
-                            }
-                            _ => skip_unknown(&buf[..b], &mut p, f, w, &[1, 3, 4])?,
-                        }
-                    }
-                    self.metadata += 1;
+                    series_metadata = Some(metadata::metadata_v2(buf, a, b, &symbol)?);
                 }
                 _ => skip_unknown(buf, &mut pos, field, wire, &[1, 2, 3, 4, 5])?,
             }
@@ -194,11 +174,16 @@ impl SeriesBatch {
         }
         self.pending_exemplars.clear();
         let hash = self.check_labels(series, labels_start)?;
+        let metadata = match series_metadata {
+            Some(m) => self.attach_metadata_v2(labels_start, m),
+            None => 0,
+        };
         self.series.push(SeriesRef {
             labels: (labels_start as u32, self.labels.len() as u32),
             samples: (samples_start as u32, self.samples.len() as u32),
             extras: (extras_start as u32, self.extras.len() as u32),
             histograms,
+            metadata,
             hash,
         });
         Ok(())

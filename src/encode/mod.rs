@@ -7,5 +7,6 @@
 //! [`crate::relabel::MergedLabels`]), so no intermediate owned series is ever built.
 
 pub mod json_sample;
+pub mod metadata;
 pub mod remote_write;
 pub mod remote_write_v2;

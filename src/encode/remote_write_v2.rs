@@ -84,9 +84,10 @@ impl V2Writer {
         };
         self.batch.decode_protobuf_with(v1, Protocol::V1, limits)?;
         let batch = &self.batch;
+        let metadata = series_metadata(v1)?;
         let mut symbols = Symbols::default();
         self.series.clear();
-        for s in batch.iter() {
+        for (i, s) in batch.iter().enumerate() {
             self.scratch.clear();
             self.refs.clear();
             for (n, v) in s.labels() {
@@ -134,6 +135,20 @@ impl V2Writer {
                     _ => {}
                 }
             }
+            if let Some(&Some((kind, help, unit))) = metadata.get(i) {
+                let mut msg = Vec::with_capacity(16);
+                for (tag, v) in [
+                    (0x08, u64::from(kind)),
+                    (0x18, u64::from(symbols.intern(help))),
+                    (0x20, u64::from(symbols.intern(unit))),
+                ] {
+                    if v != 0 {
+                        msg.push(tag);
+                        put_varint(&mut msg, v);
+                    }
+                }
+                put_len_field(&mut self.scratch, 0x2a, &msg);
+            }
             put_len_field(&mut self.series, 0x2a, &self.scratch);
         }
         put_len_field(out, 0x22, b"");
@@ -143,6 +158,55 @@ impl V2Writer {
         out.extend_from_slice(&self.series);
         Ok(())
     }
+}
+
+/// The type, help and unit of a queued series' metadata.
+type SeriesMetadata<'a> = Option<(u32, &'a [u8], &'a [u8])>;
+
+/// Per series of the queued 1.0 body, in order, the relay-internal metadata field
+/// ([`crate::encode::metadata::SERIES_METADATA_TAG`]) if it has one. The zero-copy decoder
+/// skips that field as unknown; this second, shallow walk reads it.
+fn series_metadata(v1: &[u8]) -> Result<Vec<SeriesMetadata<'_>>, DecodeError> {
+    let bad = || DecodeError::Protobuf("malformed queued series metadata");
+    let mut out = Vec::new();
+    if !v1
+        .windows(1)
+        .any(|w| w[0] == crate::encode::metadata::SERIES_METADATA_TAG)
+    {
+        return Ok(out); // no byte could start the field: nothing to walk
+    }
+    let mut pos = 0;
+    while pos < v1.len() {
+        let key = read_varint(v1, &mut pos).ok_or_else(bad)?;
+        let len = read_varint(v1, &mut pos).ok_or_else(bad)? as usize;
+        let msg = v1.get(pos..pos + len).ok_or_else(bad)?;
+        pos += len;
+        if key != 0x0a {
+            continue;
+        }
+        let mut found = None;
+        let mut p = 0;
+        while p < msg.len() {
+            let k = read_varint(msg, &mut p).ok_or_else(bad)?;
+            let width = match k & 7 {
+                0 => {
+                    read_varint(msg, &mut p).ok_or_else(bad)?;
+                    0
+                }
+                1 => 8,
+                2 => read_varint(msg, &mut p).ok_or_else(bad)? as usize,
+                5 => 4,
+                _ => return Err(bad()),
+            };
+            let field = msg.get(p..p + width).ok_or_else(bad)?;
+            p += width;
+            if k == u64::from(crate::encode::metadata::SERIES_METADATA_TAG) {
+                found = Some(crate::encode::metadata::read_metadata(field).map_err(|_| bad())?);
+            }
+        }
+        out.push(found);
+    }
+    Ok(out)
 }
 
 /// The labels, value bits and timestamp of a complete 1.0 `exemplars` field (tag, length,

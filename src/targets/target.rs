@@ -89,6 +89,16 @@ pub struct Output {
     pub unsupported: usize,
     /// The newest float sample timestamp written (ms since the epoch; `i64::MIN` for none).
     pub newest_timestamp_ms: i64,
+    /// Metadata entries written (each takes one sample's room in the queue, see
+    /// [`crate::encode::metadata`]).
+    pub metadata: usize,
+    /// Metadata entries dropped: the format cannot carry them (JSON).
+    pub metadata_unsupported: usize,
+    /// Metadata entries dropped: they came without series (remote-write 1.0 metadata
+    /// requests) and a remote-write 2.0 target carries metadata only inside series.
+    pub metadata_without_series: usize,
+    /// Scratch for an encoder that writes extra fields of a series (reused).
+    pub scratch: Vec<u8>,
 }
 
 impl Output {
@@ -97,6 +107,9 @@ impl Output {
         self.samples = 0;
         self.unsupported = 0;
         self.newest_timestamp_ms = i64::MIN;
+        self.metadata = 0;
+        self.metadata_unsupported = 0;
+        self.metadata_without_series = 0;
     }
 }
 
@@ -220,6 +233,15 @@ impl Target {
             newest_timestamp_ms: i64::MIN,
             ..Output::default()
         }
+    }
+
+    /// Publish what one admitted request did with metadata for this target.
+    pub fn count_metadata(&self, out: &Output) {
+        let m = &self.metrics;
+        m.metadata_dropped_unsupported
+            .inc_by(out.metadata_unsupported as u64);
+        m.metadata_dropped_without_series
+            .inc_by(out.metadata_without_series as u64);
     }
 
     /// What the target holds as shutdown begins, to report what the drain did.

@@ -2,7 +2,7 @@
 //! ([`crate::encode::json_sample`]), all into its single lane so lines keep arrival order.
 //! Native histograms have no place in the format: counted as unsupported.
 
-use crate::batch::SeriesView;
+use crate::batch::{MetadataRef, SeriesView};
 use crate::encode::json_sample::write_sample;
 use crate::relabel::MergedLabels;
 use crate::targets::Output;
@@ -41,5 +41,16 @@ impl FileEncoder {
         }
         chunk.end_series(samples.len());
         out.samples += samples.len();
+    }
+
+    /// JSON lines have no place for metadata: counted as unsupported.
+    pub fn write_metadata<'a>(
+        &self,
+        out: &mut Output,
+        _buf: &[u8],
+        entries: impl Iterator<Item = &'a MetadataRef>,
+        _per_series: bool,
+    ) {
+        out.metadata_unsupported += entries.count();
     }
 }

@@ -22,7 +22,7 @@
 //! name. With `key: none` messages have no key.
 
 use super::{KafkaConfig, KafkaFormat, KafkaKey, TopicPart};
-use crate::batch::{Sample, SeriesView};
+use crate::batch::{MetadataRef, Sample, SeriesView};
 use crate::decode::SeriesHasher;
 use crate::encode::{json_sample as json, remote_write};
 use crate::relabel::MergedLabels;
@@ -81,6 +81,18 @@ impl KafkaLayout {
         let carried = if json { n } else { n + histograms };
         chunk.end_series(carried);
         out.samples += carried;
+    }
+
+    /// Kafka messages carry series only (JSON objects, or `timeseries` fields grouped by
+    /// key): metadata is counted as unsupported.
+    pub fn write_metadata<'a>(
+        &self,
+        out: &mut Output,
+        _buf: &[u8],
+        entries: impl Iterator<Item = &'a MetadataRef>,
+        _per_series: bool,
+    ) {
+        out.metadata_unsupported += entries.count();
     }
 
     /// The lane a series goes to (see the module docs).

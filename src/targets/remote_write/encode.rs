@@ -10,8 +10,9 @@
 //! that is down keeps its share in its own lanes (memory, then its overflow): re-sharding it
 //! to the others would split series across receivers.
 
-use crate::batch::SeriesView;
-use crate::decode::SeriesHasher;
+use crate::batch::{MetadataRef, SeriesView};
+use crate::decode::{Protocol, SeriesHasher};
+use crate::encode::metadata::{METADATA_TAG, SERIES_METADATA_TAG, write_metadata};
 use crate::encode::remote_write::encode_series;
 use crate::relabel::MergedLabels;
 use crate::targets::Output;
@@ -26,6 +27,9 @@ pub struct RemoteWriteEncoder {
     replicas: usize,
     /// Label names whose values pick the receivers; empty: all labels (the series hash).
     shard_by: Box<[Box<[u8]>]>,
+    /// A 2.0 target: a series' metadata rides inside its queued series
+    /// ([`crate::encode::metadata`]).
+    v2: bool,
 }
 
 impl RemoteWriteConfig {
@@ -34,6 +38,7 @@ impl RemoteWriteConfig {
             receivers: self.urls.len().max(1),
             replicas: self.replicas.max(1),
             shard_by: self.shard_by.iter().map(|l| l.as_bytes().into()).collect(),
+            v2: self.protocol == Protocol::V2,
         }
     }
 }
@@ -84,10 +89,24 @@ impl RemoteWriteEncoder {
     ) {
         let samples = series.samples();
         let carried = samples.len() + series.histogram_count() as usize;
+        // Toward a 2.0 target, what 1.0 has no field for rides as relay-internal fields
+        // after the extras (cold: only for 2.0 senders' metadata).
+        out.scratch.clear();
+        if self.v2
+            && let Some(m) = series.metadata()
+        {
+            write_metadata(&mut out.scratch, SERIES_METADATA_TAG, series.buf(), m);
+        }
+        let internal = (!out.scratch.is_empty()).then_some(&out.scratch[..]);
         if self.receivers == 1 {
             let lane = (series.hash() % out.lanes.len() as u64) as usize;
             let chunk = &mut out.lanes[lane];
-            encode_series(&mut chunk.bytes, labels, samples, series.extras());
+            encode_series(
+                &mut chunk.bytes,
+                labels,
+                samples,
+                series.extras().chain(internal),
+            );
             chunk.end_series(carried);
             out.samples += carried;
             return;
@@ -99,9 +118,44 @@ impl RemoteWriteEncoder {
         let n = choose(self.key(series), self.receivers, self.replicas, &mut chosen);
         for &r in &chosen[..n] {
             let chunk = &mut out.lanes[(r * per + within).min(lanes - 1)];
-            encode_series(&mut chunk.bytes, labels.clone(), samples, series.extras());
+            encode_series(
+                &mut chunk.bytes,
+                labels.clone(),
+                samples,
+                series.extras().chain(internal),
+            );
             chunk.end_series(carried);
             out.samples += carried;
+        }
+    }
+
+    /// Write metadata entries. A 1.0 target: each a top-level `metadata` field in the first
+    /// lane of each receiver (every receiver gets every family's metadata), one sample's
+    /// room each; the sender sends them as requests of their own. A 2.0 target carries
+    /// metadata only inside series: entries that came with series ride with them
+    /// ([`RemoteWriteEncoder::write_series`]); those that came alone are counted.
+    pub fn write_metadata<'a>(
+        &self,
+        out: &mut Output,
+        buf: &[u8],
+        entries: impl Iterator<Item = &'a MetadataRef> + Clone,
+        per_series: bool,
+    ) {
+        if self.v2 {
+            if !per_series {
+                out.metadata_without_series += entries.count();
+            }
+            return;
+        }
+        let lanes = out.lanes.len();
+        let per = (lanes / self.receivers).max(1);
+        for r in 0..self.receivers {
+            let chunk = &mut out.lanes[(r * per).min(lanes - 1)];
+            for m in entries.clone() {
+                write_metadata(&mut chunk.bytes, METADATA_TAG, buf, m);
+                chunk.end_series(1);
+                out.metadata += 1;
+            }
         }
     }
 
