@@ -99,6 +99,8 @@ pub struct Output {
     pub metadata_without_series: usize,
     /// Scratch for an encoder that writes extra fields of a series (reused).
     pub scratch: Vec<u8>,
+    /// Scratch of the JSON targets' `histograms: buckets` conversion (reused).
+    pub histogram_scratch: crate::encode::histogram_buckets::Scratch,
 }
 
 impl Output {

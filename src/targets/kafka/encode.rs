@@ -24,6 +24,7 @@
 use super::{KafkaConfig, KafkaFormat, KafkaKey, TopicPart};
 use crate::batch::{MetadataRef, Sample, SeriesView};
 use crate::decode::SeriesHasher;
+use crate::encode::histogram_buckets::{HistogramMode, Joins, write_buckets};
 use crate::encode::{json_sample as json, remote_write};
 use crate::relabel::MergedLabels;
 use crate::targets::Output;
@@ -33,6 +34,8 @@ use crate::targets::Output;
 pub struct KafkaLayout {
     pub format: KafkaFormat,
     pub key: KafkaKey,
+    /// `format: json`: what native histograms become.
+    pub histograms: HistogramMode,
     /// `None` for a fixed topic.
     topic: Option<Vec<TopicPart>>,
 }
@@ -52,6 +55,7 @@ impl KafkaLayout {
         KafkaLayout {
             format: cfg.format,
             key: cfg.key,
+            histograms: cfg.histograms,
             topic: cfg.fixed_topic().is_none().then(|| cfg.topic.clone()),
         }
     }
@@ -68,7 +72,8 @@ impl KafkaLayout {
         let samples = series.samples();
         let histograms = series.histogram_count() as usize;
         let json = self.format == KafkaFormat::Json;
-        if json {
+        let buckets = json && histograms > 0 && self.histograms == HistogramMode::Buckets;
+        if json && !buckets {
             out.unsupported += histograms;
             if samples.is_empty() {
                 return;
@@ -77,7 +82,24 @@ impl KafkaLayout {
         let name = series.label(b"__name__").unwrap_or_default();
         let lane = self.lane(series.hash(), name, out.lanes.len());
         let chunk = &mut out.lanes[lane];
-        let n = self.write_record(&mut chunk.bytes, labels, samples, series.extras());
+        let mut n = 0;
+        if !samples.is_empty() || !json {
+            n = self.write_record(&mut chunk.bytes, labels.clone(), samples, series.extras());
+        }
+        if buckets {
+            // Cold: only with `histograms: buckets`. A record of its own, after the samples'.
+            let (written, failed) = self.write_bucket_record(
+                &mut chunk.bytes,
+                &mut out.histogram_scratch,
+                labels,
+                series.extras(),
+            );
+            n += written;
+            out.unsupported += failed;
+            if n == 0 {
+                return;
+            }
+        }
         let carried = if json { n } else { n + histograms };
         chunk.end_series(carried);
         out.samples += carried;
@@ -107,6 +129,47 @@ impl KafkaLayout {
             KafkaKey::Series | KafkaKey::None => series_hash,
         };
         (h % lanes as u64) as usize
+    }
+
+    /// Append a record holding a series' native histograms as classic bucket objects
+    /// ([`crate::encode::histogram_buckets`]); returns the objects written and the histograms
+    /// that did not convert. No record when nothing converted.
+    pub fn write_bucket_record<'a, L, E>(
+        &self,
+        out: &mut Vec<u8>,
+        scratch: &mut crate::encode::histogram_buckets::Scratch,
+        labels: L,
+        extras: E,
+    ) -> (usize, usize)
+    where
+        L: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+        E: Iterator<Item = &'a [u8]> + Clone,
+    {
+        let start = out.len();
+        // The header as for samples, with no samples; the body is filled in below.
+        self.write_record(out, labels.clone(), &[], std::iter::empty());
+        let body = out.len();
+        let (mut written, mut failed) = (0usize, 0usize);
+        for h in extras.filter(|e| e.first() == Some(&0x22)) {
+            let joins = Joins {
+                first: if written == 0 { b"" } else { b"," },
+                between: b",",
+                after: b"",
+            };
+            match write_buckets(out, scratch, labels.clone(), h, joins) {
+                Ok(k) => written += k,
+                Err(_) => failed += 1,
+            }
+        }
+        if written == 0 {
+            out.truncate(start);
+            return (0, failed);
+        }
+        // Patch the header's sample count and body length (the last 8 bytes before it).
+        let len = (out.len() - body) as u32;
+        out[body - 4..body].copy_from_slice(&len.to_le_bytes());
+        out[body - 8..body - 4].copy_from_slice(&(written as u32).to_le_bytes());
+        (written, failed)
     }
 
     /// Append one series' record. `labels` are the delivered (merged) labels. Returns the
