@@ -106,6 +106,12 @@ pub struct SeriesBatch {
     /// rewritten in the 1.0 layout (a 2.0 exemplar names its labels by symbol refs, which no
     /// 1.0 reader understands); their `extras` spans point there.
     pub(crate) tail: usize,
+    /// Remote-write 2.0 only: float samples' non-zero `start_timestamp`s, as (index into
+    /// `samples`, start timestamp), in sample order. Empty for almost every request.
+    pub(crate) start_timestamps: Vec<(u32, i64)>,
+    /// Remote-write 2.0 only: native histograms with a `start_timestamp` (field 17, kept in
+    /// their raw bytes).
+    pub(crate) histogram_start_timestamps: usize,
     /// Limits of the decode in progress.
     pub(crate) limits: crate::decode::DecodeLimits,
 }
@@ -126,6 +132,8 @@ impl SeriesBatch {
         self.metadata_received = 0;
         self.exemplars = 0;
         self.symbols.clear();
+        self.start_timestamps.clear();
+        self.histogram_start_timestamps = 0;
         self.pending_exemplars.clear();
         self.tail = 0;
     }
@@ -283,6 +291,30 @@ impl<'a> SeriesView<'a> {
     #[inline]
     pub fn histogram_count(&self) -> u32 {
         self.series.histograms
+    }
+
+    /// The float samples' non-zero start timestamps (remote-write 2.0), as (index among
+    /// [`SeriesView::samples`], start timestamp). Empty (one length check) for 1.0.
+    #[inline]
+    pub fn start_timestamps(&self) -> impl Iterator<Item = (usize, i64)> + 'a {
+        let all = &self.batch.start_timestamps[..];
+        let (a, b) = self.series.samples;
+        let (lo, hi) = if all.is_empty() {
+            (0, 0)
+        } else {
+            (
+                all.partition_point(|&(i, _)| i < a),
+                all.partition_point(|&(i, _)| i < b),
+            )
+        };
+        all[lo..hi].iter().map(move |&(i, t)| ((i - a) as usize, t))
+    }
+
+    /// Might a native histogram of this series carry a start timestamp? (Only when some
+    /// histogram of the request does.)
+    #[inline]
+    pub fn may_have_histogram_start_timestamps(&self) -> bool {
+        self.batch.histogram_start_timestamps > 0 && self.series.histograms > 0
     }
 
     /// The series' own metadata (remote-write 2.0 senders attach it per series).

@@ -116,15 +116,22 @@ impl SeriesBatch {
                 }
                 (2, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
-                    let sample = match canonical_sample(&buf[a..b]) {
-                        Some(s) => s,
+                    let (sample, start_timestamp) = match canonical_sample(&buf[a..b]) {
+                        Some(s) => (s, 0),
                         None => walk_sample(&buf[..b], a, &[1, 2, 3])?,
                     };
+                    if start_timestamp != 0 {
+                        self.start_timestamps
+                            .push((self.samples.len() as u32, start_timestamp));
+                    }
                     self.samples.push(sample);
                 }
                 (3, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
                     check_message(&buf[a..b], HISTOGRAM_V2)?;
+                    if histogram_start(&buf[field_start..pos]).is_some() {
+                        self.histogram_start_timestamps += 1;
+                    }
                     self.extras.push(Span {
                         start: field_start as u32,
                         end: pos as u32,
@@ -313,4 +320,23 @@ where
         return Err(ExemplarError::Bad("an exemplar has no timestamp"));
     }
     Ok(())
+}
+
+/// The non-zero `start_timestamp` (field 17) of a complete, checked histogram field (tag,
+/// length, message), if it has one.
+pub(crate) fn histogram_start(field: &[u8]) -> Option<i64> {
+    let mut pos = 1;
+    let (a, b) = read_len(field, &mut pos).ok()?;
+    let msg = &field[..b];
+    let mut p = a;
+    let mut found = None;
+    while p < b {
+        let (f, w) = read_key(msg, &mut p).ok()?;
+        if (f, w) == (17, WIRE_VARINT) {
+            found = Some(read_varint(msg, &mut p).ok()? as i64);
+        } else {
+            skip_field(msg, &mut p, w).ok()?;
+        }
+    }
+    found.filter(|&v| v != 0)
 }

@@ -11,3 +11,4 @@ pub mod json_sample;
 pub mod metadata;
 pub mod remote_write;
 pub mod remote_write_v2;
+pub mod start_timestamp;

@@ -84,7 +84,7 @@ impl V2Writer {
         };
         self.batch.decode_protobuf_with(v1, Protocol::V1, limits)?;
         let batch = &self.batch;
-        let metadata = series_metadata(v1)?;
+        let internal = series_internal(v1)?;
         let mut symbols = Symbols::default();
         self.series.clear();
         for (i, s) in batch.iter().enumerate() {
@@ -95,17 +95,29 @@ impl V2Writer {
                 put_varint(&mut self.refs, u64::from(symbols.intern(v)));
             }
             put_len_field(&mut self.scratch, 0x0a, &self.refs);
-            for x in s.samples() {
+            let ext = internal.get(i);
+            let starts = ext.map_or(&[][..], |e| &e.starts[..]);
+            for (j, x) in s.samples().iter().enumerate() {
+                let start = starts.get(j).copied().unwrap_or(0);
+                let start_len = if start == 0 {
+                    0
+                } else {
+                    1 + varint_len(start as u64)
+                };
                 self.scratch.push(0x12);
                 put_varint(
                     &mut self.scratch,
-                    (10 + varint_len(x.timestamp as u64)) as u64,
+                    (10 + varint_len(x.timestamp as u64) + start_len) as u64,
                 );
                 self.scratch.push(0x09);
                 self.scratch
                     .extend_from_slice(&x.value.to_bits().to_le_bytes());
                 self.scratch.push(0x10);
                 put_varint(&mut self.scratch, x.timestamp as u64);
+                if start != 0 {
+                    self.scratch.push(0x18);
+                    put_varint(&mut self.scratch, start as u64);
+                }
             }
             for e in s.extras() {
                 match e.first() {
@@ -135,7 +147,7 @@ impl V2Writer {
                     _ => {}
                 }
             }
-            if let Some(&Some((kind, help, unit))) = metadata.get(i) {
+            if let Some((kind, help, unit)) = ext.and_then(|e| e.metadata) {
                 let mut msg = Vec::with_capacity(16);
                 for (tag, v) in [
                     (0x08, u64::from(kind)),
@@ -160,20 +172,26 @@ impl V2Writer {
     }
 }
 
-/// The type, help and unit of a queued series' metadata.
-type SeriesMetadata<'a> = Option<(u32, &'a [u8], &'a [u8])>;
+/// What a queued series bound for a 2.0 target carries in relay-internal fields.
+#[derive(Default)]
+struct SeriesInternal<'a> {
+    /// Type, help and unit ([`crate::encode::metadata::SERIES_METADATA_TAG`]).
+    metadata: Option<(u32, &'a [u8], &'a [u8])>,
+    /// One start timestamp per float sample, 0 for none
+    /// ([`crate::encode::start_timestamp::SERIES_START_TAG`]).
+    starts: Vec<i64>,
+}
 
-/// Per series of the queued 1.0 body, in order, the relay-internal metadata field
-/// ([`crate::encode::metadata::SERIES_METADATA_TAG`]) if it has one. The zero-copy decoder
-/// skips that field as unknown; this second, shallow walk reads it.
-fn series_metadata(v1: &[u8]) -> Result<Vec<SeriesMetadata<'_>>, DecodeError> {
-    let bad = || DecodeError::Protobuf("malformed queued series metadata");
+/// Per series of the queued 1.0 body, in order, its relay-internal fields. The zero-copy
+/// decoder skips them as unknown; this second, shallow walk reads them. Empty (no walk) when
+/// no byte of the body could start one.
+fn series_internal(v1: &[u8]) -> Result<Vec<SeriesInternal<'_>>, DecodeError> {
+    use crate::encode::metadata::{SERIES_METADATA_TAG, read_metadata};
+    use crate::encode::start_timestamp::{SERIES_START_TAG, read_series_starts};
+    let bad = || DecodeError::Protobuf("malformed relay-internal series field");
     let mut out = Vec::new();
-    if !v1
-        .windows(1)
-        .any(|w| w[0] == crate::encode::metadata::SERIES_METADATA_TAG)
-    {
-        return Ok(out); // no byte could start the field: nothing to walk
+    if !v1.contains(&SERIES_METADATA_TAG) && !v1.contains(&SERIES_START_TAG) {
+        return Ok(out);
     }
     let mut pos = 0;
     while pos < v1.len() {
@@ -184,7 +202,7 @@ fn series_metadata(v1: &[u8]) -> Result<Vec<SeriesMetadata<'_>>, DecodeError> {
         if key != 0x0a {
             continue;
         }
-        let mut found = None;
+        let mut found = SeriesInternal::default();
         let mut p = 0;
         while p < msg.len() {
             let k = read_varint(msg, &mut p).ok_or_else(bad)?;
@@ -200,8 +218,10 @@ fn series_metadata(v1: &[u8]) -> Result<Vec<SeriesMetadata<'_>>, DecodeError> {
             };
             let field = msg.get(p..p + width).ok_or_else(bad)?;
             p += width;
-            if k == u64::from(crate::encode::metadata::SERIES_METADATA_TAG) {
-                found = Some(crate::encode::metadata::read_metadata(field).map_err(|_| bad())?);
+            if k == u64::from(SERIES_METADATA_TAG) {
+                found.metadata = Some(read_metadata(field).map_err(|_| bad())?);
+            } else if k == u64::from(SERIES_START_TAG) {
+                read_series_starts(field, &mut found.starts).map_err(|_| bad())?;
             }
         }
         out.push(found);

@@ -63,6 +63,7 @@ pub struct Metrics {
     received_metadata: Family<Labels, Counter>,
     target_metadata_forwarded: Family<Labels, Counter>,
     target_metadata_dropped: Family<Labels, Counter>,
+    target_start_timestamps_dropped: Family<Labels, Counter>,
     task_matched: Family<Labels, Counter>,
     task_filtered: Family<Labels, Counter>,
     target_queued: Family<Labels, Counter>,
@@ -206,6 +207,7 @@ impl Metrics {
         let received_metadata = Family::default();
         let target_metadata_forwarded = Family::default();
         let target_metadata_dropped = Family::default();
+        let target_start_timestamps_dropped = Family::default();
         let task_matched = Family::default();
         let task_filtered = Family::default();
         let target_queued = Family::default();
@@ -261,6 +263,11 @@ impl Metrics {
             "target_metadata_dropped",
             "Metadata entries not delivered to the target, by reason",
             target_metadata_dropped.clone(),
+        );
+        registry.register(
+            "target_start_timestamps_dropped",
+            "Remote-write 2.0 start timestamps the target's format cannot carry, by reason",
+            target_start_timestamps_dropped.clone(),
         );
         registry.register(
             "task_matched_samples",
@@ -371,6 +378,7 @@ impl Metrics {
             received_metadata,
             target_metadata_forwarded,
             target_metadata_dropped,
+            target_start_timestamps_dropped,
             task_matched,
             task_filtered,
             target_queued,
@@ -500,6 +508,14 @@ impl Metrics {
             metadata_dropped_unsupported: metadata_dropped(reason::UNSUPPORTED),
             metadata_dropped_without_series: metadata_dropped(reason::WITHOUT_SERIES),
             metadata_dropped_refused: metadata_dropped(reason::REFUSED),
+            start_timestamps_dropped: self
+                .target_start_timestamps_dropped
+                .get_or_create(&labels(&[
+                    ("task", task),
+                    ("target", target),
+                    ("reason", reason::UNSUPPORTED),
+                ]))
+                .clone(),
         }
     }
 
@@ -540,6 +556,11 @@ impl Metrics {
         ] {
             f.remove(&l);
         }
+        self.target_start_timestamps_dropped.remove(&labels(&[
+            ("task", task),
+            ("target", target),
+            ("reason", reason::UNSUPPORTED),
+        ]));
         for r in [reason::UNSUPPORTED, reason::WITHOUT_SERIES, reason::REFUSED] {
             self.target_metadata_dropped.remove(&labels(&[
                 ("task", task),
@@ -642,6 +663,7 @@ pub struct TargetMetrics {
     pub metadata_dropped_unsupported: Counter,
     pub metadata_dropped_without_series: Counter,
     pub metadata_dropped_refused: Counter,
+    pub start_timestamps_dropped: Counter,
 }
 
 /// The HTTP listeners' own metrics: connections open and closed by reason, accept errors,

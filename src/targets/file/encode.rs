@@ -6,6 +6,7 @@
 use crate::batch::{MetadataRef, SeriesView};
 use crate::encode::histogram_buckets::{HistogramMode, Joins, write_buckets};
 use crate::encode::json_sample::write_sample;
+use crate::encode::start_timestamp;
 use crate::relabel::MergedLabels;
 use crate::targets::Output;
 
@@ -36,6 +37,12 @@ impl FileEncoder {
     ) {
         let samples = series.samples();
         let histograms = series.histogram_count() as usize;
+        // JSON has no place for 2.0 start timestamps (those of dropped histograms go with them).
+        out.start_timestamps_dropped += if self.histograms == HistogramMode::Buckets {
+            start_timestamp::count(series)
+        } else {
+            series.start_timestamps().count()
+        };
         let chunk = &mut out.lanes[0];
         let mut n = samples.len();
         for s in samples {

@@ -25,7 +25,7 @@ use super::{KafkaConfig, KafkaFormat, KafkaKey, TopicPart};
 use crate::batch::{MetadataRef, Sample, SeriesView};
 use crate::decode::SeriesHasher;
 use crate::encode::histogram_buckets::{HistogramMode, Joins, write_buckets};
-use crate::encode::{json_sample as json, remote_write};
+use crate::encode::{json_sample as json, remote_write, start_timestamp};
 use crate::relabel::MergedLabels;
 use crate::targets::Output;
 
@@ -79,12 +79,31 @@ impl KafkaLayout {
                 return;
             }
         }
+        // Neither format has a place for 2.0 start timestamps: JSON loses them (with a
+        // dropped histogram they go unnoticed), 1.0 protobuf has them cut from histograms.
+        out.scratch.clear();
+        let mut rewritten = false;
+        if json {
+            out.start_timestamps_dropped += if buckets {
+                start_timestamp::count(series)
+            } else {
+                series.start_timestamps().count()
+            };
+        } else {
+            out.start_timestamps_dropped += series.start_timestamps().count();
+            if let Some(cut) = start_timestamp::v1_extras(series, &mut out.scratch) {
+                out.start_timestamps_dropped += cut;
+                rewritten = true;
+            }
+        }
         let name = series.label(b"__name__").unwrap_or_default();
         let lane = self.lane(series.hash(), name, out.lanes.len());
         let chunk = &mut out.lanes[lane];
         let mut n = 0;
         if !samples.is_empty() || !json {
-            n = self.write_record(&mut chunk.bytes, labels.clone(), samples, series.extras());
+            let internal = rewritten.then_some(&out.scratch[..]);
+            let extras = series.extras().filter(|_| !rewritten).chain(internal);
+            n = self.write_record(&mut chunk.bytes, labels.clone(), samples, extras);
         }
         if buckets {
             // Cold: only with `histograms: buckets`. A record of its own, after the samples'.

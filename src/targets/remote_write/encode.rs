@@ -14,6 +14,7 @@ use crate::batch::{MetadataRef, SeriesView};
 use crate::decode::{Protocol, SeriesHasher};
 use crate::encode::metadata::{METADATA_TAG, SERIES_METADATA_TAG, write_metadata};
 use crate::encode::remote_write::encode_series;
+use crate::encode::start_timestamp::{v1_extras, write_series_starts};
 use crate::relabel::MergedLabels;
 use crate::targets::Output;
 
@@ -90,12 +91,24 @@ impl RemoteWriteEncoder {
         let samples = series.samples();
         let carried = samples.len() + series.histogram_count() as usize;
         // Toward a 2.0 target, what 1.0 has no field for rides as relay-internal fields
-        // after the extras (cold: only for 2.0 senders' metadata).
+        // after the extras; toward a 1.0 target, histograms lose their start timestamps
+        // (cold: only for 2.0 senders' metadata and start timestamps).
         out.scratch.clear();
-        if self.v2
-            && let Some(m) = series.metadata()
-        {
-            write_metadata(&mut out.scratch, SERIES_METADATA_TAG, series.buf(), m);
+        let mut rewritten = false;
+        if self.v2 {
+            if let Some(m) = series.metadata() {
+                write_metadata(&mut out.scratch, SERIES_METADATA_TAG, series.buf(), m);
+            }
+            let mut starts = series.start_timestamps().peekable();
+            if starts.peek().is_some() {
+                write_series_starts(&mut out.scratch, samples.len(), starts);
+            }
+        } else {
+            out.start_timestamps_dropped += series.start_timestamps().count();
+            if let Some(cut) = v1_extras(series, &mut out.scratch) {
+                out.start_timestamps_dropped += cut;
+                rewritten = true;
+            }
         }
         let internal = (!out.scratch.is_empty()).then_some(&out.scratch[..]);
         if self.receivers == 1 {
@@ -105,7 +118,7 @@ impl RemoteWriteEncoder {
                 &mut chunk.bytes,
                 labels,
                 samples,
-                series.extras().chain(internal),
+                series.extras().filter(|_| !rewritten).chain(internal),
             );
             chunk.end_series(carried);
             out.samples += carried;
@@ -122,7 +135,7 @@ impl RemoteWriteEncoder {
                 &mut chunk.bytes,
                 labels.clone(),
                 samples,
-                series.extras().chain(internal),
+                series.extras().filter(|_| !rewritten).chain(internal),
             );
             chunk.end_series(carried);
             out.samples += carried;
