@@ -109,7 +109,8 @@ impl RemoteWriteService {
     }
 
     /// Snappy (block format) through a reused buffer; for a 2.0 target, the queued 1.0 body
-    /// converted to a 2.0 `Request` first.
+    /// converted to a 2.0 `Request` first; for a 1.0 target, a batch holding metadata split
+    /// into a series request and a metadata request ([`Payload::Split`]).
     pub fn prepare(&mut self, body: &[u8]) -> Payload {
         self.convert_error = None;
         if let Some((mut writer, mut out)) = self.v2.take() {
@@ -127,38 +128,33 @@ impl RemoteWriteService {
             self.v2 = Some((writer, out));
             return payload;
         }
-        {
-            // A 1.0 batch holding metadata: series and metadata go as requests of their own.
-            let mut split = std::mem::take(&mut self.split);
-            let found = crate::encode::metadata::split(body, &mut split);
-            let payload = match found {
-                Ok(false) => None,
-                Ok(true) => {
-                    let series = if split.series.is_empty() {
-                        None
-                    } else {
-                        Some(self.compress(&split.series))
-                    };
-                    Some(Payload::Split {
-                        series,
-                        metadata: Some(self.compress(&split.metadata)),
-                        entries: split.entries,
-                    })
+        // A 1.0 batch holding metadata: series and metadata go as requests of their own.
+        let mut split = std::mem::take(&mut self.split);
+        let payload = match crate::encode::metadata::split(body, &mut split) {
+            Ok(false) => Payload::Bytes(self.compress(body)),
+            Ok(true) => {
+                let series = if split.series.is_empty() {
+                    None
+                } else {
+                    Some(self.compress(&split.series))
+                };
+                Payload::Split {
+                    series,
+                    metadata: Some(self.compress(&split.metadata)),
+                    entries: split.entries,
                 }
-                Err(e) => {
-                    self.convert_error = Some(format!(
-                        "internal error: the queued batch does not split into series and \
-                         metadata: {e}"
-                    ));
-                    Some(Payload::Bytes(Bytes::new()))
-                }
-            };
-            self.split = split;
-            if let Some(p) = payload {
-                return p;
             }
-        }
-        Payload::Bytes(self.compress(body))
+            Err(e) => {
+                // As for a failed conversion: refused (counted, logged), never sent wrong.
+                self.convert_error = Some(format!(
+                    "internal error: the queued batch does not split into series and \
+                     metadata: {e}"
+                ));
+                Payload::Bytes(Bytes::new())
+            }
+        };
+        self.split = split;
+        payload
     }
 
     /// Snappy (block format) through the reused buffer.
