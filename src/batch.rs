@@ -159,6 +159,12 @@ impl SeriesBatch {
         if self.symbols.capacity() > entries {
             self.symbols = Vec::new();
         }
+        if self.metadata.capacity() > entries {
+            self.metadata = Vec::new();
+        }
+        if self.start_timestamps.capacity() > entries {
+            self.start_timestamps = Vec::new();
+        }
     }
 
     pub fn len(&self) -> usize {
