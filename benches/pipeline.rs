@@ -280,6 +280,7 @@ fn kafka(c: &mut Criterion) {
         topic: parse_topic("metrics").unwrap(),
         key: KafkaKey::Series,
         format: KafkaFormat::Json,
+        histograms: Default::default(),
         compression: KafkaCompression::Snappy,
         max_message_bytes: 1_000_000,
         client: vec![],

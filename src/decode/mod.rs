@@ -25,8 +25,9 @@
 //!
 //! Unknown fields are skipped, as protobuf requires. 1.0 exemplars (field 3) and native histograms
 //! (field 4) are kept as raw encoded fields and passed through to protobuf targets unchanged.
-//! Metadata (1.0 `MetricMetadata`, 2.0 per-series `metadata`) is checked, counted and not relayed
-//! yet; 2.0 `start_timestamp`s are read and dropped (1.0 has no place for them).
+//! Metadata (1.0 `MetricMetadata`, 2.0 per-series `metadata`) is read into
+//! [`crate::batch::MetadataRef`]s (see `metadata.rs`); 2.0 `start_timestamp`s are kept beside
+//! the samples (`SeriesBatch::start_timestamps`) and inside the raw histograms (field 17).
 
 use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span, Splice};
 use std::cmp::Ordering;
@@ -237,9 +238,7 @@ impl SeriesBatch {
                 }
                 (3, WIRE_LEN) => {
                     let (a, b) = read_len(&self.buf[..end], &mut pos)?;
-                    // Counted and not relayed, but a malformed body is refused whole.
-                    check_message(&self.buf[a..b], METADATA)?;
-                    self.metadata += 1;
+                    self.read_metadata_v1(a, b)?;
                 }
                 _ => skip_unknown(&self.buf[..end], &mut pos, field, wire, &[1, 3])?,
             }
@@ -301,7 +300,7 @@ impl SeriesBatch {
                     let (a, b) = read_len(buf, &mut pos)?;
                     let sample = match canonical_sample(&buf[a..b]) {
                         Some(s) => s,
-                        None => walk_sample(&buf[..b], a, &[1, 2])?,
+                        None => walk_sample(&buf[..b], a, &[1, 2])?.0,
                     };
                     self.samples.push(sample);
                 }
@@ -336,6 +335,7 @@ impl SeriesBatch {
             samples: (samples_start as u32, self.samples.len() as u32),
             extras: (extras_start as u32, self.extras.len() as u32),
             histograms,
+            metadata: 0,
             hash: checked.hash,
             splice,
         });
@@ -685,12 +685,6 @@ enum Kind {
 
 const LABEL: &[(u64, Kind)] = &[(1, Kind::Text), (2, Kind::Text)];
 const EXEMPLAR: &[(u64, Kind)] = &[(1, Kind::Message(LABEL)), (2, Kind::I64), (3, Kind::Varint)];
-const METADATA: &[(u64, Kind)] = &[
-    (1, Kind::Varint),
-    (2, Kind::Text),
-    (4, Kind::Text),
-    (5, Kind::Text),
-];
 const BUCKET_SPAN: &[(u64, Kind)] = &[(1, Kind::Varint), (2, Kind::Varint)];
 /// `prometheus.Histogram` of remote-write 1.0 (native histograms).
 const HISTOGRAM: &[(u64, Kind)] = &[
@@ -863,9 +857,10 @@ fn walk_label(buf: &[u8], start: usize) -> Result<LabelRef, DecodeError> {
 }
 
 /// `buf` ends where the sample message ends; `known` are the field numbers of the version's
-/// `Sample` (2.0 adds `start_timestamp`, 3, read and not kept).
-fn walk_sample(buf: &[u8], start: usize, known: &[u64]) -> Result<Sample, DecodeError> {
+/// `Sample` (2.0 adds `start_timestamp`, 3, returned beside the sample; 0 when absent).
+fn walk_sample(buf: &[u8], start: usize, known: &[u64]) -> Result<(Sample, i64), DecodeError> {
     let mut sample = Sample::default();
+    let mut start_timestamp = 0i64;
     let mut pos = start;
     while pos < buf.len() {
         let (field, wire) = read_key(buf, &mut pos)?;
@@ -881,14 +876,14 @@ fn walk_sample(buf: &[u8], start: usize, known: &[u64]) -> Result<Sample, Decode
                 pos += 8;
             }
             (2, WIRE_VARINT) => sample.timestamp = read_varint(buf, &mut pos)? as i64,
-            // 2.0's start_timestamp: not carried yet (1.0 has no place for it).
+            // 2.0's start_timestamp (1.0 has no place for it).
             (3, WIRE_VARINT) if known.contains(&3) => {
-                read_varint(buf, &mut pos)?;
+                start_timestamp = read_varint(buf, &mut pos)? as i64;
             }
             _ => skip_unknown(buf, &mut pos, field, wire, known)?,
         }
     }
-    Ok(sample)
+    Ok((sample, start_timestamp))
 }
 
 /// UTF-8 check with an ASCII fast path: almost every label is ASCII.
@@ -957,7 +952,10 @@ impl Default for SeriesHasher {
     }
 }
 
+mod metadata;
 mod v2;
+
+pub(crate) use v2::histogram_start;
 
 #[cfg(test)]
 mod tests;

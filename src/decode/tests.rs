@@ -129,7 +129,7 @@ fn stale_marker_nan_keeps_its_bits() {
 }
 
 #[test]
-fn exemplars_and_histograms_are_kept_raw_and_metadata_counted() {
+fn exemplars_and_histograms_are_kept_raw_and_metadata_read() {
     let req = WriteRequest {
         timeseries: vec![TimeSeries {
             labels: vec![Label::new("__name__", "h")],
@@ -156,6 +156,12 @@ fn exemplars_and_histograms_are_kept_raw_and_metadata_counted() {
     let mut batch = SeriesBatch::new();
     batch.decode_protobuf(&req.encode_to_vec()).unwrap();
     assert_eq!(batch.metadata_count(), 1);
+    let m = batch.metadata()[0];
+    let text = |span: crate::batch::Span| &batch.bytes()[span.range()];
+    assert_eq!(
+        (m.kind, text(m.family), text(m.help), text(m.unit)),
+        (1, &b"h"[..], &b"help"[..], &b""[..])
+    );
     let s = batch.series(0);
     assert_eq!(s.histogram_count(), 1);
     // The raw extras re-assembled with the labels are the original series.
@@ -777,6 +783,38 @@ mod v2 {
                                 .collect::<Vec<_>>()
                         };
                         assert_eq!(key(&back.exemplars), key(&exemplars), "request {i}");
+                        // Start timestamps: the non-zero ones, by sample index.
+                        let starts: Vec<(usize, i64)> = ts
+                            .samples
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, x)| x.start_timestamp != 0)
+                            .map(|(j, x)| (j, x.start_timestamp))
+                            .collect();
+                        assert_eq!(s.start_timestamps().collect::<Vec<_>>(), starts);
+                        let hist_starts = ts.histograms.iter().any(|h| h.start_timestamp != 0);
+                        assert!(!hist_starts || s.may_have_histogram_start_timestamps());
+                        // Metadata: type, help and unit through the symbols; the family a
+                        // prefix of the name.
+                        let text = |span: crate::batch::Span| {
+                            std::str::from_utf8(&batch.bytes()[span.range()]).unwrap()
+                        };
+                        let name = s
+                            .label(b"__name__")
+                            .map(|n| std::str::from_utf8(n).unwrap());
+                        let want = ts.metadata.as_ref().and_then(|m| {
+                            let (help, unit) = (
+                                req.symbols[m.help_ref as usize].as_str(),
+                                req.symbols[m.unit_ref as usize].as_str(),
+                            );
+                            let says = m.r#type != 0 || !help.is_empty() || !unit.is_empty();
+                            (says && name.is_some()).then_some((m.r#type as u32, help, unit))
+                        });
+                        let got = s.metadata().map(|m| {
+                            assert!(name.unwrap().starts_with(text(m.family)), "request {i}");
+                            (m.kind, text(m.help), text(m.unit))
+                        });
+                        assert_eq!(got, want, "request {i}");
                     }
                 }
                 (Err(e), Err(want)) => {

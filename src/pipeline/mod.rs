@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod metadata;
 pub mod tap;
 
 use tap::{TapBatch, TapHub, TaskTap};
@@ -512,6 +513,12 @@ impl Pipeline {
             }
         }
 
+        if !batch.metadata().is_empty() {
+            for task in &route.tasks {
+                metadata::forward(task, batch, protocol, &self.targets, outs, touched);
+            }
+        }
+
         // All or nothing: reserve everywhere first (in memory, or on a target's overflow).
         for (k, &ti) in touched.iter().enumerate() {
             if !self.targets[ti].queue.admit(&mut outs[ti].out.lanes) {
@@ -563,6 +570,8 @@ impl Pipeline {
                     }
                 }
             }
+            // A lost chunk's room may include metadata entries (one each), not samples.
+            let lost = lost.min(out.samples);
             queued += out.samples - lost;
             target.metrics.queued.inc_by((out.samples - lost) as u64);
             target.metrics.dropped_spool_error.inc_by(lost as u64);
@@ -570,6 +579,7 @@ impl Pipeline {
                 .metrics
                 .dropped_unsupported
                 .inc_by(out.unsupported as u64);
+            target.count_metadata(out);
             target.update_gauges();
         }
         // Taken: the tapped targets received these samples.

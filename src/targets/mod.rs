@@ -184,6 +184,21 @@ macro_rules! target_kinds {
                     $(Encoder::$variant(e) => e.write_series(out, series, labels),)+
                 }
             }
+
+            /// Write a request's metadata `entries` (spans into `buf`) that the task keeps;
+            /// `per_series`: they came attached to series (remote-write 2.0), and the series
+            /// carry them too. Once per request and target, never per series.
+            pub fn write_metadata<'a>(
+                &self,
+                out: &mut Output,
+                buf: &[u8],
+                entries: impl Iterator<Item = &'a crate::batch::MetadataRef> + Clone,
+                per_series: bool,
+            ) {
+                match self {
+                    $(Encoder::$variant(e) => e.write_metadata(out, buf, entries, per_series),)+
+                }
+            }
         }
 
         /// The service a lane sends through. One per lane, never moved in a hot loop.
