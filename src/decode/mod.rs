@@ -530,12 +530,19 @@ const WIRE_I32: u8 = 5;
 
 #[inline(always)]
 fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
-    // Fast path: tags and most lengths in a remote-write body fit in one byte.
+    // Fast path: tags and most lengths in a remote-write body fit in one byte, and a series'
+    // length (128 bytes to 16 KiB) in two.
     if let Some(&b) = buf.get(*pos)
         && b < 0x80
     {
         *pos += 1;
         return Ok(u64::from(b));
+    }
+    if let Some(&[b0, b1]) = buf.get(*pos..*pos + 2).and_then(|s| s.first_chunk::<2>())
+        && b1 < 0x80
+    {
+        *pos += 2;
+        return Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7));
     }
     read_varint_slow(buf, pos)
 }
