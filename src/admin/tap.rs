@@ -35,7 +35,8 @@ struct TapQuery {
 }
 
 /// # Errors
-/// A `rate` that is not a number in 1..=[`MAX_RATE`], said for the user.
+/// A `limit` that is not a number of samples, or a `rate` that is not a number in
+/// 1..=[`MAX_RATE`], said for the user (the API answers 400 with it).
 fn query(q: Option<&str>) -> Result<TapQuery, String> {
     let mut t = TapQuery {
         target: None,
@@ -45,7 +46,11 @@ fn query(q: Option<&str>) -> Result<TapQuery, String> {
     for pair in q.unwrap_or_default().split('&') {
         match pair.split_once('=') {
             Some(("target", v)) => t.target = super::page::decode_segment(v),
-            Some(("limit", v)) => t.limit = v.parse().ok(),
+            Some(("limit", v)) => {
+                t.limit = Some(v.parse().map_err(|_| {
+                    format!("limit={v:?}: expected a number of samples (0 or more)")
+                })?);
+            }
             Some(("rate", v)) => {
                 t.rate = v
                     .parse()
@@ -226,9 +231,17 @@ mod tests {
             Ok(q(Some("a b"), Some(5), 7))
         );
         assert_eq!(
-            query(Some("limit=x&other=1")),
-            Ok(q(None, None, DEFAULT_RATE))
+            query(Some("limit=3&other=1")),
+            Ok(q(None, Some(3), DEFAULT_RATE))
         );
+        for bad in ["limit=x", "limit=-1", "limit="] {
+            assert!(
+                query(Some(bad))
+                    .unwrap_err()
+                    .contains("expected a number of samples"),
+                "{bad}"
+            );
+        }
         for bad in ["rate=0", "rate=x", "rate=100001", "rate="] {
             assert!(
                 query(Some(bad)).unwrap_err().contains("1 to 100000"),
