@@ -397,7 +397,7 @@ tasks:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_without_series_is_counted_toward_a_2_0_target() {
+async fn metadata_that_came_alone_rides_with_its_familys_later_series_to_a_2_0_target() {
     let (url, seen, _server) = test_receiver(204).await;
     let relay = Relay::start(&format!(
         r#"
@@ -412,18 +412,77 @@ tasks:
 "#
     ))
     .await;
+    // As Prometheus sends it: metadata in a request of its own, series in others.
     let req = WriteRequest {
         timeseries: vec![],
-        metadata: vec![metadata("a", 2, "A.", ""), metadata("b", 1, "B.", "")],
+        metadata: vec![
+            metadata("temperature", 2, "Temperature.", "celsius"),
+            metadata("latency_seconds", 3, "Latency.", "seconds"),
+        ],
     };
     let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
     assert_eq!(r.status, 204, "{}", r.text());
-    relay
-        .wait_metric(
-            "promrelay_target_metadata_dropped_total{task=\"t\",target=\"v2\",reason=\"without_series\"}",
-            "metadata counted as without series",
-            |v| v == 2.0,
-        )
-        .await;
-    assert!(seen.lock().unwrap().is_empty(), "nothing to send");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "metadata alone is not sent"
+    );
+    let series = |name: &str| proto::TimeSeries {
+        labels: vec![
+            proto::Label::new("__name__", name),
+            proto::Label::new("job", "j"),
+        ],
+        samples: vec![proto::Sample {
+            value: 1.0,
+            timestamp: 1_700_000_000_000,
+        }],
+        ..Default::default()
+    };
+    let req = WriteRequest {
+        timeseries: vec![
+            series("temperature"),
+            series("latency_seconds_bucket"),
+            series("latency_seconds_sum"),
+            series("unknown_family"),
+        ],
+        metadata: vec![],
+    };
+    let r = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let got = eventually(
+        Duration::from_secs(30),
+        "series at the 2.0 target",
+        || async {
+            let mut out = BTreeMap::new();
+            for r in seen.lock().unwrap().iter() {
+                let raw = snap::raw::Decoder::new().decompress_vec(&r.body).unwrap();
+                let req = v2::Request::decode(&raw[..]).unwrap();
+                let s = |i: u32| req.symbols[i as usize].clone();
+                for ts in &req.timeseries {
+                    let name = s(ts.labels_refs[1]);
+                    let m = ts
+                        .metadata
+                        .as_ref()
+                        .map(|m| (m.r#type, s(m.help_ref), s(m.unit_ref)));
+                    out.insert(name, m);
+                }
+            }
+            if out.len() == 4 {
+                Ok(out)
+            } else {
+                Err(format!("{out:?}"))
+            }
+        },
+    )
+    .await;
+    let m = |kind: i32, help: &str, unit: &str| Some((kind, help.to_owned(), unit.to_owned()));
+    // MetricType numbers: 2 gauge, 3 histogram (the same in 1.0 and 2.0).
+    assert_eq!(got["temperature"], m(2, "Temperature.", "celsius"));
+    assert_eq!(got["latency_seconds_bucket"], m(3, "Latency.", "seconds"));
+    assert_eq!(got["latency_seconds_sum"], m(3, "Latency.", "seconds"));
+    assert_eq!(got["unknown_family"], None);
+    let dropped = relay
+        .metric("promrelay_target_metadata_dropped_total{task=\"t\",target=\"v2\",reason=\"without_series\"}")
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(dropped, 0.0, "kept for the family, not dropped");
 }

@@ -48,7 +48,8 @@ pub mod reason {
     /// `shutdown_timeout`.
     pub const REMOVED: &str = "removed";
     /// Metadata that came without series (remote-write 1.0 metadata requests), toward a
-    /// remote-write 2.0 target, which carries metadata only inside series.
+    /// remote-write 2.0 target, which carries metadata only inside series, for a new family
+    /// once the target keeps as many families as it may.
     pub const WITHOUT_SERIES: &str = "without_series";
 }
 

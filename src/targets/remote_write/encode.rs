@@ -16,6 +16,9 @@ use crate::encode::metadata::{METADATA_TAG, SERIES_METADATA_TAG, write_metadata}
 use crate::encode::remote_write::{encode_series, splice_series};
 use crate::encode::start_timestamp::{v1_extras, write_series_starts};
 use crate::relabel::MergedLabels;
+use std::sync::Arc;
+
+use super::families::FamilyMetadata;
 use crate::targets::Output;
 
 use super::RemoteWriteConfig;
@@ -31,6 +34,8 @@ pub struct RemoteWriteEncoder {
     /// A 2.0 target: a series' metadata rides inside its queued series
     /// ([`crate::encode::metadata`]).
     v2: bool,
+    /// 2.0 targets: metadata that came without series, by family (see `families.rs`).
+    families: Arc<FamilyMetadata>,
 }
 
 impl RemoteWriteConfig {
@@ -40,6 +45,7 @@ impl RemoteWriteConfig {
             replicas: self.replicas.max(1),
             shard_by: self.shard_by.iter().map(|l| l.as_bytes().into()).collect(),
             v2: self.protocol == Protocol::V2,
+            families: Arc::default(),
         }
     }
 }
@@ -126,6 +132,8 @@ impl RemoteWriteEncoder {
         if self.v2 {
             if let Some(m) = series.metadata() {
                 write_metadata(&mut out.scratch, SERIES_METADATA_TAG, series.buf(), m);
+            } else if let Some(name) = series.label(b"__name__") {
+                self.families.append_for(name, &mut out.scratch);
             }
             let mut starts = series.start_timestamps().peekable();
             if starts.peek().is_some() {
@@ -170,7 +178,8 @@ impl RemoteWriteEncoder {
     /// lane of each receiver (every receiver gets every family's metadata), one sample's
     /// room each; the sender sends them as requests of their own. A 2.0 target carries
     /// metadata only inside series: entries that came with series ride with them
-    /// ([`RemoteWriteEncoder::write_series`]); those that came alone are counted.
+    /// ([`RemoteWriteEncoder::write_series`]); those that came alone are kept per family
+    /// (`families.rs`) for the family's later series (counted as dropped only past the bound).
     pub fn write_metadata<'a>(
         &self,
         out: &mut Output,
@@ -180,7 +189,11 @@ impl RemoteWriteEncoder {
     ) {
         if self.v2 {
             if !per_series {
-                out.metadata_without_series += entries.count();
+                for m in entries {
+                    if !self.families.remember(buf, m) {
+                        out.metadata_without_series += 1;
+                    }
+                }
             }
             return;
         }

@@ -4,6 +4,8 @@
 //! - `config.rs`: the `type: remote_write` keys (URL, basic auth / bearer token / AccessKey,
 //!   TLS, headers, timeout) and their checks;
 //! - `encode.rs`: one series → one `timeseries` field in the lane its label hash picks;
+//! - `families.rs`: for a 2.0 target, metadata that came alone, kept per metric family until a
+//!   series of that family can carry it;
 //! - `service.rs`: one batch → one POST, answers classified as the spec says (2xx delivered,
 //!   5xx and 429 retried, other 4xx refused for good);
 //! - `verify.rs`: `promrelay verify`'s probes (connect, TLS, an empty write, the Prometheus behind).
@@ -11,6 +13,7 @@
 mod certificate;
 mod config;
 mod encode;
+mod families;
 mod service;
 pub mod verify;
 
