@@ -30,10 +30,13 @@ const SUFFIXES: [&[u8]; 6] = [
 ];
 
 /// Family name → that family's relay-internal per-series metadata field, encoded.
+type Fields = HashMap<Box<[u8]>, Box<[u8]>>;
+
+/// What a 2.0 target knows of families' metadata.
 #[derive(Debug, Default)]
 pub struct FamilyMetadata {
     known: AtomicBool,
-    fields: RwLock<HashMap<Box<[u8]>, Box<[u8]>>>,
+    fields: RwLock<Fields>,
 }
 
 impl FamilyMetadata {
