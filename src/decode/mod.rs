@@ -30,6 +30,7 @@
 //! the samples (`SeriesBatch::start_timestamps`) and inside the raw histograms (field 17).
 
 use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span, Splice};
+use crate::encode::remote_write::encode_label;
 use std::cmp::Ordering;
 
 /// What the decoder refuses. [`DecodeError::status`] maps each to its HTTP answer.
@@ -448,36 +449,13 @@ impl SeriesBatch {
         let scratch = &mut self.hash_scratch;
         scratch.clear();
         for l in labels.iter() {
-            write_label(scratch, &buf[l.name.range()], &buf[l.value.range()]);
+            encode_label(scratch, &buf[l.name.range()], &buf[l.value.range()]);
         }
         Ok(CheckedLabels {
             hash: hash_ascii(scratch).0,
             as_received: increasing && !empty_value,
         })
     }
-}
-
-/// Append `label` in its canonical encoding (a `Label` message as a `labels` field).
-fn write_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    fn varint(out: &mut Vec<u8>, mut v: usize) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    let varint_len = |v: usize| (usize::BITS - (v | 1).leading_zeros()).div_ceil(7) as usize;
-    out.push(0x0a);
-    varint(
-        out,
-        2 + varint_len(name.len()) + name.len() + varint_len(value.len()) + value.len(),
-    );
-    out.push(0x0a);
-    varint(out, name.len());
-    out.extend_from_slice(name);
-    out.push(0x12);
-    varint(out, value.len());
-    out.extend_from_slice(value);
 }
 
 /// The series hash of an encoded label set, and whether its bytes are all ASCII: one pass over

@@ -11,6 +11,7 @@
 //!   1.0 → 2.0 conversion reads ([`SERIES_METADATA_TAG`]): it becomes the 2.0 series'
 //!   `metadata` with symbol refs. No 1.0 receiver ever sees that field.
 
+use super::varint::{put_varint, varint_len};
 use crate::batch::MetadataRef;
 
 /// Tag of a top-level `metadata` field of a 1.0 `WriteRequest` (field 3, length-delimited).
@@ -18,20 +19,6 @@ pub const METADATA_TAG: u8 = 0x1a;
 /// Tag of the relay-internal per-series metadata field (5, length-delimited) inside a queued
 /// `timeseries` message bound for a 2.0 target.
 pub const SERIES_METADATA_TAG: u8 = 0x2a;
-
-#[inline]
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-#[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 fn text_len(s: &[u8]) -> usize {
     if s.is_empty() {

@@ -12,3 +12,4 @@ pub mod metadata;
 pub mod remote_write;
 pub mod remote_write_v2;
 pub mod start_timestamp;
+pub mod varint;

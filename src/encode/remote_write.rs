@@ -5,25 +5,11 @@
 //! as it is. Each series is sized first (a cheap second walk over the labels) so its length
 //! prefix can be written before its content, with no shifting and no scratch buffer.
 
+use super::varint::{put_varint, varint_len};
 use crate::batch::{LabelRef, Sample, Splice};
 use crate::decode::cmp_bytes;
 use crate::relabel::LabelSet;
 use std::cmp::Ordering;
-
-#[inline]
-fn varint_len(v: u64) -> usize {
-    // 1 byte per started group of 7 bits; 0 still takes one byte.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-#[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 #[inline]
 fn label_len(name: &[u8], value: &[u8]) -> usize {
@@ -85,7 +71,7 @@ where
 }
 
 /// Append one label field (`0x0a len 0x0a n name 0x12 m value`).
-fn encode_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn encode_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.push(0x0a);
     put_varint(out, label_len(name, value) as u64);
     out.push(0x0a);
@@ -303,23 +289,6 @@ mod tests {
         v2.decode_protobuf_as(&v2_body, crate::decode::Protocol::V2)
             .unwrap();
         assert!(v2.iter().all(|s| s.splice().is_none()));
-    }
-
-    #[test]
-    fn varint_lengths() {
-        for (v, n) in [
-            (0u64, 1),
-            (127, 1),
-            (128, 2),
-            (16383, 2),
-            (16384, 3),
-            (u64::MAX, 10),
-        ] {
-            assert_eq!(varint_len(v), n, "{v}");
-            let mut b = Vec::new();
-            put_varint(&mut b, v);
-            assert_eq!(b.len(), n);
-        }
     }
 
     #[test]

@@ -9,23 +9,10 @@
 //! exemplars are rewritten with label refs. This runs per batch on the sender, not per
 //! request on ingest, so its hash map is not on the hot path.
 
+use super::varint::{put_varint, read_varint, varint_len};
 use crate::batch::SeriesBatch;
 use crate::decode::{DecodeError, DecodeLimits, Protocol};
 use std::collections::HashMap;
-
-#[inline]
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-#[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 fn put_len_field(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
     out.push(tag);
@@ -274,20 +261,6 @@ fn exemplar_v1(field: &[u8]) -> Result<ExemplarParts<'_>, DecodeError> {
     }
     Ok((labels, value, timestamp))
 }
-
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,34 +12,14 @@
 //! Every start timestamp a target cannot carry (1.0 protobuf, JSON) is counted in
 //! `promrelay_target_start_timestamps_dropped_total{reason="unsupported_by_format"}`.
 
+use super::varint::{put_varint, read_varint};
+
 /// Tag of the relay-internal per-series start timestamps (field 6, length-delimited) inside a
 /// queued `timeseries` message bound for a 2.0 target.
 pub const SERIES_START_TAG: u8 = 0x32;
 
 /// The key of a histogram's `start_timestamp` (field 17, varint) as it is written: 0x88 0x01.
 const HISTOGRAM_START_KEY: u64 = 17 << 3;
-
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Walk the fields of a complete histogram field (tag, length, message), calling `each` with
 /// every field's key and its bytes (key included). `None` for malformed bytes.
 fn fields(field: &[u8], mut each: impl FnMut(u64, &[u8])) -> Option<()> {
