@@ -318,7 +318,11 @@ impl SeriesBatch {
     /// increasing name sequence is sorted *and* free of duplicates, so each label costs one
     /// short comparison, the UTF-8 check and the hash. Only an unsorted series pays for a sort
     /// and a second pass.
-    fn check_labels(&mut self, series: usize, labels_start: usize) -> Result<u64, DecodeError> {
+    pub(crate) fn check_labels(
+        &mut self,
+        series: usize,
+        labels_start: usize,
+    ) -> Result<u64, DecodeError> {
         let buf = &self.buf;
         let labels = &mut self.labels[labels_start..];
         let bad = |what: String| DecodeError::BadSeries { series, what };
