@@ -398,13 +398,11 @@ impl Reader {
         }
         // Shutdown: read nothing more; keep serving the group (rebalances) until the queues
         // have drained, then commit what is safe and leave.
-        loop {
-            match finished.recv_timeout(Duration::ZERO) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = consumer.poll(POLL);
-                }
-                _ => break,
-            }
+        while matches!(
+            finished.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Empty)
+        ) {
+            let _ = consumer.poll(POLL);
         }
         self.shared.commit(consumer, None);
         tracing::info!(source = %self.shared.cfg.name, "kafka source: offsets committed, leaving the group");
