@@ -346,3 +346,62 @@ async fn invalid_messages_are_counted_and_dead_lettered_byte_for_byte() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_target_queue_pauses_the_partitions_and_loses_nothing() {
+    let tansu = Tansu::start().await;
+    tansu.create_topic("slow", 2);
+    let port = free_port(); // the receiver is down until the source has paused
+    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let config = relay_config(&tansu.brokers(), "slow", "g", "", &url)
+        .replace(
+            "queue: {batch_send_deadline: 100ms,",
+            "overflow: {enabled: false}\n        queue: {capacity: 40, max_samples_per_send: 20, batch_send_deadline: 100ms,",
+        );
+    let relay = relay(&config).await;
+    let t0 = now_ms() - 60_000;
+    let (n, per) = (100, 4);
+    let mut want = SeriesMap::new();
+    let messages: Vec<RawMessage> = (0..n)
+        .map(|i| RawMessage {
+            partition: Some((i % 2) as i32),
+            key: None,
+            value: Some(seed_message(i, per, t0, true, &mut want)),
+        })
+        .collect();
+    tansu.produce_with_python("slow", &messages);
+    relay
+        .wait_metric(
+            "promrelay_kafka_source_backpressure_pauses_total{source=\"lake\"}",
+            "the source paused on the full queue",
+            |v| v >= 1.0,
+        )
+        .await;
+    let read = relay.metric(MESSAGES).await.unwrap_or(0.0);
+    assert!(
+        read < n as f64,
+        "read {read} of {n} while the queue is full"
+    );
+    let prom = Prometheus::receiver_on(port).await;
+    let at = now_ms() + 60_000;
+    prom.wait_for_series_at(
+        "lake_value",
+        "10m",
+        at,
+        &want,
+        "every sample after the pause",
+    )
+    .await;
+    assert_eq!(
+        relay.metric(MESSAGES).await,
+        Some(n as f64),
+        "each read once"
+    );
+    // It stayed in its group: no partition was taken away while it was paused.
+    assert_eq!(
+        relay
+            .metric("promrelay_kafka_source_rebalances_total{source=\"lake\",event=\"revoked\"}")
+            .await,
+        None
+    );
+}

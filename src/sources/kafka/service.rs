@@ -36,7 +36,7 @@ use crate::admin::Live;
 use crate::decode::DecodeError;
 use crate::pipeline::{AckWait, IngestError, Pipeline};
 use crate::telemetry::{KafkaSourceHandles, Metrics};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
@@ -106,6 +106,23 @@ fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
 }
 
 impl ClientContext for SourceContext {
+    /// librdkafka's own log lines, into the relay's log (its `debug` option's output at
+    /// debug level).
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let source = &self.shared.cfg.name;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(source, "librdkafka: {fac} {message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(source, "librdkafka: {fac} {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(source, "librdkafka: {fac} {message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(source, "librdkafka: {fac} {message}"),
+        }
+    }
+
     fn stats(&self, stats: Statistics) {
         let offsets = self.shared.offsets();
         for (topic, t) in &stats.topics {
@@ -300,6 +317,8 @@ fn start_one(
             shared.cfg.commit_interval.as_millis().max(100).to_string(),
         );
     }
+    // librdkafka logs what its `debug` option asks for; the relay's log level filters it.
+    consumer_cfg.set_log_level(RDKafkaLogLevel::Debug);
     let consumer: BaseConsumer<SourceContext> = consumer_cfg
         .create_with_context(SourceContext {
             shared: shared.clone(),
@@ -444,7 +463,7 @@ impl Reader {
         {
             tracing::warn!(source = %self.shared.cfg.name, "kafka source: pause: {e}");
         }
-        tracing::debug!(source = %self.shared.cfg.name, "kafka source: targets push back; partitions paused");
+        tracing::debug!(source = %self.shared.cfg.name, offset, "kafka source: targets push back; partitions paused");
     }
 
     /// A message polled while paused: not processed now; read again from here on resume.
