@@ -100,7 +100,8 @@ enum Command {
         /// With --kafka-brokers: how many messages to produce.
         #[arg(long, default_value_t = 1000)]
         messages: u64,
-        /// With --kafka-brokers: the relay's /metrics URL.
+        /// With --kafka-brokers: the relay's /metrics URL (comma-separated for several relays
+        /// in one group: their reads are summed).
         #[arg(long, default_value = "http://127.0.0.1:9201/metrics")]
         metrics_url: String,
     },

@@ -23,7 +23,8 @@ pub struct KafkaBench {
     pub brokers: String,
     pub topic: String,
     pub messages: u64,
-    /// The relay's `/metrics` URL (loopback).
+    /// The relay's `/metrics` URL (loopback); several, comma-separated, for relays that share
+    /// the topic in one group (their reads are summed).
     pub metrics_url: String,
     /// The relay's process id (CPU seconds, peak RSS).
     pub pid: Option<u32>,
@@ -62,14 +63,19 @@ async fn delivered(d: rdkafka::producer::DeliveryFuture) -> Result<(), String> {
     }
 }
 
-/// The sum of `promrelay_kafka_source_messages_total` over sources, from the relay's metrics.
-async fn messages_read(url: &str) -> Result<f64, String> {
-    let text = get_text(url).await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("promrelay_kafka_source_messages_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+/// The sum of `promrelay_kafka_source_messages_total` over sources, from the metrics of
+/// every relay in `urls` (comma-separated: relays sharing the topic in one group).
+async fn messages_read(urls: &str) -> Result<f64, String> {
+    let mut sum = 0.0;
+    for url in urls.split(',') {
+        let text = get_text(url.trim()).await?;
+        sum += text
+            .lines()
+            .filter(|l| l.starts_with("promrelay_kafka_source_messages_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    Ok(sum)
 }
 
 async fn get_text(url: &str) -> Result<String, String> {
@@ -104,12 +110,14 @@ pub async fn through_kafka(b: &KafkaBench, spec: &WorkloadSpec) -> Result<BenchR
             return Err(BenchError::NotLoopback(host.to_owned()));
         }
     }
-    let metrics: hyper::Uri = b
-        .metrics_url
-        .parse()
-        .map_err(|_| BenchError::BadUrl(b.metrics_url.clone()))?;
-    if !metrics.host().is_some_and(is_loopback_host) {
-        return Err(BenchError::NotLoopback(b.metrics_url.clone()));
+    for url in b.metrics_url.split(',') {
+        let metrics: hyper::Uri = url
+            .trim()
+            .parse()
+            .map_err(|_| BenchError::BadUrl(url.to_owned()))?;
+        if !metrics.host().is_some_and(is_loopback_host) {
+            return Err(BenchError::NotLoopback(url.to_owned()));
+        }
     }
     let baseline = messages_read(&b.metrics_url).await.map_err(err)?;
     // One record per batch: Tansu 0.6.0 returns nothing for a fetch inside a record batch, so a
