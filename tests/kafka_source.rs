@@ -345,6 +345,11 @@ async fn invalid_messages_are_counted_and_dead_lettered_byte_for_byte() {
         log.contains("partition=0") && log.contains("offset=1"),
         "{log}"
     );
+    // A Kafka source takes no HTTP writes.
+    let body = promrelay::proto::encode_snappy(&series_request("x", 1, now_ms(), 1.0));
+    let r = remote_write(&format!("{}/sources/lake/api/v1/write", relay.base()), body).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("reads Kafka"), "{}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
