@@ -143,6 +143,44 @@ fn encode(c: &mut Criterion) {
             }
         })
     });
+    // The same series copied as received with the same labels spliced in (what a
+    // remote_write target does for series the decoder marked copyable: all of these).
+    let statics = remote_write::SpliceLabels::new(&task, &ext);
+    g.bench_function("remote_write_splice_with_labels", |b| {
+        b.iter(|| {
+            out.clear();
+            for s in batch.iter() {
+                if let Some(sp) = s.splice() {
+                    remote_write::splice_series(&mut out, s.buf(), sp, s.label_refs(), &statics);
+                }
+            }
+        })
+    });
+    let none = LabelSet::default();
+    g.bench_function("remote_write_no_labels", |b| {
+        b.iter(|| {
+            out.clear();
+            for s in batch.iter() {
+                remote_write::encode_series(
+                    &mut out,
+                    merge(s.buf(), s.label_refs(), &none, &none),
+                    s.samples(),
+                    s.extras(),
+                );
+            }
+        })
+    });
+    let no_statics = remote_write::SpliceLabels::new(&none, &none);
+    g.bench_function("remote_write_splice_no_labels", |b| {
+        b.iter(|| {
+            out.clear();
+            for s in batch.iter() {
+                if let Some(sp) = s.splice() {
+                    remote_write::splice_series(&mut out, s.buf(), sp, s.label_refs(), &no_statics);
+                }
+            }
+        })
+    });
     g.bench_function("json_with_labels", |b| {
         b.iter(|| {
             out.clear();
@@ -242,6 +280,7 @@ fn kafka(c: &mut Criterion) {
         topic: parse_topic("metrics").unwrap(),
         key: KafkaKey::Series,
         format: KafkaFormat::Json,
+        histograms: Default::default(),
         compression: KafkaCompression::Snappy,
         max_message_bytes: 1_000_000,
         client: vec![],

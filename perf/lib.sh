@@ -1,8 +1,15 @@
 # Shared by the perf/ scripts (sourced, not run): release build, a temp dir cleaned on exit,
 # background processes killed on exit, free loopback ports.
-cargo build --release --locked --quiet
-BIN=$PWD/target/release/promrelay
-REV=$(git rev-parse --short HEAD)$(git diff --quiet || echo "+dirty")
+# PROMRELAY_BIN=path races an already built binary instead (e.g. an older revision's, to
+# compare before and after in one session; REV then says "bin:" and the path).
+if [ -n "${PROMRELAY_BIN:-}" ]; then
+  BIN=$PROMRELAY_BIN
+  REV="bin:$PROMRELAY_BIN"
+else
+  cargo build --release --locked --quiet
+  BIN=$PWD/target/release/promrelay
+  REV=$(git rev-parse --short HEAD)$(git diff --quiet || echo "+dirty")
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

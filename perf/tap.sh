@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tap's cost on the data path: `promrelay bench --url` through a relay forwarding to the
-# blackhole, with no tap, with a slow tap (a connection that never reads), and with a tap read
-# as fast as curl can. Needs a release build (cargo build --release). Prints one line per case.
+# blackhole, with no tap, with a slow tap (a connection that never reads), with a tap read as
+# fast as curl can (at the default rate, then at the most a listener may ask for). Needs a
+# release build (cargo build --release). Prints one line per case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/promrelay}
@@ -35,6 +36,11 @@ curl -sN -H 'Accept: application/x-ndjson' http://127.0.0.1:9291/api/v1/tasks/be
 READ=$!
 sleep 1
 echo "read tap:      $(bench)"
+kill $READ
+curl -sN -H 'Accept: application/x-ndjson' 'http://127.0.0.1:9291/api/v1/tasks/bench/tap?rate=100000' > /dev/null &
+READ=$!
+sleep 1
+echo "read tap, max rate: $(bench)"
 kill $READ
 sleep 1
 echo "no tap again:  $(bench)"

@@ -42,6 +42,21 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
+/// One metadata entry (a metric family's type, help and unit): the 1.0 `MetricMetadata`
+/// message, or a 2.0 series' `metadata` with its refs resolved. Text fields are spans into
+/// [`SeriesBatch::buf`] (empty spans for absent fields).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetadataRef {
+    /// The metric family name (1.0: `metric_family_name`; 2.0: the series' `__name__`, with
+    /// a histogram's or summary's `_bucket`/`_sum`/`_count` suffix removed).
+    pub family: Span,
+    /// The `MetricType` number (the same numbers in 1.0 and 2.0: 0 unknown, 1 counter,
+    /// 2 gauge, 3 histogram, 4 gauge histogram, 5 summary, 6 info, 7 stateset).
+    pub kind: u32,
+    pub help: Span,
+    pub unit: Span,
+}
+
 /// One series: ranges into the batch's label, sample and extra-field vectors.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SeriesRef {
@@ -52,8 +67,27 @@ pub struct SeriesRef {
     pub extras: (u32, u32),
     /// How many of the extras are native histograms (each counts as one sample).
     pub histograms: u32,
+    /// Remote-write 2.0 only: the series' metadata, as an index + 1 into
+    /// [`SeriesBatch::metadata`] (0: none). Fits in the padding after `histograms`.
+    pub metadata: u32,
     /// Hash of the sorted label set; picks the send shard so one series stays in order.
     pub hash: u64,
+    /// When the series can be spliced (see [`Splice`]): its bytes as received.
+    pub splice: Option<Splice>,
+}
+
+/// Where a 1.0 series sits in the decoded body, for a remote-write target to copy its bytes
+/// instead of encoding it again. Only set when copying gives the same message as encoding:
+/// the labels arrived sorted, unique and non-empty, each in the canonical
+/// `0x0a len 0x0a n name 0x12 m value` shape (so label `i`'s field starts 4 bytes before its
+/// name and ends with its value), back to back at the start of the series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Splice {
+    /// The whole `timeseries` field: tag, length and content.
+    pub field: Span,
+    /// Where the label fields end and the rest (samples, exemplars, histograms, any unknown
+    /// field) begins, up to `field.end`.
+    pub tail: u32,
 }
 
 /// A decoded remote-write request. See the module docs for the invariants.
@@ -67,7 +101,12 @@ pub struct SeriesBatch {
     pub(crate) series: Vec<SeriesRef>,
     pub(crate) samples: Vec<Sample>,
     pub(crate) extras: Vec<Span>,
-    pub(crate) metadata: usize,
+    /// Metadata entries of the request, one per metric family and version-independent (see
+    /// [`MetadataRef`]); a 2.0 series points at its entry through [`SeriesRef::metadata`].
+    pub(crate) metadata: Vec<MetadataRef>,
+    /// Metadata the request carried as the sender counts it (1.0: `MetricMetadata`
+    /// messages; 2.0: series with a `metadata` field).
+    pub(crate) metadata_received: usize,
     /// Exemplars the request carried (each passed on in `extras`).
     pub(crate) exemplars: usize,
     /// Remote-write 2.0 only: the request's symbol table, each symbol a span into `buf`.
@@ -83,8 +122,16 @@ pub struct SeriesBatch {
     /// rewritten in the 1.0 layout (a 2.0 exemplar names its labels by symbol refs, which no
     /// 1.0 reader understands); their `extras` spans point there.
     pub(crate) tail: usize,
+    /// Remote-write 2.0 only: float samples' non-zero `start_timestamp`s, as (index into
+    /// `samples`, start timestamp), in sample order. Empty for almost every request.
+    pub(crate) start_timestamps: Vec<(u32, i64)>,
+    /// Remote-write 2.0 only: native histograms with a `start_timestamp` (field 17, kept in
+    /// their raw bytes).
+    pub(crate) histogram_start_timestamps: usize,
     /// Limits of the decode in progress.
     pub(crate) limits: crate::decode::DecodeLimits,
+    /// Scratch for the canonical encoding of a label set that did not arrive in it (hashed).
+    pub(crate) hash_scratch: Vec<u8>,
 }
 
 impl SeriesBatch {
@@ -99,9 +146,12 @@ impl SeriesBatch {
         self.series.clear();
         self.samples.clear();
         self.extras.clear();
-        self.metadata = 0;
+        self.metadata.clear();
+        self.metadata_received = 0;
         self.exemplars = 0;
         self.symbols.clear();
+        self.start_timestamps.clear();
+        self.histogram_start_timestamps = 0;
         self.pending_exemplars.clear();
         self.tail = 0;
     }
@@ -127,6 +177,12 @@ impl SeriesBatch {
         if self.symbols.capacity() > entries {
             self.symbols = Vec::new();
         }
+        if self.metadata.capacity() > entries {
+            self.metadata = Vec::new();
+        }
+        if self.start_timestamps.capacity() > entries {
+            self.start_timestamps = Vec::new();
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -148,9 +204,15 @@ impl SeriesBatch {
     }
 
     /// Number of metadata entries the request carried (1.0: `MetricMetadata` messages; 2.0:
-    /// series with a `metadata` field). They are not relayed yet.
+    /// series with a `metadata` field).
     pub fn metadata_count(&self) -> usize {
-        self.metadata
+        self.metadata_received
+    }
+
+    /// The request's metadata, one entry per metric family (consecutive 2.0 series of one
+    /// family share one entry).
+    pub fn metadata(&self) -> &[MetadataRef] {
+        &self.metadata
     }
 
     /// Number of exemplars the request carried.
@@ -161,6 +223,12 @@ impl SeriesBatch {
     /// The decompressed request bytes every span points into.
     pub fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// The whole buffer spans may point into (2.0 exemplars are rewritten past the decoded
+    /// bytes).
+    pub fn bytes_with_tail(&self) -> &[u8] {
+        &self.buf
     }
 
     pub fn series(&self, i: usize) -> SeriesView<'_> {
@@ -249,8 +317,47 @@ impl<'a> SeriesView<'a> {
         self.series.histograms
     }
 
+    /// The float samples' non-zero start timestamps (remote-write 2.0), as (index among
+    /// [`SeriesView::samples`], start timestamp). Empty (one length check) for 1.0.
+    #[inline]
+    pub fn start_timestamps(&self) -> impl Iterator<Item = (usize, i64)> + 'a {
+        let all = &self.batch.start_timestamps[..];
+        let (a, b) = self.series.samples;
+        let (lo, hi) = if all.is_empty() {
+            (0, 0)
+        } else {
+            (
+                all.partition_point(|&(i, _)| i < a),
+                all.partition_point(|&(i, _)| i < b),
+            )
+        };
+        all[lo..hi].iter().map(move |&(i, t)| ((i - a) as usize, t))
+    }
+
+    /// Might a native histogram of this series carry a start timestamp? (Only when some
+    /// histogram of the request does.)
+    #[inline]
+    pub fn may_have_histogram_start_timestamps(&self) -> bool {
+        self.batch.histogram_start_timestamps > 0 && self.series.histograms > 0
+    }
+
+    /// The series' own metadata (remote-write 2.0 senders attach it per series).
+    #[inline]
+    pub fn metadata(&self) -> Option<&'a MetadataRef> {
+        match self.series.metadata {
+            0 => None,
+            i => self.batch.metadata.get(i as usize - 1),
+        }
+    }
+
     #[inline]
     pub fn hash(&self) -> u64 {
         self.series.hash
+    }
+
+    /// The series' bytes as received, when they can be copied out unchanged.
+    #[inline]
+    pub fn splice(&self) -> Option<Splice> {
+        self.series.splice
     }
 }

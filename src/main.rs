@@ -154,6 +154,10 @@ enum Command {
         /// Stop after N samples.
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
+        /// At most R samples per second (the relay's default is 10000, its most 100000); the
+        /// rest is skipped and counted in the trailer.
+        #[arg(long, value_name = "R")]
+        rate: Option<u64>,
         /// A file holding the bearer token the relay's server.admin requires.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
@@ -356,6 +360,7 @@ fn main() -> ExitCode {
             task,
             target,
             limit,
+            rate,
             token_file,
         } => {
             let token = match token_file.map(std::fs::read_to_string).transpose() {
@@ -370,6 +375,7 @@ fn main() -> ExitCode {
                 task,
                 target,
                 limit,
+                rate,
                 token,
             };
             let rt = match tokio::runtime::Runtime::new() {

@@ -13,6 +13,7 @@
 
 use crate::batch::LabelRef;
 use crate::decode::cmp_bytes;
+use crate::encode::remote_write::SpliceLabels;
 use std::cmp::Ordering;
 
 /// One owned label: name and value bytes.
@@ -105,6 +106,8 @@ pub struct MergedLabels<'a> {
     series: &'a [LabelRef],
     task: &'a [Pair],
     external: &'a [Pair],
+    /// The same configured labels, encoded for remote-write splicing, when the caller has them.
+    splice: Option<&'a SpliceLabels>,
 }
 
 /// Merge a series' labels (sorted spans into `buf`) with a task's and a target's label sets.
@@ -120,6 +123,7 @@ pub fn merge<'a>(
         series,
         task: &task.pairs,
         external: &external.pairs,
+        splice: None,
     }
 }
 
@@ -133,6 +137,20 @@ enum Static {
 }
 
 impl<'a> MergedLabels<'a> {
+    /// The same merge, also offering `splice` (built from the same task and external label
+    /// sets) to encoders that can copy a series' bytes as received.
+    #[inline]
+    pub fn with_splice(mut self, splice: &'a SpliceLabels) -> Self {
+        self.splice = Some(splice);
+        self
+    }
+
+    /// The configured labels encoded for splicing, if the caller offered them.
+    #[inline]
+    pub fn splice_labels(&self) -> Option<&'a SpliceLabels> {
+        self.splice
+    }
+
     #[inline]
     fn advance(&mut self, from: Static) {
         if from != Static::External {
@@ -152,6 +170,17 @@ impl<'a> Iterator for MergedLabels<'a> {
     /// are used up.
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        if self.task.is_empty() && self.external.is_empty() {
+            // Nothing (left) to merge in: the series' own labels, minus empty ones.
+            while let Some((l, rest)) = self.series.split_first() {
+                self.series = rest;
+                let value = &self.buf[l.value.range()];
+                if !value.is_empty() {
+                    return Some((&self.buf[l.name.range()], value));
+                }
+            }
+            return None;
+        }
         loop {
             let head: Option<(&'a [u8], &'a [u8], Static)> =
                 match (self.task.first(), self.external.first()) {

@@ -52,7 +52,11 @@ tasks:
             let r = get(&format!("{}/api/v1/tasks/to-central", relay.base())).await?;
             let v: Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
             let ok = v["status"]["matched_per_second"].as_f64().unwrap_or(0.0) > 0.0
-                && v["status"]["targets"][1]["state"] == "down";
+                && v["status"]["targets"][1]["state"] == "down"
+                && v["status"]["targets"][0]["p99_send_seconds"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    > 0.0;
             if ok { Ok(()) } else { Err(v.to_string()) }
         }
     })
@@ -81,6 +85,14 @@ tasks:
     let targets = dom["targets"].as_array().unwrap();
     assert_eq!(targets[0]["name"], "central");
     assert_eq!(targets[0]["state"], "healthy", "{dom}");
+    let p99 = targets[0]["p99"].as_str().unwrap();
+    assert!(
+        p99.strip_suffix(" ms")
+            .or(p99.strip_suffix(" s"))
+            .and_then(|n| n.parse::<f64>().ok())
+            .is_some_and(|n| n > 0.0),
+        "the healthy target shows its p99 send latency: {dom}"
+    );
     assert_eq!(targets[1]["name"], "gone");
     assert_eq!(targets[1]["state"], "down", "{dom}");
     assert!(

@@ -30,6 +30,7 @@ try:
             "name": r.get_attribute("data-target"),
             "state": r.find_element(By.CSS_SELECTOR, ".state").text,
             "error": r.find_element(By.CSS_SELECTOR, ".last-error").text,
+            "p99": r.find_element(By.CSS_SELECTOR, ".p99").text,
         }
         for r in task.find_elements(By.CSS_SELECTOR, "tr.target")
     ]

@@ -343,69 +343,6 @@ tasks:
     assert_eq!(header(&r, "samples"), "1");
 }
 
-/// One request as the test receiver saw it.
-struct Received {
-    content_type: String,
-    version: String,
-    body: Vec<u8>,
-}
-
-/// A remote-write 2.0 receiver written in this test, because no real one can be installed
-/// here (Prometheus 2.42 only takes 1.0; 2.0 receiving arrived in Prometheus 3.x). It keeps
-/// every request and answers `status`; the test decodes the bodies with the prost reference
-/// types, an implementation independent of the relay's hand-written encoder.
-async fn test_receiver(
-    status: u16,
-) -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
-    tokio::task::JoinHandle<()>,
-) {
-    use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/v1/write", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let store = seen.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let store = store.clone();
-                        async move {
-                            let h = |k: &str| {
-                                req.headers()
-                                    .get(k)
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or("")
-                                    .to_owned()
-                            };
-                            let (content_type, version) =
-                                (h("content-type"), h("x-prometheus-remote-write-version"));
-                            let body = req.into_body().collect().await?.to_bytes().to_vec();
-                            store.lock().unwrap().push(Received {
-                                content_type,
-                                version,
-                                body,
-                            });
-                            let mut resp = hyper::Response::new(http_body_util::Full::new(
-                                bytes::Bytes::new(),
-                            ));
-                            *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                            Ok::<_, hyper::Error>(resp)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (url, seen, task)
-}
-
 /// Every (labels, samples) pair in the 2.0 requests received, labels resolved through each
 /// request's own symbol table (which must start with "" and hold each string once).
 fn decode_all(received: &[Received]) -> SeriesMap {

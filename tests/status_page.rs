@@ -69,7 +69,14 @@ tasks:
                 let task = &st["tasks"][0];
                 let matched = task["status"]["matched_per_second"].as_f64().unwrap_or(0.0);
                 let gone = &task["status"]["targets"][1];
-                if matched > 0.0 && gone["state"] == "down" && gone["last_error"].is_string() {
+                let p99 = task["status"]["targets"][0]["p99_send_seconds"]
+                    .as_f64()
+                    .unwrap_or(0.0);
+                if matched > 0.0
+                    && gone["state"] == "down"
+                    && gone["last_error"].is_string()
+                    && p99 > 0.0
+                {
                     Ok(st)
                 } else {
                     Err(format!("{st}"))
@@ -141,6 +148,20 @@ tasks:
         st["build"]["version"].as_str().unwrap()
     )));
     assert!(html.contains(st["config"]["hash"].as_str().unwrap()));
+    // The healthy target's p99 send latency (sends to the real receiver), in its own cell.
+    let p99 = html
+        .split("data-target=\"central\"")
+        .nth(1)
+        .and_then(|row| row.split("<td class=\"p99\">").nth(1))
+        .and_then(|cell| cell.split('<').next())
+        .unwrap_or_else(|| panic!("no p99 cell for central in {html}"));
+    assert!(
+        p99.strip_suffix(" ms")
+            .or(p99.strip_suffix(" s"))
+            .and_then(|n| n.parse::<f64>().ok())
+            .is_some_and(|n| n > 0.0),
+        "p99 on the page: {p99}"
+    );
 
     // Task pages: the file-defined task is read-only, the API-made one has its button,
     // and the button's request changes the task as the API reports it.

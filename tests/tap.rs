@@ -1,6 +1,7 @@
 //! The tap: while a real Prometheus sends, `GET /api/v1/tasks/{name}/tap` streams the samples a
 //! target receives (filtered, with task and external labels) as NDJSON or SSE, ends at its
-//! limit with a trailer, allows four listeners per task (429 after), and `promrelay tap`
+//! limit with a trailer, holds each listener to its rate, allows four listeners per task (429
+//! after), and `promrelay tap`
 //! prints the same lines.
 
 mod common;
@@ -98,6 +99,26 @@ async fn a_tap_streams_what_a_target_receives_while_prometheus_sends() {
             .iter()
             .all(|s| s.get("ext").is_none() && s["tapped"] == "yes")
     );
+
+    // A listener's rate: one sample per second reaches it, the rest of what the target
+    // received meanwhile (Prometheus sends its series in batches) is counted as skipped.
+    let r = tap(&relay, "target=g&limit=2&rate=1", true).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lines: Vec<Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "2 samples and the trailer");
+    assert_eq!(lines[2]["trailer"]["samples"], 2);
+    assert!(
+        lines[2]["trailer"]["skipped"].as_u64().unwrap() > 0,
+        "{}",
+        lines[2]
+    );
+    let r = tap(&relay, "rate=0", true).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("rate"), "{}", r.text());
 
     // Four listeners that never read; a fifth is refused; data keeps flowing meanwhile.
     let mut slow = Vec::new();

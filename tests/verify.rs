@@ -99,7 +99,9 @@ async fn each_misconfigured_prometheus_gets_its_cross_and_fix() {
     assert_eq!(r["ok"], true);
     for c in r["tasks"][0]["targets"][0]["checks"].as_array().unwrap() {
         assert!(
-            c["outcome"] == "ok" || (c["check"] == "tls" && c["outcome"] == "skipped"),
+            c["outcome"] == "ok"
+                || ((c["check"] == "tls" || c["check"] == "certificate")
+                    && c["outcome"] == "skipped"),
             "{c}"
         );
     }
@@ -270,9 +272,12 @@ async fn kafka_a_missing_topic_fails_and_an_existing_one_takes_a_test_message() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_is_checked_against_the_configured_ca() {
+async fn tls_and_the_certificate_are_checked_against_the_configured_ca() {
     let certs = TempDir::new("verify-certs");
     make_certs(certs.path());
+    // Another CA (same name, other key): trusting it is trusting the wrong CA.
+    let other = TempDir::new("verify-other-ca");
+    make_certs(other.path());
     let web = format!(
         "tls_server_config:\n  cert_file: {dir}/server.pem\n  key_file: {dir}/server.key\n",
         dir = certs.path().display()
@@ -282,29 +287,87 @@ async fn tls_is_checked_against_the_configured_ca() {
     let ca = certs.path().join("ca.pem");
     let dir = TempDir::new("verify-tls");
     let config = format!(
-        "tasks:\n{}{}",
+        "tasks:\n{}{}{}",
         task(
             "trusted",
             &url,
             &format!(", tls: {{ca_file: \"{}\"}}", ca.display())
         ),
         task("untrusted", &url, ""),
+        task(
+            "wrong-ca",
+            &url,
+            &format!(
+                ", tls: {{ca_file: \"{}\"}}",
+                other.path().join("ca.pem").display()
+            )
+        ),
     );
     let (code, r, text) = verify(&dir, &config, Some("trusted"));
     assert_eq!(code, 0, "{text}");
     assert_eq!(check(&r, "trusted", "tls")["outcome"], "ok", "{text}");
+    let c = check(&r, "trusted", "certificate");
+    assert_eq!(c["outcome"], "ok", "{text}");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(detail.contains("valid for 127.0.0.1"), "{detail}");
+    // make_certs signs for 2 days: so close to the end, the line says to renew it.
+    let days = detail
+        .split("expires in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(days.is_some_and(|d| d <= 2), "{detail}");
+    assert!(detail.contains("renew it soon"), "{detail}");
+    assert!(detail.contains("names 127.0.0.1, localhost"), "{detail}");
+    assert!(
+        text.contains("✓ certificate: valid for 127.0.0.1"),
+        "{text}"
+    );
     assert_eq!(
         check(&r, "trusted", "out_of_order_time_window")["outcome"],
         "ok",
         "{text}"
     );
+
+    // The system's roots do not hold the test CA: the handshake works, the certificate not.
     let (code, r, text) = verify(&dir, &config, Some("untrusted"));
     assert_eq!(code, 1, "{text}");
-    let c = check(&r, "untrusted", "tls");
+    assert_eq!(check(&r, "untrusted", "tls")["outcome"], "ok", "{text}");
+    let c = check(&r, "untrusted", "certificate");
     assert_eq!(c["outcome"], "failed", "{text}");
-    assert!(c["hint"].as_str().unwrap().contains("tls.ca_file"), "{c}");
+    assert!(
+        c["hint"]
+            .as_str()
+            .unwrap()
+            .contains("unknown CA: set tls.ca_file"),
+        "{c}"
+    );
     assert_eq!(
         check(&r, "untrusted", "remote_write receiver")["outcome"],
         "skipped"
+    );
+
+    let (code, r, text) = verify(&dir, &config, Some("wrong-ca"));
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(check(&r, "wrong-ca", "tls")["outcome"], "ok", "{text}");
+    let c = check(&r, "wrong-ca", "certificate");
+    assert_eq!(c["outcome"], "failed", "{text}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signed by a CA not in tls.ca_file"),
+        "{c}"
+    );
+    assert!(
+        c["hint"]
+            .as_str()
+            .unwrap()
+            .contains("point tls.ca_file at the CA that signed"),
+        "{c}"
+    );
+    assert!(
+        text.contains("✗ certificate: signed by a CA not in"),
+        "{text}"
     );
 }

@@ -309,6 +309,7 @@ pub fn task_json(live: &Live, t: &TaskConfig) -> Value {
                         "spilling": r.queue.spilling(),
                         "oldest_pending_seconds": r.queue.oldest_pending().as_secs_f64(),
                         "delivered_per_second": rates.per_second(&Series::Delivered(t.name.clone(), cfg.name.clone())),
+                        "p99_send_seconds": rates.p99_send_seconds(&t.name, &cfg.name, &r.latency.snapshot()),
                     })
                 }
                 _ => json!({

@@ -125,6 +125,15 @@ fn rate(v: &Value) -> String {
     v.as_f64().map_or("–".to_owned(), |r| format!("{r:.1}"))
 }
 
+/// A latency in seconds as `12.3 ms` (or `1.25 s`); `–` when absent.
+fn latency(v: &Value) -> String {
+    match v.as_f64() {
+        None => "–".to_owned(),
+        Some(x) if x >= 1.0 => format!("{x:.2} s"),
+        Some(x) => format!("{:.1} ms", x * 1e3),
+    }
+}
+
 /// `2026-11-25 09:30:00 UTC` from seconds since the epoch; `–` when absent or zero.
 fn time(v: &Value) -> String {
     let Some(t) = v.as_f64().filter(|&t| t > 0.0) else {
@@ -227,18 +236,19 @@ fn target_rows(out: &mut String, task: &Value) {
             out,
             "<tr class=\"target\" data-task=\"{task}\" data-target=\"{name}\"><td>{name}</td><td>{kind}</td>\
 <td><span class=\"state {state}\">{state}</span></td><td class=\"last-error\">{error}</td><td>{fill}</td>\
-<td>{oldest}</td><td class=\"delivered\">{delivered}</td></tr>",
+<td>{oldest}</td><td class=\"delivered\">{delivered}</td><td class=\"p99\">{p99}</td></tr>",
             task = s(&task["name"]),
             name = s(&t["name"]),
             kind = s(&t["type"]),
             fill = fill(t),
             delivered = rate(&t["delivered_per_second"]),
+            p99 = latency(&t["p99_send_seconds"]),
         );
     }
 }
 
 const TARGET_HEAD: &str = "<tr><th>target</th><th>type</th><th>state</th><th>last error</th>\
-<th>queue / disk</th><th>oldest undelivered</th><th>delivered/s</th></tr>";
+<th>queue / disk</th><th>oldest undelivered</th><th>delivered/s</th><th>p99 send</th></tr>";
 
 /// Kept %: matched over matched + filtered, over the last minute.
 fn kept(status: &Value) -> String {
@@ -515,7 +525,7 @@ mod tests {
                     {"name": "rw", "type": "remote_write", "state": "down",
                      "last_error": "connect <refused>", "last_error_time": 1_000_000_000.0,
                      "queue_samples": 50, "queue_capacity": 100, "oldest_pending_seconds": 2.0,
-                     "delivered_per_second": null}
+                     "delivered_per_second": null, "p99_send_seconds": 0.0123}
                 ]}
             }]
         })
@@ -541,6 +551,7 @@ mod tests {
             "&lt;x&gt;: 1, unauthorized: 3",
             "href=\"/tasks/%3Ct%3E\"",
             "0.1.0 (revision abc)",
+            "<td class=\"p99\">12.3 ms</td>",
         ] {
             assert!(html.contains(want), "{want} missing in {html}");
         }

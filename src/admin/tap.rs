@@ -1,16 +1,18 @@
-//! `GET /api/v1/tasks/{name}/tap?target=T&limit=N`: stream the samples a task's target
+//! `GET /api/v1/tasks/{name}/tap?target=T&limit=N&rate=R`: stream the samples a task's target
 //! receives (after filter, task labels and external labels), one JSON sample object in the
 //! seed's shape per event: Server-Sent Events by default, NDJSON with
 //! `Accept: application/x-ndjson`.
 //!
 //! The stream ends after `limit` samples (or when the client leaves) with a trailer that
-//! counts what was sent and what was skipped because this listener fell behind:
+//! counts what was sent and what was skipped because this listener fell behind or the samples
+//! came faster than its `rate` (samples per second, default
+//! [`DEFAULT_RATE`](crate::pipeline::tap::DEFAULT_RATE), at most [`MAX_RATE`]):
 //! `{"trailer":{"samples":N,"skipped":K}}` as the last NDJSON line, or an SSE event named
 //! `trailer`. At most [`MAX_TAPS`] listen to one task at once (429 after). The data path's
 //! side is [`crate::pipeline::tap`].
 
 use super::live::Live;
-use crate::pipeline::tap::{MAX_TAPS, Subscription};
+use crate::pipeline::tap::{DEFAULT_RATE, MAX_RATE, MAX_TAPS, Subscription};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -24,17 +26,39 @@ use std::task::{Context, Poll};
 /// A response body of any kind the HTTP source serves.
 pub type AnyBody = UnsyncBoxBody<Bytes, Infallible>;
 
-/// The query of a tap request: `target` (default: the task's first target) and `limit`.
-fn query(q: Option<&str>) -> (Option<String>, Option<u64>) {
-    let (mut target, mut limit) = (None, None);
+/// The query of a tap request: `target` (default: the task's first target), `limit`, `rate`.
+#[derive(Debug, PartialEq, Eq)]
+struct TapQuery {
+    target: Option<String>,
+    limit: Option<u64>,
+    rate: u64,
+}
+
+/// # Errors
+/// A `rate` that is not a number in 1..=[`MAX_RATE`], said for the user.
+fn query(q: Option<&str>) -> Result<TapQuery, String> {
+    let mut t = TapQuery {
+        target: None,
+        limit: None,
+        rate: DEFAULT_RATE,
+    };
     for pair in q.unwrap_or_default().split('&') {
         match pair.split_once('=') {
-            Some(("target", v)) => target = super::page::decode_segment(v),
-            Some(("limit", v)) => limit = v.parse().ok(),
+            Some(("target", v)) => t.target = super::page::decode_segment(v),
+            Some(("limit", v)) => t.limit = v.parse().ok(),
+            Some(("rate", v)) => {
+                t.rate = v
+                    .parse()
+                    .ok()
+                    .filter(|r| (1..=MAX_RATE).contains(r))
+                    .ok_or_else(|| {
+                        format!("rate={v:?}: expected samples per second, 1 to {MAX_RATE}")
+                    })?;
+            }
             _ => {}
         }
     }
-    (target, limit)
+    Ok(t)
 }
 
 fn plain(status: StatusCode, body: String) -> Response<AnyBody> {
@@ -57,7 +81,14 @@ pub fn tap(
     let Some(task) = live.tasks().iter().find(|t| t.name == name).cloned() else {
         return plain(StatusCode::NOT_FOUND, format!("no task named {name:?}"));
     };
-    let (target, limit) = query(query_str);
+    let TapQuery {
+        target,
+        limit,
+        rate,
+    } = match query(query_str) {
+        Ok(q) => q,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e),
+    };
     let target = match target {
         Some(t) if task.targets.iter().any(|c| c.name == t) => t,
         Some(t) => {
@@ -80,7 +111,7 @@ pub fn tap(
             }
         },
     };
-    let Some(sub) = live.taps.task(name).subscribe(&target) else {
+    let Some(sub) = live.taps.task(name).subscribe(&target, rate) else {
         return plain(
             StatusCode::TOO_MANY_REQUESTS,
             format!("task {name:?} already has {MAX_TAPS} taps; close one and retry"),
@@ -150,8 +181,9 @@ impl Body for TapBody {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => self.done = true,
                 Poll::Ready(Some(chunk)) => {
-                    let mut out = Vec::with_capacity(chunk.len() + 64);
-                    for line in chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    let mut out = Vec::with_capacity(chunk.lines.len() + 64);
+                    let lines = chunk.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+                    for line in lines.take(chunk.count as usize) {
                         if self.limit.is_some_and(|l| self.sent >= l) {
                             break;
                         }
@@ -182,12 +214,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_query_names_a_target_and_a_limit() {
-        assert_eq!(query(None), (None, None));
+    fn the_query_names_a_target_a_limit_and_a_rate() {
+        let q = |target: Option<&str>, limit, rate| TapQuery {
+            target: target.map(str::to_owned),
+            limit,
+            rate,
+        };
+        assert_eq!(query(None), Ok(q(None, None, DEFAULT_RATE)));
         assert_eq!(
-            query(Some("target=a%20b&limit=5")),
-            (Some("a b".into()), Some(5))
+            query(Some("target=a%20b&limit=5&rate=7")),
+            Ok(q(Some("a b"), Some(5), 7))
         );
-        assert_eq!(query(Some("limit=x&other=1")), (None, None));
+        assert_eq!(
+            query(Some("limit=x&other=1")),
+            Ok(q(None, None, DEFAULT_RATE))
+        );
+        for bad in ["rate=0", "rate=x", "rate=100001", "rate="] {
+            assert!(
+                query(Some(bad)).unwrap_err().contains("1 to 100000"),
+                "{bad}"
+            );
+        }
     }
 }

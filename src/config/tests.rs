@@ -186,6 +186,8 @@ fn errors_name_the_field() {
         ("tasks: [{name: a, targets: [{name: r, type: remote_write, url: 'http://x', colour: red}]}]".into(), "unknown field `colour`"),
         ("tasks: [{name: a, targets: [{name: r, type: carrier_pigeon}]}]".into(), "unknown variant `carrier_pigeon`"),
         ("tasks: [{name: a, targets: [{name: f, type: file, path: x}, {name: f, type: file, path: y}]}]".to_string(), "tasks[0].targets[1].name: target \"f\" is defined twice"),
+        ("tasks: [{name: a, targets: [{name: f, type: file, path: x, histograms: bins}]}]".into(), "unknown variant `bins`, expected `drop` or `buckets`"),
+        ("tasks: [{name: a, targets: [{name: k, type: kafka, brokers: 'h:9092', topic: t, format: remote_write, histograms: buckets}]}]".into(), "tasks[0].targets[0].histograms: `buckets` is for format: json"),
         ("server: {ack_timeout: 0s}".into(), "server.ack_timeout: must be greater than 0"),
         ("tasks: [{name: a, targets: [{name: f, type: file, path: '-', max_files: 2}]}]".into(), "tasks[0].targets[0].max_files: standard output (path: \"-\") is not rotated"),
         ("tasks: [{name: a, targets: [{name: f, type: file, path: x, max_file_bytes: 0}]}]".into(), "tasks[0].targets[0].max_file_bytes: must be greater than 0"),

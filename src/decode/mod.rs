@@ -25,10 +25,11 @@
 //!
 //! Unknown fields are skipped, as protobuf requires. 1.0 exemplars (field 3) and native histograms
 //! (field 4) are kept as raw encoded fields and passed through to protobuf targets unchanged.
-//! Metadata (1.0 `MetricMetadata`, 2.0 per-series `metadata`) is checked, counted and not relayed
-//! yet; 2.0 `start_timestamp`s are read and dropped (1.0 has no place for them).
+//! Metadata (1.0 `MetricMetadata`, 2.0 per-series `metadata`) is read into
+//! [`crate::batch::MetadataRef`]s (see `metadata.rs`); 2.0 `start_timestamp`s are kept beside
+//! the samples (`SeriesBatch::start_timestamps`) and inside the raw histograms (field 17).
 
-use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span};
+use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span, Splice};
 use std::cmp::Ordering;
 
 /// What the decoder refuses. [`DecodeError::status`] maps each to its HTTP answer.
@@ -221,6 +222,7 @@ impl SeriesBatch {
         let end = self.len;
         let mut pos = 0usize;
         while pos < end {
+            let field_start = pos;
             let (field, wire) = read_key(&self.buf[..end], &mut pos)?;
             match (field, wire) {
                 (1, WIRE_LEN) => {
@@ -232,13 +234,11 @@ impl SeriesBatch {
                         });
                     }
                     let (start, stop) = read_len(&self.buf[..end], &mut pos)?;
-                    self.walk_series(start, stop)?;
+                    self.walk_series(field_start, start, stop)?;
                 }
                 (3, WIRE_LEN) => {
                     let (a, b) = read_len(&self.buf[..end], &mut pos)?;
-                    // Counted and not relayed, but a malformed body is refused whole.
-                    check_message(&self.buf[a..b], METADATA)?;
-                    self.metadata += 1;
+                    self.read_metadata_v1(a, b)?;
                 }
                 _ => skip_unknown(&self.buf[..end], &mut pos, field, wire, &[1, 3])?,
             }
@@ -246,12 +246,21 @@ impl SeriesBatch {
         Ok(())
     }
 
-    fn walk_series(&mut self, start: usize, end: usize) -> Result<(), DecodeError> {
+    /// Walk one `timeseries` message, `start..end` (its field begins at `field_start`).
+    fn walk_series(
+        &mut self,
+        field_start: usize,
+        start: usize,
+        end: usize,
+    ) -> Result<(), DecodeError> {
         let labels_start = self.labels.len();
         let samples_start = self.samples.len();
         let extras_start = self.extras.len();
         let mut histograms = 0u32;
         let mut pos = start;
+        // Splice bookkeeping: where the next label field must start for the labels to be
+        // canonical and back to back from the start of the series (`usize::MAX` once not).
+        let mut labels_end = start;
         // Every read below is bounded by the message end through this slice; offsets stay
         // absolute because it starts at 0.
         let buf = &self.buf[..end];
@@ -262,17 +271,28 @@ impl SeriesBatch {
                 (1, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
                     let label = match canonical_label(&buf[a..b]) {
-                        Some((n, v)) => LabelRef {
-                            name: Span {
-                                start: (a + n.0) as u32,
-                                end: (a + n.1) as u32,
-                            },
-                            value: Span {
-                                start: (a + v.0) as u32,
-                                end: (a + v.1) as u32,
-                            },
-                        },
-                        None => walk_label(&buf[..b], a)?,
+                        Some((n, v)) => {
+                            // Canonical means a 1-byte length, so the field is `a - 2 .. b`.
+                            labels_end = if field_start == labels_end && a == field_start + 2 {
+                                b
+                            } else {
+                                usize::MAX
+                            };
+                            LabelRef {
+                                name: Span {
+                                    start: (a + n.0) as u32,
+                                    end: (a + n.1) as u32,
+                                },
+                                value: Span {
+                                    start: (a + v.0) as u32,
+                                    end: (a + v.1) as u32,
+                                },
+                            }
+                        }
+                        None => {
+                            labels_end = usize::MAX;
+                            walk_label(&buf[..b], a)?
+                        }
                     };
                     self.labels.push(label);
                 }
@@ -280,7 +300,7 @@ impl SeriesBatch {
                     let (a, b) = read_len(buf, &mut pos)?;
                     let sample = match canonical_sample(&buf[a..b]) {
                         Some(s) => s,
-                        None => walk_sample(&buf[..b], a, &[1, 2])?,
+                        None => walk_sample(&buf[..b], a, &[1, 2])?.0,
                     };
                     self.samples.push(sample);
                 }
@@ -301,35 +321,86 @@ impl SeriesBatch {
             }
         }
         let series_index = self.series.len();
-        let hash = self.check_labels(series_index, labels_start)?;
+        let canonical = (labels_end != usize::MAX).then_some((start, labels_end));
+        let checked = self.check_labels(series_index, labels_start, canonical)?;
+        let splice = (checked.as_received && labels_end != usize::MAX).then_some(Splice {
+            field: Span {
+                start: field_start as u32,
+                end: end as u32,
+            },
+            tail: labels_end as u32,
+        });
         self.series.push(SeriesRef {
             labels: (labels_start as u32, self.labels.len() as u32),
             samples: (samples_start as u32, self.samples.len() as u32),
             extras: (extras_start as u32, self.extras.len() as u32),
             histograms,
-            hash,
+            metadata: 0,
+            hash: checked.hash,
+            splice,
         });
         Ok(())
     }
 
-    /// Validate one series' labels, sort them when the sender did not, and hash them.
-    ///
-    /// One pass in the common case (labels already sorted, as Prometheus sends them): a strictly
-    /// increasing name sequence is sorted *and* free of duplicates, so each label costs one
-    /// short comparison, the UTF-8 check and the hash. Only an unsorted series pays for a sort
-    /// and a second pass.
-    pub(crate) fn check_labels(
+    /// [`SeriesBatch::check_labels`] for labels another reader pushed into the batch (the
+    /// Kafka source's JSON): checked, sorted and hashed as on ingest; the hash.
+    pub(crate) fn check_pushed_labels(
         &mut self,
         series: usize,
         labels_start: usize,
     ) -> Result<u64, DecodeError> {
+        self.check_labels(series, labels_start, None)
+            .map(|c| c.hash)
+    }
+
+    /// Validate one series' labels, sort them when the sender did not, and hash them.
+    ///
+    /// The hash is that of the label set's canonical encoding (each label as
+    /// `0x0a len 0x0a n name 0x12 m value`, sorted by name: what [`canonical_label`] accepts,
+    /// and what any protobuf encoder writes), whatever shape or order the labels arrived in.
+    ///
+    /// `canonical`: the byte range of the series' label fields when every one of them had the
+    /// canonical shape (non-empty name and value, each under 128 bytes) and they lie back to
+    /// back. Then the range *is* that encoding when the names are in order, and one pass over
+    /// its words both hashes it and checks that it is ASCII (tags and 1-byte lengths are ASCII
+    /// too), which stands for the per-string UTF-8 checks; the length limits need no check when
+    /// they are at least 127. Only the order is checked per label. Any other series takes the
+    /// general path: every check per label, a sort when the sender did not sort, and the
+    /// canonical encoding written into scratch to be hashed.
+    fn check_labels(
+        &mut self,
+        series: usize,
+        labels_start: usize,
+        canonical: Option<(usize, usize)>,
+    ) -> Result<CheckedLabels, DecodeError> {
         let buf = &self.buf;
         let labels = &mut self.labels[labels_start..];
+        let limits = self.limits;
+        if let Some((a, b)) = canonical
+            && !labels.is_empty()
+            && labels.len() <= limits.max_labels_per_series
+            && limits.max_label_name_bytes >= 127
+            && limits.max_label_value_bytes >= 127
+        {
+            let (hash, ascii) = hash_ascii(&buf[a..b]);
+            let mut increasing = true;
+            let mut prev: &[u8] = &[];
+            for l in labels.iter() {
+                let name = &buf[l.name.range()];
+                increasing &= cmp_bytes(prev, name) == Ordering::Less;
+                prev = name;
+            }
+            if increasing && ascii {
+                return Ok(CheckedLabels {
+                    hash,
+                    as_received: true,
+                });
+            }
+        }
         let bad = |what: String| DecodeError::BadSeries { series, what };
         if labels.is_empty() {
             return Err(bad("series has no labels".into()));
         }
-        let limits = self.limits;
         if labels.len() > limits.max_labels_per_series {
             return Err(DecodeError::Limit {
                 what: format!("series {series}: {} labels", labels.len()),
@@ -337,8 +408,8 @@ impl SeriesBatch {
                 setting: "max_labels_per_series",
             });
         }
-        let mut hash = SeriesHasher::new();
         let mut increasing = true;
+        let mut empty_value = false;
         let mut prev: &[u8] = &[];
         for l in labels.iter() {
             let name = &buf[l.name.range()];
@@ -368,30 +439,86 @@ impl SeriesBatch {
                 return Err(bad("label name or value is not valid UTF-8".into()));
             }
             increasing &= cmp_bytes(prev, name) == Ordering::Less;
+            empty_value |= value.is_empty();
             prev = name;
-            hash.write(name);
-            hash.write(value);
         }
-        if increasing {
-            return Ok(hash.finish());
-        }
-        labels.sort_unstable_by(|a, b| cmp_bytes(&buf[a.name.range()], &buf[b.name.range()]));
-        let mut hash = SeriesHasher::new();
-        let mut prev: &[u8] = &[];
-        for (i, l) in labels.iter().enumerate() {
-            let name = &buf[l.name.range()];
-            if i > 0 && name == prev {
+        if !increasing {
+            labels.sort_unstable_by(|a, b| cmp_bytes(&buf[a.name.range()], &buf[b.name.range()]));
+            if let Some(w) = labels
+                .windows(2)
+                .find(|w| buf[w[0].name.range()] == buf[w[1].name.range()])
+            {
                 return Err(bad(format!(
                     "duplicate label name {:?}",
-                    String::from_utf8_lossy(name)
+                    String::from_utf8_lossy(&buf[w[0].name.range()])
                 )));
             }
-            prev = name;
-            hash.write(name);
-            hash.write(&buf[l.value.range()]);
         }
-        Ok(hash.finish())
+        let scratch = &mut self.hash_scratch;
+        scratch.clear();
+        for l in labels.iter() {
+            write_label(scratch, &buf[l.name.range()], &buf[l.value.range()]);
+        }
+        Ok(CheckedLabels {
+            hash: hash_ascii(scratch).0,
+            as_received: increasing && !empty_value,
+        })
     }
+}
+
+/// Append `label` in its canonical encoding (a `Label` message as a `labels` field).
+fn write_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    fn varint(out: &mut Vec<u8>, mut v: usize) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let varint_len = |v: usize| (usize::BITS - (v | 1).leading_zeros()).div_ceil(7) as usize;
+    out.push(0x0a);
+    varint(
+        out,
+        2 + varint_len(name.len()) + name.len() + varint_len(value.len()) + value.len(),
+    );
+    out.push(0x0a);
+    varint(out, name.len());
+    out.extend_from_slice(name);
+    out.push(0x12);
+    varint(out, value.len());
+    out.extend_from_slice(value);
+}
+
+/// The series hash of an encoded label set, and whether its bytes are all ASCII: one pass over
+/// 8-byte words that feeds each to a [`SeriesHasher`] and ORs it into the ASCII test. Written by
+/// hand because it runs once per series: two short walks (`is_ascii`, then a per-label hash)
+/// cost twice this.
+#[inline]
+fn hash_ascii(bytes: &[u8]) -> (u64, bool) {
+    let mut h = SeriesHasher::new();
+    let mut high = 0u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        high |= w;
+        h.add(w);
+    }
+    let rest = words.remainder();
+    let mut last = [0u8; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    let w = u64::from_le_bytes(last);
+    high |= w;
+    h.add(w ^ ((bytes.len() as u64) << 56));
+    (h.finish(), high & 0x8080_8080_8080_8080 == 0)
+}
+
+/// What [`SeriesBatch::check_labels`] found out about a valid label set.
+struct CheckedLabels {
+    /// The hash of the sorted labels.
+    hash: u64,
+    /// The labels arrived sorted and none has an empty value: as they are, they are what an
+    /// encoder would write (it leaves empty labels out).
+    as_received: bool,
 }
 
 /// Byte-wise comparison, inlined. Label names are short and usually differ in the first bytes;
@@ -414,12 +541,19 @@ const WIRE_I32: u8 = 5;
 
 #[inline(always)]
 fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
-    // Fast path: tags and most lengths in a remote-write body fit in one byte.
+    // Fast path: tags and most lengths in a remote-write body fit in one byte, and a series'
+    // length (128 bytes to 16 KiB) in two.
     if let Some(&b) = buf.get(*pos)
         && b < 0x80
     {
         *pos += 1;
         return Ok(u64::from(b));
+    }
+    if let Some(&[b0, b1]) = buf.get(*pos..*pos + 2).and_then(|s| s.first_chunk::<2>())
+        && b1 < 0x80
+    {
+        *pos += 2;
+        return Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7));
     }
     read_varint_slow(buf, pos)
 }
@@ -569,12 +703,6 @@ enum Kind {
 
 const LABEL: &[(u64, Kind)] = &[(1, Kind::Text), (2, Kind::Text)];
 const EXEMPLAR: &[(u64, Kind)] = &[(1, Kind::Message(LABEL)), (2, Kind::I64), (3, Kind::Varint)];
-const METADATA: &[(u64, Kind)] = &[
-    (1, Kind::Varint),
-    (2, Kind::Text),
-    (4, Kind::Text),
-    (5, Kind::Text),
-];
 const BUCKET_SPAN: &[(u64, Kind)] = &[(1, Kind::Varint), (2, Kind::Varint)];
 /// `prometheus.Histogram` of remote-write 1.0 (native histograms).
 const HISTOGRAM: &[(u64, Kind)] = &[
@@ -747,9 +875,10 @@ fn walk_label(buf: &[u8], start: usize) -> Result<LabelRef, DecodeError> {
 }
 
 /// `buf` ends where the sample message ends; `known` are the field numbers of the version's
-/// `Sample` (2.0 adds `start_timestamp`, 3, read and not kept).
-fn walk_sample(buf: &[u8], start: usize, known: &[u64]) -> Result<Sample, DecodeError> {
+/// `Sample` (2.0 adds `start_timestamp`, 3, returned beside the sample; 0 when absent).
+fn walk_sample(buf: &[u8], start: usize, known: &[u64]) -> Result<(Sample, i64), DecodeError> {
     let mut sample = Sample::default();
+    let mut start_timestamp = 0i64;
     let mut pos = start;
     while pos < buf.len() {
         let (field, wire) = read_key(buf, &mut pos)?;
@@ -765,14 +894,14 @@ fn walk_sample(buf: &[u8], start: usize, known: &[u64]) -> Result<Sample, Decode
                 pos += 8;
             }
             (2, WIRE_VARINT) => sample.timestamp = read_varint(buf, &mut pos)? as i64,
-            // 2.0's start_timestamp: not carried yet (1.0 has no place for it).
+            // 2.0's start_timestamp (1.0 has no place for it).
             (3, WIRE_VARINT) if known.contains(&3) => {
-                read_varint(buf, &mut pos)?;
+                start_timestamp = read_varint(buf, &mut pos)? as i64;
             }
             _ => skip_unknown(buf, &mut pos, field, wire, known)?,
         }
     }
-    Ok(sample)
+    Ok((sample, start_timestamp))
 }
 
 /// UTF-8 check with an ASCII fast path: almost every label is ASCII.
@@ -841,7 +970,10 @@ impl Default for SeriesHasher {
     }
 }
 
+mod metadata;
 mod v2;
+
+pub(crate) use v2::histogram_start;
 
 #[cfg(test)]
 mod tests;

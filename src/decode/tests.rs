@@ -129,7 +129,7 @@ fn stale_marker_nan_keeps_its_bits() {
 }
 
 #[test]
-fn exemplars_and_histograms_are_kept_raw_and_metadata_counted() {
+fn exemplars_and_histograms_are_kept_raw_and_metadata_read() {
     let req = WriteRequest {
         timeseries: vec![TimeSeries {
             labels: vec![Label::new("__name__", "h")],
@@ -156,6 +156,12 @@ fn exemplars_and_histograms_are_kept_raw_and_metadata_counted() {
     let mut batch = SeriesBatch::new();
     batch.decode_protobuf(&req.encode_to_vec()).unwrap();
     assert_eq!(batch.metadata_count(), 1);
+    let m = batch.metadata()[0];
+    let text = |span: crate::batch::Span| &batch.bytes()[span.range()];
+    assert_eq!(
+        (m.kind, text(m.family), text(m.help), text(m.unit)),
+        (1, &b"h"[..], &b"help"[..], &b""[..])
+    );
     let s = batch.series(0);
     assert_eq!(s.histogram_count(), 1);
     // The raw extras re-assembled with the labels are the original series.
@@ -387,6 +393,74 @@ fn hash_depends_on_labels_only_and_separates_boundaries() {
     let h1 = x.series(0).hash();
     x.decode_protobuf(&r2).unwrap();
     assert_eq!(h1, x.series(0).hash());
+}
+
+/// The series hash picks a series' send lane, so one series must hash the same whichever path
+/// the decoder took: canonical and sorted (the one-pass path), unsorted, with a value of 200
+/// bytes (a 2-byte length), a label message with its fields swapped, or a 2.0 body.
+#[test]
+fn hash_is_the_same_on_every_decode_path() {
+    let long = "x".repeat(200);
+    let sorted = vec![
+        Label::new("__name__", "up"),
+        Label::new("job", "node"),
+        Label::new("zz", &long),
+    ];
+    let mut unsorted = sorted.clone();
+    unsorted.reverse();
+    let hash_of = |labels: Vec<Label>, protocol: Protocol| {
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels,
+                samples: vec![proto::Sample::default()],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        };
+        let body = match protocol {
+            Protocol::V1 => req.encode_to_vec(),
+            Protocol::V2 => crate::proto::v2::from_v1(&req).encode_to_vec(),
+        };
+        let mut b = SeriesBatch::new();
+        b.decode_protobuf_as(&body, protocol).unwrap();
+        (b.series(0).hash(), b.series(0).splice().is_some())
+    };
+    let short: Vec<Label> = sorted[..2].to_vec();
+    let (h_short, spliced) = hash_of(short.clone(), Protocol::V1);
+    assert!(spliced, "canonical and sorted: the one-pass path");
+    let mut reversed = short.clone();
+    reversed.reverse();
+    assert_eq!(hash_of(reversed, Protocol::V1), (h_short, false));
+    assert_eq!(hash_of(short.clone(), Protocol::V2), (h_short, false));
+    // Value before name inside the label message: not canonical, same label.
+    let mut body = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: short,
+            samples: vec![proto::Sample::default()],
+            ..Default::default()
+        }],
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    // `0x0a 0x08 "__name__" 0x12 0x02 "up"` -> `0x12 0x02 "up" 0x0a 0x08 "__name__"`.
+    let at = body.windows(4).position(|w| w == b"\x12\x02up").unwrap();
+    let name_at = at - 10;
+    assert_eq!(&body[name_at..name_at + 2], b"\x0a\x08");
+    let swapped: Vec<u8> = [&body[at..at + 4], &body[name_at..at]].concat();
+    body.splice(name_at..at + 4, swapped);
+    let mut b = SeriesBatch::new();
+    b.decode_protobuf(&body).unwrap();
+    assert_eq!(b.series(0).label(b"__name__"), Some(&b"up"[..]));
+    assert_eq!(
+        (b.series(0).hash(), b.series(0).splice().is_some()),
+        (h_short, false)
+    );
+
+    let (h_long, spliced) = hash_of(sorted.clone(), Protocol::V1);
+    assert!(!spliced, "a 2-byte length is not the canonical shape");
+    assert_eq!(hash_of(unsorted, Protocol::V1).0, h_long);
+    assert_eq!(hash_of(sorted, Protocol::V2).0, h_long);
+    assert_ne!(h_long, h_short);
 }
 
 #[test]
@@ -709,6 +783,38 @@ mod v2 {
                                 .collect::<Vec<_>>()
                         };
                         assert_eq!(key(&back.exemplars), key(&exemplars), "request {i}");
+                        // Start timestamps: the non-zero ones, by sample index.
+                        let starts: Vec<(usize, i64)> = ts
+                            .samples
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, x)| x.start_timestamp != 0)
+                            .map(|(j, x)| (j, x.start_timestamp))
+                            .collect();
+                        assert_eq!(s.start_timestamps().collect::<Vec<_>>(), starts);
+                        let hist_starts = ts.histograms.iter().any(|h| h.start_timestamp != 0);
+                        assert!(!hist_starts || s.may_have_histogram_start_timestamps());
+                        // Metadata: type, help and unit through the symbols; the family a
+                        // prefix of the name.
+                        let text = |span: crate::batch::Span| {
+                            std::str::from_utf8(&batch.bytes()[span.range()]).unwrap()
+                        };
+                        let name = s
+                            .label(b"__name__")
+                            .map(|n| std::str::from_utf8(n).unwrap());
+                        let want = ts.metadata.as_ref().and_then(|m| {
+                            let (help, unit) = (
+                                req.symbols[m.help_ref as usize].as_str(),
+                                req.symbols[m.unit_ref as usize].as_str(),
+                            );
+                            let says = m.r#type != 0 || !help.is_empty() || !unit.is_empty();
+                            (says && name.is_some()).then_some((m.r#type as u32, help, unit))
+                        });
+                        let got = s.metadata().map(|m| {
+                            assert!(name.unwrap().starts_with(text(m.family)), "request {i}");
+                            (m.kind, text(m.help), text(m.unit))
+                        });
+                        assert_eq!(got, want, "request {i}");
                     }
                 }
                 (Err(e), Err(want)) => {

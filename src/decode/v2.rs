@@ -79,6 +79,7 @@ impl SeriesBatch {
         let extras_start = self.extras.len();
         let mut histograms = 0u32;
         let mut pending_name: Option<Span> = None;
+        let mut series_metadata = None;
         let mut pos = start;
         let buf = &self.buf[..end];
         let symbols = &self.symbols[..];
@@ -115,15 +116,22 @@ impl SeriesBatch {
                 }
                 (2, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
-                    let sample = match canonical_sample(&buf[a..b]) {
-                        Some(s) => s,
+                    let (sample, start_timestamp) = match canonical_sample(&buf[a..b]) {
+                        Some(s) => (s, 0),
                         None => walk_sample(&buf[..b], a, &[1, 2, 3])?,
                     };
+                    if start_timestamp != 0 {
+                        self.start_timestamps
+                            .push((self.samples.len() as u32, start_timestamp));
+                    }
                     self.samples.push(sample);
                 }
                 (3, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
                     check_message(&buf[a..b], HISTOGRAM_V2)?;
+                    if histogram_start(&buf[field_start..pos]).is_some() {
+                        self.histogram_start_timestamps += 1;
+                    }
                     self.extras.push(Span {
                         start: field_start as u32,
                         end: pos as u32,
@@ -143,28 +151,7 @@ impl SeriesBatch {
                 }
                 (5, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
-                    let mut p = a;
-                    while p < b {
-                        let (f, w) = read_key(&buf[..b], &mut p)?;
-                        match (f, w) {
-                            (1, WIRE_VARINT) => {
-                                read_varint(&buf[..b], &mut p)?;
-                            }
-                            (3 | 4, WIRE_VARINT) => {
-                                let r = read_varint(&buf[..b], &mut p)?;
-                                symbol(
-                                    r,
-                                    if f == 3 {
-                                        "metadata help"
-                                    } else {
-                                        "metadata unit"
-                                    },
-                                )?;
-                            }
-                            _ => skip_unknown(&buf[..b], &mut p, f, w, &[1, 3, 4])?,
-                        }
-                    }
-                    self.metadata += 1;
+                    series_metadata = Some(metadata::metadata_v2(buf, a, b, &symbol)?);
                 }
                 _ => skip_unknown(buf, &mut pos, field, wire, &[1, 2, 3, 4, 5])?,
             }
@@ -193,13 +180,20 @@ impl SeriesBatch {
             self.exemplars += 1;
         }
         self.pending_exemplars.clear();
-        let hash = self.check_labels(series, labels_start)?;
+        let hash = self.check_labels(series, labels_start, None)?.hash;
+        let metadata = match series_metadata {
+            Some(m) => self.attach_metadata_v2(labels_start, m),
+            None => 0,
+        };
         self.series.push(SeriesRef {
             labels: (labels_start as u32, self.labels.len() as u32),
             samples: (samples_start as u32, self.samples.len() as u32),
             extras: (extras_start as u32, self.extras.len() as u32),
             histograms,
+            metadata,
             hash,
+            // A 2.0 series' labels are symbol refs: there are no label bytes to copy.
+            splice: None,
         });
         Ok(())
     }
@@ -328,4 +322,23 @@ where
         return Err(ExemplarError::Bad("an exemplar has no timestamp"));
     }
     Ok(())
+}
+
+/// The non-zero `start_timestamp` (field 17) of a complete, checked histogram field (tag,
+/// length, message), if it has one.
+pub(crate) fn histogram_start(field: &[u8]) -> Option<i64> {
+    let mut pos = 1;
+    let (a, b) = read_len(field, &mut pos).ok()?;
+    let msg = &field[..b];
+    let mut p = a;
+    let mut found = None;
+    while p < b {
+        let (f, w) = read_key(msg, &mut p).ok()?;
+        if (f, w) == (17, WIRE_VARINT) {
+            found = Some(read_varint(msg, &mut p).ok()? as i64);
+        } else {
+            skip_field(msg, &mut p, w).ok()?;
+        }
+    }
+    found.filter(|&v| v != 0)
 }

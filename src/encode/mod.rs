@@ -6,6 +6,9 @@
 //! Both take the series' labels as an iterator of `(name, value)` byte slices (normally
 //! [`crate::relabel::MergedLabels`]), so no intermediate owned series is ever built.
 
+pub mod histogram_buckets;
 pub mod json_sample;
+pub mod metadata;
 pub mod remote_write;
 pub mod remote_write_v2;
+pub mod start_timestamp;

@@ -84,9 +84,10 @@ impl V2Writer {
         };
         self.batch.decode_protobuf_with(v1, Protocol::V1, limits)?;
         let batch = &self.batch;
+        let internal = series_internal(v1)?;
         let mut symbols = Symbols::default();
         self.series.clear();
-        for s in batch.iter() {
+        for (i, s) in batch.iter().enumerate() {
             self.scratch.clear();
             self.refs.clear();
             for (n, v) in s.labels() {
@@ -94,17 +95,29 @@ impl V2Writer {
                 put_varint(&mut self.refs, u64::from(symbols.intern(v)));
             }
             put_len_field(&mut self.scratch, 0x0a, &self.refs);
-            for x in s.samples() {
+            let ext = internal.get(i);
+            let starts = ext.map_or(&[][..], |e| &e.starts[..]);
+            for (j, x) in s.samples().iter().enumerate() {
+                let start = starts.get(j).copied().unwrap_or(0);
+                let start_len = if start == 0 {
+                    0
+                } else {
+                    1 + varint_len(start as u64)
+                };
                 self.scratch.push(0x12);
                 put_varint(
                     &mut self.scratch,
-                    (10 + varint_len(x.timestamp as u64)) as u64,
+                    (10 + varint_len(x.timestamp as u64) + start_len) as u64,
                 );
                 self.scratch.push(0x09);
                 self.scratch
                     .extend_from_slice(&x.value.to_bits().to_le_bytes());
                 self.scratch.push(0x10);
                 put_varint(&mut self.scratch, x.timestamp as u64);
+                if start != 0 {
+                    self.scratch.push(0x18);
+                    put_varint(&mut self.scratch, start as u64);
+                }
             }
             for e in s.extras() {
                 match e.first() {
@@ -134,6 +147,20 @@ impl V2Writer {
                     _ => {}
                 }
             }
+            if let Some((kind, help, unit)) = ext.and_then(|e| e.metadata) {
+                let mut msg = Vec::with_capacity(16);
+                for (tag, v) in [
+                    (0x08, u64::from(kind)),
+                    (0x18, u64::from(symbols.intern(help))),
+                    (0x20, u64::from(symbols.intern(unit))),
+                ] {
+                    if v != 0 {
+                        msg.push(tag);
+                        put_varint(&mut msg, v);
+                    }
+                }
+                put_len_field(&mut self.scratch, 0x2a, &msg);
+            }
             put_len_field(&mut self.series, 0x2a, &self.scratch);
         }
         put_len_field(out, 0x22, b"");
@@ -143,6 +170,63 @@ impl V2Writer {
         out.extend_from_slice(&self.series);
         Ok(())
     }
+}
+
+/// What a queued series bound for a 2.0 target carries in relay-internal fields.
+#[derive(Default)]
+struct SeriesInternal<'a> {
+    /// Type, help and unit ([`crate::encode::metadata::SERIES_METADATA_TAG`]).
+    metadata: Option<(u32, &'a [u8], &'a [u8])>,
+    /// One start timestamp per float sample, 0 for none
+    /// ([`crate::encode::start_timestamp::SERIES_START_TAG`]).
+    starts: Vec<i64>,
+}
+
+/// Per series of the queued 1.0 body, in order, its relay-internal fields. The zero-copy
+/// decoder skips them as unknown; this second, shallow walk reads them. Empty (no walk) when
+/// no byte of the body could start one.
+fn series_internal(v1: &[u8]) -> Result<Vec<SeriesInternal<'_>>, DecodeError> {
+    use crate::encode::metadata::{SERIES_METADATA_TAG, read_metadata};
+    use crate::encode::start_timestamp::{SERIES_START_TAG, read_series_starts};
+    let bad = || DecodeError::Protobuf("malformed relay-internal series field");
+    let mut out = Vec::new();
+    if !v1.contains(&SERIES_METADATA_TAG) && !v1.contains(&SERIES_START_TAG) {
+        return Ok(out);
+    }
+    let mut pos = 0;
+    while pos < v1.len() {
+        let key = read_varint(v1, &mut pos).ok_or_else(bad)?;
+        let len = read_varint(v1, &mut pos).ok_or_else(bad)? as usize;
+        let msg = v1.get(pos..pos + len).ok_or_else(bad)?;
+        pos += len;
+        if key != 0x0a {
+            continue;
+        }
+        let mut found = SeriesInternal::default();
+        let mut p = 0;
+        while p < msg.len() {
+            let k = read_varint(msg, &mut p).ok_or_else(bad)?;
+            let width = match k & 7 {
+                0 => {
+                    read_varint(msg, &mut p).ok_or_else(bad)?;
+                    0
+                }
+                1 => 8,
+                2 => read_varint(msg, &mut p).ok_or_else(bad)? as usize,
+                5 => 4,
+                _ => return Err(bad()),
+            };
+            let field = msg.get(p..p + width).ok_or_else(bad)?;
+            p += width;
+            if k == u64::from(SERIES_METADATA_TAG) {
+                found.metadata = Some(read_metadata(field).map_err(|_| bad())?);
+            } else if k == u64::from(SERIES_START_TAG) {
+                read_series_starts(field, &mut found.starts).map_err(|_| bad())?;
+            }
+        }
+        out.push(found);
+    }
+    Ok(out)
 }
 
 /// The labels, value bits and timestamp of a complete 1.0 `exemplars` field (tag, length,

@@ -238,6 +238,16 @@ impl Filter {
         self.matchers.is_empty()
     }
 
+    /// Does a metric family name pass this filter's `__name__` conditions? Metadata is not
+    /// filtered by the other conditions (it names a family, not a series); a filter without a
+    /// `__name__` condition keeps every family.
+    pub fn keeps_family(&self, family: &[u8]) -> bool {
+        self.matchers
+            .iter()
+            .filter(|m| &*m.name == b"__name__")
+            .all(|m| m.matches_value(family))
+    }
+
     /// Does the series satisfy every condition?
     #[inline]
     pub fn matches(&self, series: &SeriesView<'_>) -> bool {

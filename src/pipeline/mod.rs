@@ -14,6 +14,7 @@
 use crate::batch::{SeriesBatch, SeriesView};
 use crate::config::{Ack, Config, ServerConfig};
 use crate::decode::{DecodeError, DecodeLimits, Protocol};
+use crate::encode::remote_write::SpliceLabels;
 use crate::filter::Filter;
 use crate::relabel::{LabelSet, merge};
 use crate::targets::queue::Span;
@@ -24,9 +25,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod metadata;
 pub mod tap;
 
-use tap::{TapHub, TaskTap};
+use tap::{TapBatch, TapHub, TaskTap};
 
 /// Decode buffer a shard keeps between requests; a larger request's buffer is freed after it.
 /// (16 MiB covers Prometheus' default 2,000-sample batches many times over.)
@@ -56,6 +58,8 @@ struct TaskTarget {
     /// Index into [`Pipeline::targets`].
     index: usize,
     external_labels: LabelSet,
+    /// The task's and these external labels, encoded once for remote-write splicing.
+    splice: SpliceLabels,
 }
 
 struct SourceRoute {
@@ -107,9 +111,6 @@ impl TaskIndex {
 
 /// The targets a pipeline is assembled from, by (task, target) name.
 pub type TargetMap = HashMap<(String, String), Arc<Target>>;
-
-/// A tapped target's JSON lines of one request, and how many samples they hold.
-type TapLines = (Vec<u8>, u64);
 
 /// Per-target scratch of one request.
 #[derive(Default)]
@@ -259,6 +260,7 @@ impl Pipeline {
                 task_targets.push(TaskTarget {
                     index: ordered.len(),
                     external_labels: t.external_labels.clone(),
+                    splice: SpliceLabels::new(&task.labels, &t.external_labels),
                 });
                 ordered.push(target.clone());
             }
@@ -413,7 +415,7 @@ impl Pipeline {
         protocol: Protocol,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
-        self.process_with(source, waits, |batch, limits| {
+        self.process_with(source, protocol, waits, |batch, limits| {
             batch.decode_snappy_as(body, limits, protocol)
         })
     }
@@ -421,13 +423,16 @@ impl Pipeline {
     /// [`Pipeline::process_acked`] for a batch that `fill` builds (a source that does not
     /// read remote-write bodies, e.g. the Kafka source's JSON): `fill` gets the shard's
     /// cleared-or-reused batch and the decode limits, and must leave the batch with the
-    /// invariants of [`SeriesBatch`] (labels checked, sorted, hashed) or fail.
+    /// invariants of [`SeriesBatch`] (labels checked, sorted, hashed) or fail. `protocol` is
+    /// the remote-write version the batch stands for (how its metadata is forwarded; a batch
+    /// without metadata is 1.0).
     ///
     /// # Errors
     /// `fill`'s error as [`IngestError::Decode`]; otherwise as [`Pipeline::process_acked`].
     pub fn process_with(
         &self,
         source: usize,
+        protocol: Protocol,
         waits: &mut Vec<AckWait>,
         fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<(), DecodeError>,
     ) -> Result<IngestStats, IngestError> {
@@ -439,12 +444,12 @@ impl Pipeline {
                     *scratch = self.new_scratch();
                     *owner = self.id;
                 }
-                let result = self.process_in(scratch, source, fill, waits);
+                let result = self.process_in(scratch, source, protocol, fill, waits);
                 Self::reset(scratch);
                 result
             }
             // Not reachable (process never calls itself), but never worth a panic.
-            Err(_) => self.process_in(&mut self.new_scratch(), source, fill, waits),
+            Err(_) => self.process_in(&mut self.new_scratch(), source, protocol, fill, waits),
         })
     }
 
@@ -452,6 +457,7 @@ impl Pipeline {
         &self,
         scratch: &mut Scratch,
         source: usize,
+        protocol: Protocol,
         fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<(), DecodeError>,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
@@ -472,40 +478,31 @@ impl Pipeline {
             .inc_by(batch.histogram_count() as u64);
         route.metrics.metadata.inc_by(batch.metadata_count() as u64);
 
-        // Tapped lines, per tapped task per target; empty (no allocation) when nobody listens.
-        let mut tapped: Vec<(&TaskRuntime, Vec<TapLines>)> = Vec::new();
+        // Tapped tasks' JSON, per target; empty (no allocation) when nobody listens.
+        let mut tapped: Vec<(&TaskRuntime, TapBatch)> = Vec::new();
         // The one check a tap costs when idle: a load per task. Someone listening (debugging
-        // a task) takes the slower task-by-task loop below, which also writes what it taps.
+        // a task) takes the slower task-by-task loop below, which also writes what it taps,
+        // up to the listeners' rates (see [`tap`]).
         if route.tasks.iter().any(|t| t.tap.active()) {
             for task in &route.tasks {
                 let mut matched = 0usize;
-                // The one check a tap costs when idle. With listeners, JSON is written only while
-                // one of them has room; otherwise the samples are counted as skipped.
-                let listening = task.tap.active();
-                let tapping = listening && task.tap.has_room();
-                let mut unread = 0u64;
-                let mut lines: Vec<TapLines> = if tapping {
-                    vec![(Vec::new(), 0); task.targets.len()]
-                } else {
-                    Vec::new()
-                };
+                let mut tap = task
+                    .tap
+                    .active()
+                    .then(|| TapBatch::new(task, &self.targets));
                 for series in batch.iter() {
                     if !task.filter.matches(&series) {
                         continue;
                     }
                     matched += deliver(task, &series, &self.targets, outs, touched);
-                    if tapping {
-                        tap_series(task, &series, &mut lines);
-                    } else if listening {
-                        unread += series.samples().len() as u64;
+                    if let Some(tap) = &mut tap {
+                        tap.add(task, &series);
                     }
                 }
                 task.metrics.matched.inc_by(matched as u64);
                 task.metrics.filtered.inc_by((received - matched) as u64);
-                if tapping {
-                    tapped.push((task, lines));
-                } else if unread > 0 {
-                    task.tap.skip_all(unread);
+                if let Some(tap) = tap {
+                    tapped.push((task, tap));
                 }
             }
         } else {
@@ -542,6 +539,12 @@ impl Pipeline {
                         task.metrics.filtered.inc_by((received - m) as u64);
                     }
                 }
+            }
+        }
+
+        if !batch.metadata().is_empty() {
+            for task in &route.tasks {
+                metadata::forward(task, batch, protocol, &self.targets, outs, touched);
             }
         }
 
@@ -596,6 +599,8 @@ impl Pipeline {
                     }
                 }
             }
+            // A lost chunk's room may include metadata entries (one each), not samples.
+            let lost = lost.min(out.samples);
             queued += out.samples - lost;
             target.metrics.queued.inc_by((out.samples - lost) as u64);
             target.metrics.dropped_spool_error.inc_by(lost as u64);
@@ -603,16 +608,12 @@ impl Pipeline {
                 .metrics
                 .dropped_unsupported
                 .inc_by(out.unsupported as u64);
+            target.count_metadata(out);
             target.update_gauges();
         }
         // Taken: the tapped targets received these samples.
-        for (task, lines) in tapped {
-            for (tt, (buf, n)) in task.targets.iter().zip(lines) {
-                if n > 0 && failed != Some(tt.index) {
-                    task.tap
-                        .publish(&self.targets[tt.index].name, bytes::Bytes::from(buf), n);
-                }
-            }
+        for (task, tap) in tapped {
+            tap.publish(task, &self.targets, failed);
         }
         if let Some(ti) = failed {
             let t = &self.targets[ti];
@@ -654,31 +655,14 @@ fn deliver(
             series.label_refs(),
             &task.labels,
             &tt.external_labels,
-        );
+        )
+        .with_splice(&tt.splice);
         targets[ti]
             .encoder
             .write_series(&mut ts.out, series, labels);
         ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
     }
     series.samples().len() + series.histogram_count() as usize
-}
-
-/// Append a delivered series to a tapped task's lines: per target, each sample as the seed's
-/// JSON object with the labels that target received. Only when someone listens.
-fn tap_series(task: &TaskRuntime, series: &SeriesView<'_>, lines: &mut [TapLines]) {
-    for (tt, (buf, n)) in task.targets.iter().zip(lines.iter_mut()) {
-        let labels = merge(
-            series.buf(),
-            series.label_refs(),
-            &task.labels,
-            &tt.external_labels,
-        );
-        for sample in series.samples() {
-            crate::encode::json_sample::write_sample(buf, labels.clone(), sample);
-            buf.push(b'\n');
-        }
-        *n += series.samples().len() as u64;
-    }
 }
 
 impl Pipeline {

@@ -36,6 +36,14 @@ pub enum Payload {
     Bytes(Bytes),
     /// Kafka messages still to deliver (delivered ones are removed as they are acknowledged).
     Messages(Vec<KafkaMessage>),
+    /// A remote-write batch holding metadata: its series and its metadata, each sent as a
+    /// request of its own (a part is set to `None` once delivered). `entries` metadata
+    /// entries took one sample's room each in the queue.
+    Split {
+        series: Option<Bytes>,
+        metadata: Option<Bytes>,
+        entries: usize,
+    },
 }
 
 impl Payload {
@@ -44,6 +52,9 @@ impl Payload {
         match self {
             Payload::Bytes(_) => 1,
             Payload::Messages(m) => m.len(),
+            Payload::Split {
+                series, metadata, ..
+            } => usize::from(series.is_some()) + usize::from(metadata.is_some()),
         }
     }
 
@@ -51,6 +62,17 @@ impl Payload {
         match self {
             Payload::Bytes(b) => b.len(),
             Payload::Messages(m) => m.iter().map(|m| m.payload.len()).sum(),
+            Payload::Split {
+                series, metadata, ..
+            } => series.as_ref().map_or(0, Bytes::len) + metadata.as_ref().map_or(0, Bytes::len),
+        }
+    }
+
+    /// Metadata entries in the batch (counted apart from samples).
+    fn metadata_entries(&self) -> usize {
+        match self {
+            Payload::Split { entries, .. } => *entries,
+            _ => 0,
         }
     }
 }
@@ -68,6 +90,9 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
         let mut payload = service.prepare(&batch.body);
         let bytes = payload.len();
         let messages = payload.messages();
+        // Metadata entries took one sample's room each; they are counted apart.
+        let metadata = payload.metadata_entries().min(batch.samples);
+        let samples = batch.samples - metadata;
         let mut dropped = 0usize;
         let mut failures = 0u32;
         let mut delivered = false;
@@ -76,11 +101,13 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
         loop {
             let started = Instant::now();
             let result = service.send(&mut payload, &mut dropped).await;
-            m.send_seconds.observe(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            m.send_seconds.observe(took.as_secs_f64());
+            target.latency.observe(took);
             match result {
                 SendResult::Delivered => {
-                    m.delivered
-                        .inc_by((batch.samples - dropped.min(batch.samples)) as u64);
+                    m.delivered.inc_by((samples - dropped.min(samples)) as u64);
+                    m.metadata_forwarded.inc_by(metadata as u64);
                     m.dropped_refused.inc_by(dropped as u64);
                     m.batches.inc();
                     m.bytes.inc_by(bytes as u64);
@@ -88,7 +115,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     backoff = cfg.min_backoff;
                     delivered = dropped == 0;
                     target.health.delivered();
-                    taken = dropped < batch.samples;
+                    taken = dropped < samples;
                     if failures > 0 {
                         tracing::info!(task = %target.task, target = %target.name, failures, "target recovered");
                     }
@@ -114,7 +141,8 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                 }
                 SendResult::Reject { why } => {
                     target.health.refused(&why);
-                    m.dropped_refused.inc_by(batch.samples as u64);
+                    m.dropped_refused.inc_by(samples as u64);
+                    m.metadata_dropped_refused.inc_by(metadata as u64);
                     tracing::error!(
                         task = %target.task, target = %target.name, samples = batch.samples,
                         "target refused a batch, dropping it (not retried): {why}"
@@ -123,7 +151,8 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                 }
                 SendResult::RejectQuietly { why } => {
                     target.health.refused(&why);
-                    m.dropped_refused.inc_by(batch.samples as u64);
+                    m.dropped_refused.inc_by(samples as u64);
+                    m.metadata_dropped_refused.inc_by(metadata as u64);
                     tracing::debug!(
                         task = %target.task, target = %target.name, samples = batch.samples,
                         "target refused a batch, dropping it (not retried): {why}"

@@ -18,6 +18,7 @@ pub mod file;
 mod health;
 pub mod kafka;
 mod lane;
+mod latency;
 pub mod queue;
 pub mod remote_write;
 pub mod spool;
@@ -26,6 +27,7 @@ pub mod tls;
 
 pub use health::{Health, HealthState, TargetState};
 pub use lane::{Payload, SendResult, run_lane};
+pub use latency::{LatencySnapshot, SendLatency};
 pub use target::{CommonKeys, Output, SinkError, Target, TargetConfig};
 
 use crate::batch::SeriesView;
@@ -180,6 +182,21 @@ macro_rules! target_kinds {
             ) {
                 match self {
                     $(Encoder::$variant(e) => e.write_series(out, series, labels),)+
+                }
+            }
+
+            /// Write a request's metadata `entries` (spans into `buf`) that the task keeps;
+            /// `per_series`: they came attached to series (remote-write 2.0), and the series
+            /// carry them too. Once per request and target, never per series.
+            pub fn write_metadata<'a>(
+                &self,
+                out: &mut Output,
+                buf: &[u8],
+                entries: impl Iterator<Item = &'a crate::batch::MetadataRef> + Clone,
+                per_series: bool,
+            ) {
+                match self {
+                    $(Encoder::$variant(e) => e.write_metadata(out, buf, entries, per_series),)+
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! running target the data path hands data to (its encoder, queue, metrics and ack policy).
 
 use super::health::Health;
+use super::latency::SendLatency;
 use super::queue::{Chunk, Overflow, QueueConfig, RawQueue, SinkQueue};
 use super::spool::{self, OverflowConfig, RawOverflow, RawSpool, SpoolConfig};
 use super::{Encoder, TargetKind};
@@ -89,6 +90,21 @@ pub struct Output {
     pub unsupported: usize,
     /// The newest float sample timestamp written (ms since the epoch; `i64::MIN` for none).
     pub newest_timestamp_ms: i64,
+    /// Metadata entries written (each takes one sample's room in the queue, see
+    /// [`crate::encode::metadata`]).
+    pub metadata: usize,
+    /// Metadata entries dropped: the format cannot carry them (JSON).
+    pub metadata_unsupported: usize,
+    /// Metadata entries dropped: they came without series (remote-write 1.0 metadata
+    /// requests) and a remote-write 2.0 target carries metadata only inside series.
+    pub metadata_without_series: usize,
+    /// 2.0 start timestamps the format cannot carry, dropped (see
+    /// [`crate::encode::start_timestamp`]).
+    pub start_timestamps_dropped: usize,
+    /// Scratch for an encoder that writes extra fields of a series (reused).
+    pub scratch: Vec<u8>,
+    /// Scratch of the JSON targets' `histograms: buckets` conversion (reused).
+    pub histogram_scratch: crate::encode::histogram_buckets::Scratch,
 }
 
 impl Output {
@@ -97,6 +113,10 @@ impl Output {
         self.samples = 0;
         self.unsupported = 0;
         self.newest_timestamp_ms = i64::MIN;
+        self.metadata = 0;
+        self.metadata_unsupported = 0;
+        self.metadata_without_series = 0;
+        self.start_timestamps_dropped = 0;
     }
 }
 
@@ -119,6 +139,8 @@ pub struct Target {
     pub ack: Ack,
     /// How its last sends went, for status.
     pub health: Health,
+    /// How long its send attempts took, for the p99 on status.
+    pub latency: SendLatency,
     /// The newest timestamps received and delivered (see [`crate::telemetry::lag`]).
     pub clock: TargetClock,
 }
@@ -210,6 +232,7 @@ impl Target {
             queue_config: q.clone(),
             ack,
             health: Health::default(),
+            latency: SendLatency::default(),
         })
     }
 
@@ -220,6 +243,18 @@ impl Target {
             newest_timestamp_ms: i64::MIN,
             ..Output::default()
         }
+    }
+
+    /// Publish what one admitted request did with metadata and start timestamps for this
+    /// target.
+    pub fn count_metadata(&self, out: &Output) {
+        let m = &self.metrics;
+        m.metadata_dropped_unsupported
+            .inc_by(out.metadata_unsupported as u64);
+        m.metadata_dropped_without_series
+            .inc_by(out.metadata_without_series as u64);
+        m.start_timestamps_dropped
+            .inc_by(out.start_timestamps_dropped as u64);
     }
 
     /// What the target holds as shutdown begins, to report what the drain did.

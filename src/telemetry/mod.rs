@@ -50,6 +50,9 @@ pub mod reason {
     /// Still in memory when a target removed or changed by a reload had drained for
     /// `shutdown_timeout`.
     pub const REMOVED: &str = "removed";
+    /// Metadata that came without series (remote-write 1.0 metadata requests), toward a
+    /// remote-write 2.0 target, which carries metadata only inside series.
+    pub const WITHOUT_SERIES: &str = "without_series";
 }
 
 /// All metric families, registered under the `promrelay_` prefix.
@@ -60,7 +63,10 @@ pub struct Metrics {
     received_samples: Family<Labels, Counter>,
     received_series: Family<Labels, Counter>,
     received_histograms: Family<Labels, Counter>,
-    metadata_ignored: Family<Labels, Counter>,
+    received_metadata: Family<Labels, Counter>,
+    target_metadata_forwarded: Family<Labels, Counter>,
+    target_metadata_dropped: Family<Labels, Counter>,
+    target_start_timestamps_dropped: Family<Labels, Counter>,
     task_matched: Family<Labels, Counter>,
     task_filtered: Family<Labels, Counter>,
     target_queued: Family<Labels, Counter>,
@@ -203,7 +209,10 @@ impl Metrics {
         let received_samples = Family::default();
         let received_series = Family::default();
         let received_histograms = Family::default();
-        let metadata_ignored = Family::default();
+        let received_metadata = Family::default();
+        let target_metadata_forwarded = Family::default();
+        let target_metadata_dropped = Family::default();
+        let target_start_timestamps_dropped = Family::default();
         let task_matched = Family::default();
         let task_filtered = Family::default();
         let target_queued = Family::default();
@@ -246,9 +255,24 @@ impl Metrics {
             received_histograms.clone(),
         );
         registry.register(
-            "metadata_ignored",
-            "MetricMetadata entries received and not relayed",
-            metadata_ignored.clone(),
+            "received_metadata",
+            "Metadata entries received (1.0: MetricMetadata messages; 2.0: series with metadata)",
+            received_metadata.clone(),
+        );
+        registry.register(
+            "target_metadata_forwarded",
+            "Metadata entries the target acknowledged",
+            target_metadata_forwarded.clone(),
+        );
+        registry.register(
+            "target_metadata_dropped",
+            "Metadata entries not delivered to the target, by reason",
+            target_metadata_dropped.clone(),
+        );
+        registry.register(
+            "target_start_timestamps_dropped",
+            "Remote-write 2.0 start timestamps the target's format cannot carry, by reason",
+            target_start_timestamps_dropped.clone(),
         );
         registry.register(
             "task_matched_samples",
@@ -358,7 +382,10 @@ impl Metrics {
             received_samples,
             received_series,
             received_histograms,
-            metadata_ignored,
+            received_metadata,
+            target_metadata_forwarded,
+            target_metadata_dropped,
+            target_start_timestamps_dropped,
             task_matched,
             task_filtered,
             target_queued,
@@ -429,7 +456,7 @@ impl Metrics {
             samples: self.received_samples.get_or_create(&l).clone(),
             series: self.received_series.get_or_create(&l).clone(),
             histograms: self.received_histograms.get_or_create(&l).clone(),
-            metadata: self.metadata_ignored.get_or_create(&l).clone(),
+            metadata: self.received_metadata.get_or_create(&l).clone(),
         }
     }
 
@@ -445,6 +472,15 @@ impl Metrics {
         let l = labels(&[("task", task), ("target", target)]);
         let dropped = |r: &str| {
             self.target_dropped
+                .get_or_create(&labels(&[
+                    ("task", task),
+                    ("target", target),
+                    ("reason", r),
+                ]))
+                .clone()
+        };
+        let metadata_dropped = |r: &str| {
+            self.target_metadata_dropped
                 .get_or_create(&labels(&[
                     ("task", task),
                     ("target", target),
@@ -475,6 +511,18 @@ impl Metrics {
             dropped_spool_corrupt: dropped(reason::SPOOL_CORRUPT),
             dropped_spool_error: dropped(reason::SPOOL_ERROR),
             dropped_removed: dropped(reason::REMOVED),
+            metadata_forwarded: self.target_metadata_forwarded.get_or_create(&l).clone(),
+            metadata_dropped_unsupported: metadata_dropped(reason::UNSUPPORTED),
+            metadata_dropped_without_series: metadata_dropped(reason::WITHOUT_SERIES),
+            metadata_dropped_refused: metadata_dropped(reason::REFUSED),
+            start_timestamps_dropped: self
+                .target_start_timestamps_dropped
+                .get_or_create(&labels(&[
+                    ("task", task),
+                    ("target", target),
+                    ("reason", reason::UNSUPPORTED),
+                ]))
+                .clone(),
         }
     }
 
@@ -511,8 +559,21 @@ impl Metrics {
             &self.target_messages,
             &self.target_retries,
             &self.target_sent_bytes,
+            &self.target_metadata_forwarded,
         ] {
             f.remove(&l);
+        }
+        self.target_start_timestamps_dropped.remove(&labels(&[
+            ("task", task),
+            ("target", target),
+            ("reason", reason::UNSUPPORTED),
+        ]));
+        for r in [reason::UNSUPPORTED, reason::WITHOUT_SERIES, reason::REFUSED] {
+            self.target_metadata_dropped.remove(&labels(&[
+                ("task", task),
+                ("target", target),
+                ("reason", r),
+            ]));
         }
         self.target_queue_depth.remove(&l);
         self.target_spool_bytes.remove(&l);
@@ -605,6 +666,11 @@ pub struct TargetMetrics {
     pub dropped_spool_corrupt: Counter,
     pub dropped_spool_error: Counter,
     pub dropped_removed: Counter,
+    pub metadata_forwarded: Counter,
+    pub metadata_dropped_unsupported: Counter,
+    pub metadata_dropped_without_series: Counter,
+    pub metadata_dropped_refused: Counter,
+    pub start_timestamps_dropped: Counter,
 }
 
 /// The HTTP listeners' own metrics: connections open and closed by reason, accept errors,

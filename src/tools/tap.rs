@@ -23,6 +23,8 @@ pub struct TapOptions {
     pub task: String,
     pub target: Option<String>,
     pub limit: Option<u64>,
+    /// Samples per second at most (the relay's default when `None`).
+    pub rate: Option<u64>,
     /// A bearer token, if the relay requires one.
     pub token: Option<String>,
 }
@@ -48,7 +50,10 @@ pub async fn tap(
         url.push_str(&format!("target={}&", path_segment(t)));
     }
     if let Some(l) = o.limit {
-        url.push_str(&format!("limit={l}"));
+        url.push_str(&format!("limit={l}&"));
+    }
+    if let Some(r) = o.rate {
+        url.push_str(&format!("rate={r}"));
     }
     let mut req = Request::get(&url).header(header::ACCEPT, "application/x-ndjson");
     if let Some(t) = &o.token {

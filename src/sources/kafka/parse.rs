@@ -5,7 +5,7 @@
 //! string field, plus `value` and `timestamp`), raw-snappy compressed or not. It is parsed
 //! with simd-json into a tape and walked once; each object's label names and values are
 //! copied into the batch's buffer (unescaped) as spans, its labels checked, sorted and hashed
-//! by the same code as remote-write ingest ([`SeriesBatch::check_labels`]), so the batch keeps
+//! by the same code as remote-write ingest (`SeriesBatch::check_labels`), so the batch keeps
 //! every invariant of `batch.rs`. Values are strings (`"675.0"`, `"1e-3"`, `"NaN"`, `"+Inf"`,
 //! `"-Inf"`, and `"Infinity"`/`"-Infinity"` as the Kafka target writes them) or JSON numbers;
 //! timestamps are milliseconds, as a string of digits or an integral JSON number.
@@ -261,7 +261,7 @@ fn walk(
         };
         let series = batch.series.len();
         let hash = batch
-            .check_labels(series, labels_start)
+            .check_pushed_labels(series, labels_start)
             .map_err(|e| match e {
                 DecodeError::BadSeries { what, .. } if what == "series has no labels" => {
                     refused(reason::NO_NAME, format!("sample {sample}: no \"__name__\""))
@@ -285,7 +285,10 @@ fn walk(
             samples: (s, s + 1),
             extras: (extras, extras),
             histograms: 0,
+            metadata: 0,
             hash,
+            // Not spliced: there are no received protobuf bytes to copy.
+            splice: None,
         });
     }
     if i != nodes.len() {

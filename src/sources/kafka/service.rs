@@ -33,7 +33,7 @@ use super::config::{KafkaSourceConfig, SourceFormat};
 use super::offsets::{Offsets, Ticket, Tp};
 use super::parse::{self, JsonScratch, MessageError};
 use crate::admin::Live;
-use crate::decode::DecodeError;
+use crate::decode::{DecodeError, Protocol};
 use crate::pipeline::{AckWait, IngestError, Pipeline};
 use crate::telemetry::{KafkaSourceHandles, Metrics};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -550,7 +550,7 @@ impl Reader {
         let mut waits = Vec::new();
         let format = self.shared.cfg.format;
         let json = &mut self.json;
-        let result = pipeline.process_with(index, &mut waits, |batch, limits| {
+        let result = pipeline.process_with(index, Protocol::V1, &mut waits, |batch, limits| {
             let parsed = match payload {
                 None => Err(MessageError {
                     reason: parse::reason::EMPTY,

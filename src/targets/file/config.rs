@@ -2,6 +2,7 @@
 
 use crate::config::values::positive;
 use crate::config::{ConfigError, invalid};
+use crate::encode::histogram_buckets::HistogramMode;
 use crate::targets::queue::RawQueue;
 use crate::targets::spool::{RawOverflow, RawSpool};
 use crate::targets::{CommonKeys, TargetConfig};
@@ -25,6 +26,10 @@ pub struct RawFile {
     /// Rotated files kept (`path.1` the newest … `path.N`); 0 keeps none. Not for `-`.
     #[serde(default, deserialize_with = "crate::config::de::opt_count")]
     pub max_files: Option<u64>,
+    /// `drop` (default; counted `unsupported_by_format`) or `buckets` (each native histogram
+    /// as classic `_bucket`/`_sum`/`_count` objects).
+    #[serde(default)]
+    pub histograms: HistogramMode,
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
     #[serde(default = "file_queue")]
@@ -50,6 +55,8 @@ pub struct FileConfig {
     pub max_file_bytes: u64,
     /// Rotated files kept.
     pub max_files: usize,
+    /// What native histograms become.
+    pub histograms: HistogramMode,
 }
 
 impl RawFile {
@@ -87,6 +94,7 @@ impl RawFile {
                 &format!("{at}.max_file_bytes"),
             )? as u64,
             max_files: max_files as usize,
+            histograms: self.histograms,
         };
         let common = CommonKeys {
             name: self.name,

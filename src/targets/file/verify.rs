@@ -41,6 +41,7 @@ mod tests {
             path: Some(path.into()),
             max_file_bytes: 1,
             max_files: 1,
+            histograms: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 use crate::config::secrets::{SecretSources, one_secret};
 use crate::config::values::positive;
 use crate::config::{ConfigError, invalid};
+use crate::encode::histogram_buckets::HistogramMode;
 use crate::relabel::is_valid_label_name;
 use crate::targets::queue::RawQueue;
 use crate::targets::spool::{RawOverflow, RawSpool};
@@ -26,6 +27,10 @@ pub struct RawKafka {
     pub key: KafkaKey,
     #[serde(default)]
     pub format: KafkaFormat,
+    /// `format: json`: `drop` (default; counted `unsupported_by_format`) or `buckets` (each
+    /// native histogram as classic `_bucket`/`_sum`/`_count` objects).
+    #[serde(default)]
+    pub histograms: HistogramMode,
     #[serde(default)]
     pub compression: KafkaCompression,
     #[serde(default = "default_max_message_bytes")]
@@ -111,6 +116,7 @@ pub struct KafkaConfig {
     pub topic: Vec<TopicPart>,
     pub key: KafkaKey,
     pub format: KafkaFormat,
+    pub histograms: HistogramMode,
     pub compression: KafkaCompression,
     pub max_message_bytes: usize,
     /// Every librdkafka producer setting: the defaults, then sasl/tls, then `options`.
@@ -138,6 +144,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("topic", &self.topic)
             .field("key", &self.key)
             .field("format", &self.format)
+            .field("histograms", &self.histograms)
             .field("compression", &self.compression)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("client", &client)
@@ -336,10 +343,17 @@ impl RawKafka {
             options: &self.options,
         }
         .settings(&producer, at, base)?;
+        if self.histograms == HistogramMode::Buckets && self.format != KafkaFormat::Json {
+            return Err(invalid(
+                format!("{at}.histograms"),
+                "`buckets` is for format: json (format: remote_write carries native histograms as they are)",
+            ));
+        }
         let kind = KafkaConfig {
             topic,
             key: self.key,
             format: self.format,
+            histograms: self.histograms,
             compression: self.compression,
             max_message_bytes,
             client,

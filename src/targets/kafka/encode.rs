@@ -22,9 +22,10 @@
 //! name. With `key: none` messages have no key.
 
 use super::{KafkaConfig, KafkaFormat, KafkaKey, TopicPart};
-use crate::batch::{Sample, SeriesView};
+use crate::batch::{MetadataRef, Sample, SeriesView};
 use crate::decode::SeriesHasher;
-use crate::encode::{json_sample as json, remote_write};
+use crate::encode::histogram_buckets::{HistogramMode, Joins, write_buckets};
+use crate::encode::{json_sample as json, remote_write, start_timestamp};
 use crate::relabel::MergedLabels;
 use crate::targets::Output;
 
@@ -33,6 +34,8 @@ use crate::targets::Output;
 pub struct KafkaLayout {
     pub format: KafkaFormat,
     pub key: KafkaKey,
+    /// `format: json`: what native histograms become.
+    pub histograms: HistogramMode,
     /// `None` for a fixed topic.
     topic: Option<Vec<TopicPart>>,
 }
@@ -52,6 +55,7 @@ impl KafkaLayout {
         KafkaLayout {
             format: cfg.format,
             key: cfg.key,
+            histograms: cfg.histograms,
             topic: cfg.fixed_topic().is_none().then(|| cfg.topic.clone()),
         }
     }
@@ -68,19 +72,68 @@ impl KafkaLayout {
         let samples = series.samples();
         let histograms = series.histogram_count() as usize;
         let json = self.format == KafkaFormat::Json;
-        if json {
+        let buckets = json && histograms > 0 && self.histograms == HistogramMode::Buckets;
+        if json && !buckets {
             out.unsupported += histograms;
             if samples.is_empty() {
                 return;
             }
         }
+        // Neither format has a place for 2.0 start timestamps: JSON loses them (with a
+        // dropped histogram they go unnoticed), 1.0 protobuf has them cut from histograms.
+        out.scratch.clear();
+        let mut rewritten = false;
+        if json {
+            out.start_timestamps_dropped += if buckets {
+                start_timestamp::count(series)
+            } else {
+                series.start_timestamps().count()
+            };
+        } else {
+            out.start_timestamps_dropped += series.start_timestamps().count();
+            if let Some(cut) = start_timestamp::v1_extras(series, &mut out.scratch) {
+                out.start_timestamps_dropped += cut;
+                rewritten = true;
+            }
+        }
         let name = series.label(b"__name__").unwrap_or_default();
         let lane = self.lane(series.hash(), name, out.lanes.len());
         let chunk = &mut out.lanes[lane];
-        let n = self.write_record(&mut chunk.bytes, labels, samples, series.extras());
+        let mut n = 0;
+        if !samples.is_empty() || !json {
+            let internal = rewritten.then_some(&out.scratch[..]);
+            let extras = series.extras().filter(|_| !rewritten).chain(internal);
+            n = self.write_record(&mut chunk.bytes, labels.clone(), samples, extras);
+        }
+        if buckets {
+            // Cold: only with `histograms: buckets`. A record of its own, after the samples'.
+            let (written, failed) = self.write_bucket_record(
+                &mut chunk.bytes,
+                &mut out.histogram_scratch,
+                labels,
+                series.extras(),
+            );
+            n += written;
+            out.unsupported += failed;
+            if n == 0 {
+                return;
+            }
+        }
         let carried = if json { n } else { n + histograms };
         chunk.end_series(carried);
         out.samples += carried;
+    }
+
+    /// Kafka messages carry series only (JSON objects, or `timeseries` fields grouped by
+    /// key): metadata is counted as unsupported.
+    pub fn write_metadata<'a>(
+        &self,
+        out: &mut Output,
+        _buf: &[u8],
+        entries: impl Iterator<Item = &'a MetadataRef>,
+        _per_series: bool,
+    ) {
+        out.metadata_unsupported += entries.count();
     }
 
     /// The lane a series goes to (see the module docs).
@@ -95,6 +148,47 @@ impl KafkaLayout {
             KafkaKey::Series | KafkaKey::None => series_hash,
         };
         (h % lanes as u64) as usize
+    }
+
+    /// Append a record holding a series' native histograms as classic bucket objects
+    /// ([`crate::encode::histogram_buckets`]); returns the objects written and the histograms
+    /// that did not convert. No record when nothing converted.
+    pub fn write_bucket_record<'a, L, E>(
+        &self,
+        out: &mut Vec<u8>,
+        scratch: &mut crate::encode::histogram_buckets::Scratch,
+        labels: L,
+        extras: E,
+    ) -> (usize, usize)
+    where
+        L: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+        E: Iterator<Item = &'a [u8]> + Clone,
+    {
+        let start = out.len();
+        // The header as for samples, with no samples; the body is filled in below.
+        self.write_record(out, labels.clone(), &[], std::iter::empty());
+        let body = out.len();
+        let (mut written, mut failed) = (0usize, 0usize);
+        for h in extras.filter(|e| e.first() == Some(&0x22)) {
+            let joins = Joins {
+                first: if written == 0 { b"" } else { b"," },
+                between: b",",
+                after: b"",
+            };
+            match write_buckets(out, scratch, labels.clone(), h, joins) {
+                Ok(k) => written += k,
+                Err(_) => failed += 1,
+            }
+        }
+        if written == 0 {
+            out.truncate(start);
+            return (0, failed);
+        }
+        // Patch the header's sample count and body length (the last 8 bytes before it).
+        let len = (out.len() - body) as u32;
+        out[body - 4..body].copy_from_slice(&len.to_le_bytes());
+        out[body - 8..body - 4].copy_from_slice(&(written as u32).to_le_bytes());
+        (written, failed)
     }
 
     /// Append one series' record. `labels` are the delivered (merged) labels. Returns the

@@ -191,6 +191,7 @@ mod tests {
             topic: parse_topic(topic).unwrap(),
             key,
             format,
+            histograms: Default::default(),
             compression: KafkaCompression::Snappy,
             max_message_bytes: max,
             client: vec![],
@@ -337,5 +338,70 @@ mod tests {
         let req = crate::proto::WriteRequest::decode(&raw[..]).unwrap();
         assert_eq!(req.timeseries.len(), 2);
         assert_eq!(req.timeseries[1].samples[0].value, 2.0);
+    }
+
+    #[test]
+    fn histogram_bucket_records_join_the_series_samples_in_one_json_array() {
+        use crate::proto::v2::{BucketSpan, Histogram};
+        use prost::Message;
+        let c = cfg("m", KafkaKey::Series, KafkaFormat::Json, 1 << 20);
+        let layout = KafkaLayout::new(&c);
+        let h = Histogram {
+            count_int: 2,
+            sum: 1.0,
+            schema: 0,
+            positive_spans: vec![BucketSpan {
+                offset: 0,
+                length: 1,
+            }],
+            positive_deltas: vec![2],
+            timestamp: 9,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut field = vec![0x22, h.len() as u8];
+        field.extend_from_slice(&h);
+        let l = [("__name__", "h"), ("job", "a")];
+        let mut buf = Vec::new();
+        layout.write_record(
+            &mut buf,
+            labels(&l),
+            &[Sample {
+                value: 5.0,
+                timestamp: 9,
+            }],
+            std::iter::empty(),
+        );
+        let (written, failed) = layout.write_bucket_record(
+            &mut buf,
+            &mut Default::default(),
+            labels(&l),
+            [&field[..]].into_iter(),
+        );
+        assert_eq!((written, failed), (4, 0));
+        let msgs = MessageBuilder::new(&c, 1).build(&buf);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].samples, 5);
+        let got = unsnappy(&msgs[0]);
+        let rows: Vec<(String, String, String)> = got
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let s = |k: &str| o[k].as_str().unwrap_or("-").to_owned();
+                (s("__name__"), s("le"), s("value"))
+            })
+            .collect();
+        let r = |n: &str, le: &str, v: &str| (n.to_owned(), le.to_owned(), v.to_owned());
+        assert_eq!(
+            rows,
+            [
+                r("h", "-", "5.0"),
+                r("h_bucket", "1.0", "2.0"),
+                r("h_bucket", "+Inf", "2.0"),
+                r("h_sum", "-", "1.0"),
+                r("h_count", "-", "2.0"),
+            ]
+        );
     }
 }

@@ -10,9 +10,11 @@
 //! that is down keeps its share in its own lanes (memory, then its overflow): re-sharding it
 //! to the others would split series across receivers.
 
-use crate::batch::SeriesView;
-use crate::decode::SeriesHasher;
-use crate::encode::remote_write::encode_series;
+use crate::batch::{MetadataRef, SeriesView};
+use crate::decode::{Protocol, SeriesHasher};
+use crate::encode::metadata::{METADATA_TAG, SERIES_METADATA_TAG, write_metadata};
+use crate::encode::remote_write::{encode_series, splice_series};
+use crate::encode::start_timestamp::{v1_extras, write_series_starts};
 use crate::relabel::MergedLabels;
 use crate::targets::Output;
 
@@ -26,6 +28,9 @@ pub struct RemoteWriteEncoder {
     replicas: usize,
     /// Label names whose values pick the receivers; empty: all labels (the series hash).
     shard_by: Box<[Box<[u8]>]>,
+    /// A 2.0 target: a series' metadata rides inside its queued series
+    /// ([`crate::encode::metadata`]).
+    v2: bool,
 }
 
 impl RemoteWriteConfig {
@@ -34,8 +39,37 @@ impl RemoteWriteConfig {
             receivers: self.urls.len().max(1),
             replicas: self.replicas.max(1),
             shard_by: self.shard_by.iter().map(|l| l.as_bytes().into()).collect(),
+            v2: self.protocol == Protocol::V2,
         }
     }
+}
+
+/// One series' `timeseries` field: its bytes as received with the configured labels spliced
+/// in when the decoder marked it copyable, the caller offered the encoded labels and nothing
+/// else changes (no `rewritten` extras, no relay-internal fields to add); encoded label by
+/// label and sample by sample otherwise, with the extras replaced by `internal` when
+/// `rewritten`, followed by it otherwise.
+#[inline]
+fn write(
+    bytes: &mut Vec<u8>,
+    series: &SeriesView<'_>,
+    labels: MergedLabels<'_>,
+    rewritten: bool,
+    internal: Option<&[u8]>,
+) {
+    if !rewritten
+        && internal.is_none()
+        && let (Some(splice), Some(statics)) = (series.splice(), labels.splice_labels())
+    {
+        splice_series(bytes, series.buf(), splice, series.label_refs(), statics);
+        return;
+    }
+    encode_series(
+        bytes,
+        labels,
+        series.samples(),
+        series.extras().filter(|_| !rewritten).chain(internal),
+    );
 }
 
 /// A well-mixed 64-bit value of `x` (splitmix64's finaliser).
@@ -84,10 +118,31 @@ impl RemoteWriteEncoder {
     ) {
         let samples = series.samples();
         let carried = samples.len() + series.histogram_count() as usize;
+        // Toward a 2.0 target, what 1.0 has no field for rides as relay-internal fields
+        // after the extras; toward a 1.0 target, histograms lose their start timestamps
+        // (cold: only for 2.0 senders' metadata and start timestamps).
+        out.scratch.clear();
+        let mut rewritten = false;
+        if self.v2 {
+            if let Some(m) = series.metadata() {
+                write_metadata(&mut out.scratch, SERIES_METADATA_TAG, series.buf(), m);
+            }
+            let mut starts = series.start_timestamps().peekable();
+            if starts.peek().is_some() {
+                write_series_starts(&mut out.scratch, samples.len(), starts);
+            }
+        } else {
+            out.start_timestamps_dropped += series.start_timestamps().count();
+            if let Some(cut) = v1_extras(series, &mut out.scratch) {
+                out.start_timestamps_dropped += cut;
+                rewritten = true;
+            }
+        }
+        let internal = (!out.scratch.is_empty()).then_some(&out.scratch[..]);
         if self.receivers == 1 {
             let lane = (series.hash() % out.lanes.len() as u64) as usize;
             let chunk = &mut out.lanes[lane];
-            encode_series(&mut chunk.bytes, labels, samples, series.extras());
+            write(&mut chunk.bytes, series, labels, rewritten, internal);
             chunk.end_series(carried);
             out.samples += carried;
             return;
@@ -99,9 +154,45 @@ impl RemoteWriteEncoder {
         let n = choose(self.key(series), self.receivers, self.replicas, &mut chosen);
         for &r in &chosen[..n] {
             let chunk = &mut out.lanes[(r * per + within).min(lanes - 1)];
-            encode_series(&mut chunk.bytes, labels.clone(), samples, series.extras());
+            write(
+                &mut chunk.bytes,
+                series,
+                labels.clone(),
+                rewritten,
+                internal,
+            );
             chunk.end_series(carried);
             out.samples += carried;
+        }
+    }
+
+    /// Write metadata entries. A 1.0 target: each a top-level `metadata` field in the first
+    /// lane of each receiver (every receiver gets every family's metadata), one sample's
+    /// room each; the sender sends them as requests of their own. A 2.0 target carries
+    /// metadata only inside series: entries that came with series ride with them
+    /// ([`RemoteWriteEncoder::write_series`]); those that came alone are counted.
+    pub fn write_metadata<'a>(
+        &self,
+        out: &mut Output,
+        buf: &[u8],
+        entries: impl Iterator<Item = &'a MetadataRef> + Clone,
+        per_series: bool,
+    ) {
+        if self.v2 {
+            if !per_series {
+                out.metadata_without_series += entries.count();
+            }
+            return;
+        }
+        let lanes = out.lanes.len();
+        let per = (lanes / self.receivers).max(1);
+        for r in 0..self.receivers {
+            let chunk = &mut out.lanes[(r * per).min(lanes - 1)];
+            for m in entries.clone() {
+                write_metadata(&mut chunk.bytes, METADATA_TAG, buf, m);
+                chunk.end_series(1);
+                out.metadata += 1;
+            }
         }
     }
 

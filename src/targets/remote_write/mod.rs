@@ -8,6 +8,7 @@
 //!   5xx and 429 retried, other 4xx refused for good);
 //! - `verify.rs`: `promrelay verify`'s probes (connect, TLS, an empty write, the Prometheus behind).
 
+mod certificate;
 mod config;
 mod encode;
 mod service;

@@ -40,6 +40,8 @@ pub struct RemoteWriteService {
     convert_error: Option<String>,
     /// Shared by the target's lanes: a 2.0 target's 415 has been logged.
     refused_v2_logged: Arc<AtomicBool>,
+    /// Remote-write 1.0 targets: a batch's series and metadata, split (reused).
+    split: crate::encode::metadata::Split,
 }
 
 impl RemoteWriteService {
@@ -102,34 +104,68 @@ impl RemoteWriteService {
             v2: (cfg.protocol == Protocol::V2).then(|| (V2Writer::default(), Vec::new())),
             convert_error: None,
             refused_v2_logged,
+            split: Default::default(),
         })
     }
 
     /// Snappy (block format) through a reused buffer; for a 2.0 target, the queued 1.0 body
-    /// converted to a 2.0 `Request` first.
+    /// converted to a 2.0 `Request` first; for a 1.0 target, a batch holding metadata split
+    /// into a series request and a metadata request ([`Payload::Split`]).
     pub fn prepare(&mut self, body: &[u8]) -> Payload {
         self.convert_error = None;
-        let body = match &mut self.v2 {
-            None => body,
-            Some((writer, out)) => {
-                if let Err(e) = writer.convert(body, out) {
+        if let Some((mut writer, mut out)) = self.v2.take() {
+            let payload = match writer.convert(body, &mut out) {
+                Ok(()) => Payload::Bytes(self.compress(&out)),
+                Err(e) => {
                     // Queues only hold what the relay encoded, so this is a bug; the send
                     // refuses the batch (counted, logged) rather than send something wrong.
                     self.convert_error = Some(format!(
                         "internal error: the queued batch does not convert to remote-write 2.0: {e}"
                     ));
-                    return Payload::Bytes(Bytes::new());
+                    Payload::Bytes(Bytes::new())
                 }
-                &out[..]
+            };
+            self.v2 = Some((writer, out));
+            return payload;
+        }
+        // A 1.0 batch holding metadata: series and metadata go as requests of their own.
+        let mut split = std::mem::take(&mut self.split);
+        let payload = match crate::encode::metadata::split(body, &mut split) {
+            Ok(false) => Payload::Bytes(self.compress(body)),
+            Ok(true) => {
+                let series = if split.series.is_empty() {
+                    None
+                } else {
+                    Some(self.compress(&split.series))
+                };
+                Payload::Split {
+                    series,
+                    metadata: Some(self.compress(&split.metadata)),
+                    entries: split.entries,
+                }
+            }
+            Err(e) => {
+                // As for a failed conversion: refused (counted, logged), never sent wrong.
+                self.convert_error = Some(format!(
+                    "internal error: the queued batch does not split into series and \
+                     metadata: {e}"
+                ));
+                Payload::Bytes(Bytes::new())
             }
         };
+        self.split = split;
+        payload
+    }
+
+    /// Snappy (block format) through the reused buffer.
+    fn compress(&mut self, body: &[u8]) -> Bytes {
         self.compressed
             .resize(snap::raw::max_compress_len(body.len()), 0);
-        Payload::Bytes(match self.encoder.compress(body, &mut self.compressed) {
+        match self.encoder.compress(body, &mut self.compressed) {
             Ok(n) => Bytes::copy_from_slice(&self.compressed[..n]),
             // Only for inputs over ~4 GiB, which the queue never builds; fail loudly in a send.
             Err(_) => Bytes::new(),
-        })
+        }
     }
 
     /// One POST of a prepared batch.
@@ -137,12 +173,32 @@ impl RemoteWriteService {
         if let Some(why) = &self.convert_error {
             return SendResult::Reject { why: why.clone() };
         }
+        if let Payload::Split {
+            series, metadata, ..
+        } = payload
+        {
+            // Series first, then metadata; a part delivered is not sent again on a retry.
+            for part in [series, metadata] {
+                if let Some(body) = part.clone() {
+                    match self.send_one(body).await {
+                        SendResult::Delivered => *part = None,
+                        other => return other,
+                    }
+                }
+            }
+            return SendResult::Delivered;
+        }
         let Payload::Bytes(payload) = payload else {
             return SendResult::Reject {
                 why: "internal error: a remote_write target was handed Kafka messages".into(),
             };
         };
-        match self.post(payload.clone()).await {
+        self.send_one(payload.clone()).await
+    }
+
+    /// One POST of one request body, classified.
+    async fn send_one(&self, payload: Bytes) -> SendResult {
+        match self.post(payload).await {
             Err(why) => SendResult::Retry { after: None, why },
             Ok((status, _, _))
                 if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && self.v2.is_some() =>
@@ -280,6 +336,34 @@ pub(super) fn client_tls(cfg: &TlsConfig, https: bool) -> Result<rustls::ClientC
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
+    let builder = builder.with_root_certificates(root_store(cfg, https)?);
+    let mut config = match (&cfg.cert_file, &cfg.key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("tls client certificate: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    if cfg.insecure_skip_verify {
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(insecure::AcceptAnyServerCert(provider)));
+    }
+    Ok(config)
+}
+
+/// The CAs a target trusts: `tls.ca_file`, else (for https) the system's.
+///
+/// # Errors
+/// The CA file cannot be read or holds no certificate; no system roots and no
+/// `insecure_skip_verify`.
+pub(super) fn root_store(cfg: &TlsConfig, https: bool) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = &cfg.ca_file {
         let certs = CertificateDer::pem_file_iter(ca)
@@ -306,26 +390,7 @@ pub(super) fn client_tls(cfg: &TlsConfig, https: bool) -> Result<rustls::ClientC
             return Err("no system root certificates found; set tls.ca_file".into());
         }
     }
-    let builder = builder.with_root_certificates(roots);
-    let mut config = match (&cfg.cert_file, &cfg.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("tls client certificate: {e}"))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    if cfg.insecure_skip_verify {
-        config
-            .dangerous()
-            .set_certificate_verifier(Arc::new(insecure::AcceptAnyServerCert(provider)));
-    }
-    Ok(config)
+    Ok(roots)
 }
 
 /// `tls.insecure_skip_verify: true`: accept any server certificate, still checking that the

@@ -1,15 +1,15 @@
 //! `promrelay verify` for a remote_write target, in the order a delivery fails: the host
-//! resolves, its port accepts a connection, TLS (https) shakes hands, an empty `WriteRequest`
+//! resolves, its port accepts a connection, TLS (https) shakes hands and the receiver's
+//! certificate is trusted, valid for the host and not expired, an empty `WriteRequest`
 //! is accepted (receiver on, credentials good), and, when the receiver is a Prometheus
 //! (`/api/v1/status/buildinfo` answers with the same credentials), its version is at least
 //! 2.39 and it has an `out_of_order_time_window`. A failed step skips the ones after it.
 
 use super::RemoteWriteConfig;
-use super::service::{RemoteWriteService, client_tls};
+use super::service::RemoteWriteService;
 use crate::targets::check::Check;
 use bytes::Bytes;
 use hyper::{StatusCode, Uri};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The oldest Prometheus that takes out-of-order samples (the delivery docs' minimum).
@@ -29,9 +29,10 @@ pub async fn verify(cfg: &RemoteWriteConfig, _produce_test: bool) -> Vec<Check> 
             checks.push(Check::skipped(c, why.to_owned()));
         }
     };
-    const LATER: [&str; 5] = [
+    const LATER: [&str; 6] = [
         "connect",
         "tls",
+        "certificate",
         "remote_write receiver",
         "prometheus version",
         "out_of_order_time_window",
@@ -83,16 +84,20 @@ pub async fn verify(cfg: &RemoteWriteConfig, _produce_test: bool) -> Vec<Check> 
         }
     };
 
-    // TLS.
+    // TLS: the handshake, then the certificate.
     if https {
-        match tls_handshake(cfg, host, stream, timeout).await {
-            Ok(()) => checks.push(Check::ok("tls", "handshake done, certificate accepted")),
-            Err(e) => {
-                checks.push(Check::failed(
-                    "tls",
-                    e,
-                    "check tls.ca_file (the CA that signed the receiver's certificate), that the url's host is a name in the certificate, and that the receiver serves TLS on this port",
-                ));
+        match super::certificate::probe(cfg, host, stream, timeout).await {
+            Ok((tls, cert)) => {
+                let bad = cert.outcome == crate::targets::check::Outcome::Failed;
+                checks.push(tls);
+                checks.push(cert);
+                if bad {
+                    after(&mut checks, &LATER[3..], "the certificate is refused");
+                    return checks;
+                }
+            }
+            Err(failed) => {
+                checks.push(failed);
                 after(&mut checks, &LATER[2..], "no TLS connection");
                 return checks;
             }
@@ -100,6 +105,7 @@ pub async fn verify(cfg: &RemoteWriteConfig, _produce_test: bool) -> Vec<Check> 
     } else {
         drop(stream);
         checks.push(Check::skipped("tls", "the url is http://"));
+        checks.push(Check::skipped("certificate", "the url is http://"));
     }
 
     // An empty WriteRequest: what the receiver says to a write with these credentials.
@@ -111,7 +117,7 @@ pub async fn verify(cfg: &RemoteWriteConfig, _produce_test: bool) -> Vec<Check> 
                 e,
                 "fix the target's TLS or credential settings",
             ));
-            after(&mut checks, &LATER[3..], "no client");
+            after(&mut checks, &LATER[4..], "no client");
             return checks;
         }
     };
@@ -123,7 +129,7 @@ pub async fn verify(cfg: &RemoteWriteConfig, _produce_test: bool) -> Vec<Check> 
                 e,
                 "the receiver accepted the connection but did not answer; check the url",
             ));
-            after(&mut checks, &LATER[3..], "no answer to a write");
+            after(&mut checks, &LATER[4..], "no answer to a write");
             return checks;
         }
         Ok((status, _, body)) => {
@@ -142,7 +148,7 @@ pub async fn verify(cfg: &RemoteWriteConfig, _produce_test: bool) -> Vec<Check> 
         _ => {
             after(
                 &mut checks,
-                &LATER[3..],
+                &LATER[4..],
                 "the url does not end in /api/v1/write, so the Prometheus API cannot be found",
             );
             return checks;
@@ -155,7 +161,7 @@ pub async fn verify(cfg: &RemoteWriteConfig, _produce_test: bool) -> Vec<Check> 
         Ok((status, _)) => {
             after(
                 &mut checks,
-                &LATER[3..],
+                &LATER[4..],
                 &format!(
                     "/api/v1/status/buildinfo answered {status}: not a Prometheus, or its API needs other credentials"
                 ),
@@ -165,7 +171,7 @@ pub async fn verify(cfg: &RemoteWriteConfig, _produce_test: bool) -> Vec<Check> 
         Err(e) => {
             after(
                 &mut checks,
-                &LATER[3..],
+                &LATER[4..],
                 &format!("/api/v1/status/buildinfo did not answer ({e}): not a Prometheus"),
             );
             return checks;
@@ -174,7 +180,7 @@ pub async fn verify(cfg: &RemoteWriteConfig, _produce_test: bool) -> Vec<Check> 
     let Some(version) = version else {
         after(
             &mut checks,
-            &LATER[3..],
+            &LATER[4..],
             "/api/v1/status/buildinfo has no data.version: not a Prometheus",
         );
         return checks;
@@ -214,23 +220,6 @@ async fn connect(
         }
     }
     Err(last)
-}
-
-async fn tls_handshake(
-    cfg: &RemoteWriteConfig,
-    host: &str,
-    stream: tokio::net::TcpStream,
-    timeout: Duration,
-) -> Result<(), String> {
-    let tls = client_tls(&cfg.tls, true)?;
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no handshake within {timeout:?}")),
-    }
 }
 
 /// What the answer to an empty write means.
