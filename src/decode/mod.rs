@@ -257,13 +257,15 @@ impl SeriesBatch {
         let samples_start = self.samples.len();
         let extras_start = self.extras.len();
         let mut histograms = 0u32;
-        let mut pos = start;
-        // Splice bookkeeping: where the next label field must start for the labels to be
-        // canonical and back to back from the start of the series (`usize::MAX` once not).
-        let mut labels_end = start;
         // Every read below is bounded by the message end through this slice; offsets stay
         // absolute because it starts at 0.
         let buf = &self.buf[..end];
+        // The run of canonical label fields a series starts with (all of them, as Prometheus
+        // sends), read by the shortest loop; the general walk below takes whatever follows.
+        let mut pos = canonical_labels(buf, start, &mut self.labels);
+        // Splice bookkeeping: where the next label field must start for the labels to be
+        // canonical and back to back from the start of the series (`usize::MAX` once not).
+        let mut labels_end = pos;
         while pos < end {
             let field_start = pos;
             let (field, wire) = read_key(buf, &mut pos)?;
@@ -646,6 +648,42 @@ fn skip_field(buf: &[u8], pos: &mut usize, wire: u8) -> Result<(), DecodeError> 
     Ok(())
 }
 
+/// Read the canonical label fields at `buf[pos..]` (each `0x0a len 0x0a n name 0x12 m value`,
+/// the lengths one byte, name and value non-empty, exactly filling the field, as
+/// [`canonical_label`] accepts them) into `labels`, and return where the first field that is
+/// not one begins. Hand-written because it is the innermost loop of decoding: one bounds check
+/// per field and no varint, key or length decoding beyond the bytes it compares.
+#[inline(always)]
+fn canonical_labels(buf: &[u8], mut pos: usize, labels: &mut Vec<LabelRef>) -> usize {
+    while let Some(&[0x0a, len, 0x0a, n]) = buf.get(pos..).and_then(|b| b.first_chunk::<4>()) {
+        let (len, n) = (len as usize, n as usize);
+        if len >= 0x80 || n >= 0x80 || n == 0 || len < n + 4 {
+            break;
+        }
+        let name = pos + 4;
+        let Some(&[0x12, m]) = buf.get(name + n..).and_then(|b| b.first_chunk::<2>()) else {
+            break;
+        };
+        let m = m as usize;
+        let value = name + n + 2;
+        if m == 0 || len != n + m + 4 || value + m > buf.len() {
+            break;
+        }
+        labels.push(LabelRef {
+            name: Span {
+                start: name as u32,
+                end: (name + n) as u32,
+            },
+            value: Span {
+                start: value as u32,
+                end: (value + m) as u32,
+            },
+        });
+        pos = value + m;
+    }
+    pos
+}
+
 /// The fast path for a label message as every protobuf encoder writes it when name and value
 /// are non-empty and shorter than 128 bytes: `0x0a n name 0x12 m value`, exactly filling the
 /// message. Returns the name and value ranges relative to the message, or `None` for any other
@@ -660,7 +698,7 @@ fn canonical_label(msg: &[u8]) -> Option<((usize, usize), (usize, usize))> {
     let (&[0x12, m], value) = after.split_first_chunk::<2>()? else {
         return None;
     };
-    if n >= 0x80 || m >= 0x80 || value.len() != m as usize {
+    if n == 0 || n >= 0x80 || m == 0 || m >= 0x80 || value.len() != m as usize {
         return None;
     }
     Some(((2, 2 + n), (4 + n, msg.len())))

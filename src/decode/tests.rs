@@ -971,3 +971,35 @@ mod v2 {
         assert_eq!(batch.len(), 1);
     }
 }
+
+/// Label fields in the canonical shape but with an empty name or value (prost never writes
+/// those: it leaves an empty string out): the empty name is refused as on the general path,
+/// the empty value decodes, is left out by the encoders, and makes the series not copyable.
+#[test]
+fn empty_names_and_values_in_the_canonical_shape_take_the_general_path() {
+    // `__name__="up"`, then the label under test (in order: '_' < 'a').
+    let series = |label: &[u8]| {
+        let mut ts = vec![0x0a, 0x0e, 0x0a, 0x08];
+        ts.extend_from_slice(b"__name__");
+        ts.extend_from_slice(&[0x12, 0x02]);
+        ts.extend_from_slice(b"up");
+        ts.extend_from_slice(&[0x0a, label.len() as u8]);
+        ts.extend_from_slice(label);
+        let mut body = vec![0x0a, ts.len() as u8];
+        body.extend_from_slice(&ts);
+        body
+    };
+    let mut b = SeriesBatch::new();
+    let err = b
+        .decode_protobuf(&series(&[0x0a, 0x00, 0x12, 0x01, b'x']))
+        .unwrap_err();
+    assert!(err.to_string().contains("empty label name"), "{err}");
+    b.decode_protobuf(&series(&[0x0a, 0x01, b'a', 0x12, 0x00]))
+        .unwrap();
+    assert_eq!(b.series(0).label(b"a"), Some(&b""[..]));
+    assert_eq!(b.series(0).splice(), None);
+    // The same series with a value: copyable (so the `None` above is the empty value's).
+    b.decode_protobuf(&series(&[0x0a, 0x01, b'a', 0x12, 0x01, b'v']))
+        .unwrap();
+    assert!(b.series(0).splice().is_some());
+}
