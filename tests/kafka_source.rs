@@ -166,6 +166,28 @@ async fn two_relays_in_one_group_deliver_every_sample_through_a_kill_9() {
         },
     )
     .await;
+    // The admin API's source status says the same: each partition owned by one relay, lag 0.
+    let mut owned = Vec::new();
+    for r in [&a, &b] {
+        let status = get(&format!("{}/api/v1/status", r.admin_base()))
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+        let lake = v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "lake")
+            .unwrap()
+            .clone();
+        for p in lake["kafka_partitions"].as_array().unwrap() {
+            assert_eq!(p["topic"], "lake");
+            assert_eq!(p["lag"], 0, "{p}");
+            owned.push(p["partition"].as_i64().unwrap());
+        }
+    }
+    owned.sort_unstable();
+    assert_eq!(owned, vec![0, 1, 2, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,8 @@ pub struct KafkaSourceMetrics {
     commits: Family<Labels, Counter>,
     rebalances: Family<Labels, Counter>,
     lag: Family<Labels, Gauge>,
+    /// The same lags by (source, topic, partition), for the admin API's source status.
+    lags: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String, i32), i64>>>,
 }
 
 /// One Kafka source's handles (the data path bumps these once per message).
@@ -75,6 +77,18 @@ impl KafkaSourceMetrics {
         m
     }
 
+    /// The partitions source `source` owns on this relay, with their lag (when known), for
+    /// `GET /api/v1/status`: `[{"topic", "partition", "lag"}]`, empty for an HTTP source.
+    pub fn partitions(&self, source: &str) -> Vec<serde_json::Value> {
+        let lags = self.lags.lock().unwrap_or_else(|p| p.into_inner());
+        lags.iter()
+            .filter(|((s, _, _), _)| s == source)
+            .map(|((_, topic, partition), lag)| {
+                serde_json::json!({"topic": topic, "partition": partition, "lag": lag})
+            })
+            .collect()
+    }
+
     /// The handles of source `source`.
     pub fn source(&self, source: &str) -> KafkaSourceHandles {
         let l = labels(&[("source", source)]);
@@ -120,12 +134,11 @@ impl KafkaSourceHandles {
             .lag
             .get_or_create(&self.lag_labels(topic, partition))
             .set(lag);
-    }
-
-    /// The lag of a partition, when it is known.
-    pub fn lag(&self, topic: &str, partition: i32) -> Option<i64> {
-        let l = self.lag_labels(topic, partition);
-        self.families.lag.get(&l).map(|g| g.get())
+        self.families
+            .lags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((self.source.clone(), topic.to_owned(), partition), lag);
     }
 
     /// A partition is no longer this source's: its lag is someone else's to report.
