@@ -7,6 +7,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// Lag by (source, topic, partition).
+type Lags = std::collections::BTreeMap<(String, String, i32), i64>;
+
 /// Families, registered once; [`KafkaSourceMetrics::source`] makes one source's handles.
 #[derive(Clone, Default)]
 pub struct KafkaSourceMetrics {
@@ -18,7 +21,7 @@ pub struct KafkaSourceMetrics {
     rebalances: Family<Labels, Counter>,
     lag: Family<Labels, Gauge>,
     /// The same lags by (source, topic, partition), for the admin API's source status.
-    lags: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String, i32), i64>>>,
+    lags: std::sync::Arc<std::sync::Mutex<Lags>>,
 }
 
 /// One Kafka source's handles (the data path bumps these once per message).
