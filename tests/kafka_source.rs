@@ -166,28 +166,38 @@ async fn two_relays_in_one_group_deliver_every_sample_through_a_kill_9() {
         },
     )
     .await;
-    // The admin API's source status says the same: each partition owned by one relay, lag 0.
-    let mut owned = Vec::new();
-    for r in [&a, &b] {
-        let status = get(&format!("{}/api/v1/status", r.admin_base()))
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
-        let lake = v["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "lake")
-            .unwrap()
-            .clone();
-        for p in lake["kafka_partitions"].as_array().unwrap() {
-            assert_eq!(p["topic"], "lake");
-            assert_eq!(p["lag"], 0, "{p}");
-            owned.push(p["partition"].as_i64().unwrap());
-        }
-    }
-    owned.sort_unstable();
-    assert_eq!(owned, vec![0, 1, 2, 3]);
+    // The admin API's source status says the same: each partition owned by one relay, lag 0
+    // (once the group has settled: the killed member leaves it after its session timeout).
+    eventually(
+        Duration::from_secs(30),
+        "each partition in one relay's status, lag 0",
+        || async {
+            let mut owned = Vec::new();
+            for r in [&a, &b] {
+                let status = get(&format!("{}/api/v1/status", r.admin_base())).await?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&status.body).map_err(|e| e.to_string())?;
+                let lake = v["sources"]
+                    .as_array()
+                    .and_then(|s| s.iter().find(|s| s["name"] == "lake"))
+                    .ok_or("no source lake")?
+                    .clone();
+                for p in lake["kafka_partitions"].as_array().ok_or("no partitions")? {
+                    if p["topic"] != "lake" || p["lag"] != 0 {
+                        return Err(format!("{}: {}", r.admin_base(), lake["kafka_partitions"]));
+                    }
+                    owned.push(p["partition"].as_i64().unwrap_or(-1));
+                }
+            }
+            owned.sort_unstable();
+            if owned == [0, 1, 2, 3] {
+                Ok(())
+            } else {
+                Err(format!("{owned:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

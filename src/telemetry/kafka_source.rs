@@ -131,17 +131,30 @@ impl KafkaSourceHandles {
         ])
     }
 
-    /// Set the lag of a partition.
-    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
-        self.families
-            .lag
-            .get_or_create(&self.lag_labels(topic, partition))
-            .set(lag);
-        self.families
-            .lags
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((self.source.clone(), topic.to_owned(), partition), lag);
+    /// The lags of every partition this source owns now (from one statistics report): sets
+    /// them, and forgets any partition not among them (owned by another relay now).
+    pub fn replace_lags(&self, now: &[(String, i32, i64)]) {
+        let mut lags = self.families.lags.lock().unwrap_or_else(|p| p.into_inner());
+        let stale: Vec<(String, i32)> = lags
+            .keys()
+            .filter(|(s, t, p)| {
+                *s == self.source && !now.iter().any(|(t2, p2, _)| t2 == t && p2 == p)
+            })
+            .map(|(_, t, p)| (t.clone(), *p))
+            .collect();
+        for (topic, partition) in stale {
+            self.families
+                .lag
+                .remove(&self.lag_labels(&topic, partition));
+            lags.remove(&(self.source.clone(), topic, partition));
+        }
+        for (topic, partition, lag) in now {
+            self.families
+                .lag
+                .get_or_create(&self.lag_labels(topic, *partition))
+                .set(*lag);
+            lags.insert((self.source.clone(), topic.clone(), *partition), *lag);
+        }
     }
 
     /// A partition is no longer this source's: its lag is someone else's to report.

@@ -125,6 +125,7 @@ impl ClientContext for SourceContext {
 
     fn stats(&self, stats: Statistics) {
         let offsets = self.shared.offsets();
+        let mut lags = Vec::new();
         for (topic, t) in &stats.topics {
             for (&partition, p) in &t.partitions {
                 let tp = (topic.clone(), partition);
@@ -138,11 +139,12 @@ impl ClientContext for SourceContext {
                 } else {
                     continue;
                 };
-                self.shared
-                    .metrics
-                    .set_lag(topic, partition, (p.hi_offset - from).max(0));
+                lags.push((topic.clone(), partition, (p.hi_offset - from).max(0)));
             }
         }
+        // The whole set each time: a partition another relay owns now is forgotten here even
+        // if a report raced its revocation.
+        self.shared.metrics.replace_lags(&lags);
     }
 }
 
