@@ -16,7 +16,7 @@ pub mod pipeline; // one request through every task: match → relabel → encod
 pub mod proto; // prost reference types (tests, benches, request generation)
 pub mod relabel; // task labels and external labels, merged lazily in sorted order
 pub mod relay; // wiring and orderly shutdown
-pub mod sources; // where data comes in, one folder per kind: http/
+pub mod sources; // where data comes in, one folder per kind: http/, kafka/
 pub mod targets; // where data goes, one folder per kind: remote_write/, kafka/, file/
 pub mod telemetry; // self-metrics and logging
 pub mod tools; // bench, blackhole, kafka-tail: command-line tools beside the relay

@@ -55,7 +55,8 @@ enum Command {
         /// Drive this remote-write URL over HTTP instead (loopback addresses only).
         #[arg(long)]
         url: Option<String>,
-        /// With --url: the receiver's process id, to report its CPU seconds and peak RSS.
+        /// With --url or --kafka-brokers: the relay's process id, to report its CPU seconds and
+        /// peak RSS.
         #[arg(long)]
         pid: Option<u32>,
         /// With --url: concurrent connections.
@@ -88,6 +89,21 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Drive a relay's Kafka source instead: produce --messages generated messages (one
+        /// request's samples each, the seed's JSON) to --kafka-topic on these brokers (loopback
+        /// only), then measure the relay reading them (needs --metrics-url; --pid for CPU).
+        #[arg(long, value_name = "HOST:PORT")]
+        kafka_brokers: Option<String>,
+        /// With --kafka-brokers: the topic the relay's Kafka source reads.
+        #[arg(long, default_value = "metrics")]
+        kafka_topic: String,
+        /// With --kafka-brokers: how many messages to produce.
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        /// With --kafka-brokers: the relay's /metrics URL (comma-separated for several relays
+        /// in one group: their reads are summed).
+        #[arg(long, default_value = "http://127.0.0.1:9201/metrics")]
+        metrics_url: String,
     },
     /// A remote-write receiver that answers 204 to everything (a load target for benchmarks).
     Blackhole {
@@ -444,6 +460,10 @@ fn main() -> ExitCode {
             hosts,
             seed,
             quiet,
+            kafka_brokers,
+            kafka_topic,
+            messages,
+            metrics_url,
         } => {
             let Ok(duration) = std::time::Duration::try_from_secs_f64(duration) else {
                 eprintln!("--duration: expected a non-negative number of seconds");
@@ -457,7 +477,31 @@ fn main() -> ExitCode {
                 seed,
                 ..Default::default()
             };
-            let report = if let Some(url) = url {
+            let report = if let Some(brokers) = kafka_brokers {
+                let rt = match tokio::runtime::Runtime::new() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        eprintln!("promrelay bench: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let b = promrelay::tools::bench_kafka::KafkaBench {
+                    brokers,
+                    topic: kafka_topic,
+                    messages,
+                    metrics_url,
+                    pid,
+                    // --duration bounds the wait for the relay (at least a minute).
+                    timeout: duration.max(std::time::Duration::from_secs(60)),
+                };
+                match rt.block_on(promrelay::tools::bench_kafka::through_kafka(&b, &spec)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("promrelay bench: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else if let Some(url) = url {
                 let rt = match tokio::runtime::Runtime::new() {
                     Ok(rt) => rt,
                     Err(e) => {

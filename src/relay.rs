@@ -1,12 +1,13 @@
 //! Wiring: config → the live tasks and targets ([`Live`]) → HTTP server(s); reload on SIGHUP
 //! (and `POST /-/reload`, and a poll of the files when asked); and the orderly shutdown in
-//! reverse: stop accepting, drop connections with nothing to answer, answer the requests
+//! reverse: stop accepting (and stop reading Kafka sources), drop connections with nothing to answer, answer the requests
 //! already read, drain memory queues (on a deadline of their own), stop disk senders after
-//! their batch in flight, sync what is on disk, exit.
+//! their batch in flight, sync what is on disk, commit the Kafka sources' safe offsets, exit.
 
 use crate::admin::Live;
 use crate::config::{Config, ServerConfig};
 use crate::sources::http::{self, HttpServer, IngestGuards, IngestState, server_tls};
+use crate::sources::kafka::KafkaSources;
 use crate::targets::SinkError;
 use crate::telemetry::Metrics;
 use std::future::Future;
@@ -29,6 +30,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] crate::sources::http::TlsError),
+    #[error("{0}")]
+    KafkaSource(String),
 }
 
 /// A relay that is listening.
@@ -39,6 +42,8 @@ pub struct Relay {
     tls: Option<TlsAcceptor>,
     server: ServerConfig,
     auto_reload: Option<Duration>,
+    /// The Kafka sources (`sources[*].kafka`), reading since start.
+    kafka: KafkaSources,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -81,7 +86,10 @@ impl Relay {
             Some(l) => l.local_addr().unwrap_or(server.listen),
             None => listener.local_addr().unwrap_or(server.listen),
         };
+        let kafka_sources = config.kafka_sources.clone();
         let live = Arc::new(Live::start(config, metrics.clone(), config_file)?);
+        let kafka =
+            KafkaSources::start(kafka_sources, &live, &metrics).map_err(StartError::KafkaSource)?;
         let state = Arc::new(IngestState {
             live,
             guards: IngestGuards::new(&server, &metrics),
@@ -97,6 +105,7 @@ impl Relay {
             tls,
             server,
             auto_reload: None,
+            kafka,
         })
     }
 
@@ -130,9 +139,15 @@ impl Relay {
             tls,
             server,
             auto_reload,
+            kafka,
         } = self;
         let reloader = tokio::spawn(reload_on_signal(state.live.clone(), auto_reload));
         let sampler = tokio::spawn(crate::admin::rates::sample(state.live.clone()));
+        // Kafka sources stop reading as soon as shutdown begins, like the listeners.
+        let shutdown = async {
+            shutdown.await;
+            kafka.stop();
+        };
         HttpServer::new(state.clone(), tls, listener, admin)
             .run(shutdown)
             .await;
@@ -149,6 +164,8 @@ impl Relay {
         drop(pipeline);
         tracing::info!(timeout = %crate::telemetry::logging::Seconds(timeout), pending, "draining queues");
         state.live.shutdown(timeout).await;
+        // What the drain made safe is committed before the sources leave their groups.
+        kafka.finish().await;
         tracing::info!("stopped");
     }
 }

@@ -40,6 +40,8 @@ pub fn status_json(live: &Live, may_change: bool) -> Value {
                 "refused": st.refused,
                 "last_request_time": st.last_request.map(unix),
                 "tasks": tasks,
+                // A Kafka source: the partitions it owns here and their lag (else empty).
+                "kafka_partitions": live.metrics().kafka_source.partitions(name),
             })
         })
         .collect();

@@ -135,6 +135,8 @@ pub struct Config {
     pub sources: Vec<String>,
     /// What each source (same order) requires of senders; `Auth::None` for no check.
     pub source_auth: Vec<Auth>,
+    /// The sources that read Kafka (`sources[*].kafka`), by name.
+    pub kafka_sources: Vec<crate::sources::kafka::KafkaSourceConfig>,
     /// Tasks of the main file, then of each task file in order.
     pub tasks: Vec<TaskConfig>,
     /// Every file read, main file first, for reload and `promrelay_config_hash`.
@@ -367,8 +369,15 @@ fn validate_sources(
     let mut sources = vec!["default".to_owned()];
     let mut source_auth = vec![Auth::None];
     let mut default_configured = false;
+    let mut kafka_sources = Vec::new();
     for (i, src) in raw.sources.iter().enumerate() {
         let auth = src.validate(&format!("sources[{i}]"), base)?;
+        if src.name == "default" && src.kafka.is_some() {
+            return Err(invalid(
+                format!("sources[{i}].name"),
+                "\"default\" is the HTTP path /api/v1/write; give the Kafka source its own name",
+            ));
+        }
         if src.name == "default" && !default_configured {
             // Configures the always-present default source (its auth).
             default_configured = true;
@@ -398,6 +407,16 @@ fn validate_sources(
                     src.name
                 ),
             ));
+        }
+        if let Some(k) = &src.kafka {
+            let at = format!("sources[{i}]");
+            if !matches!(auth, Auth::None) {
+                return Err(invalid(
+                    format!("{at}.kafka"),
+                    "a Kafka source takes no HTTP writes: drop basic_auth/bearer_token",
+                ));
+            }
+            kafka_sources.push(k.validate(&src.name, &format!("{at}.kafka"), base)?);
         }
         sources.push(src.name.clone());
         source_auth.push(auth);
@@ -436,6 +455,7 @@ fn validate_sources(
         server,
         sources,
         source_auth,
+        kafka_sources,
         tasks,
         files: paths,
         hash,

@@ -345,6 +345,17 @@ impl SeriesBatch {
         Ok(())
     }
 
+    /// [`SeriesBatch::check_labels`] for labels another reader pushed into the batch (the
+    /// Kafka source's JSON): checked, sorted and hashed as on ingest; the hash.
+    pub(crate) fn check_pushed_labels(
+        &mut self,
+        series: usize,
+        labels_start: usize,
+    ) -> Result<u64, DecodeError> {
+        self.check_labels(series, labels_start, None)
+            .map(|c| c.hash)
+    }
+
     /// Validate one series' labels, sort them when the sender did not, and hash them.
     ///
     /// The hash is that of the label set's canonical encoding (each label as

@@ -69,6 +69,8 @@ struct SourceRoute {
     metrics: SourceMetrics,
     /// The `Authorization` value senders must present, if any.
     auth: Option<String>,
+    /// A Kafka source: it reads its topics, HTTP writes to it are refused.
+    kafka: bool,
 }
 
 /// From this many tasks on a source, series meet only the tasks their name can match.
@@ -238,6 +240,7 @@ impl Pipeline {
                 index: None,
                 metrics: metrics.source(s),
                 auth: auth.header_value(),
+                kafka: config.kafka_sources.iter().any(|k| &k.name == s),
             })
             .collect();
         let source_index: HashMap<String, usize> = config
@@ -336,6 +339,11 @@ impl Pipeline {
         self.sources.get(source).and_then(|s| s.auth.as_deref())
     }
 
+    /// Whether a source reads Kafka (not HTTP writes).
+    pub fn source_reads_kafka(&self, source: usize) -> bool {
+        self.sources.get(source).is_some_and(|s| s.kafka)
+    }
+
     /// The index of a named source, for [`Pipeline::process`].
     pub fn source(&self, name: &str) -> Option<usize> {
         self.source_index.get(name).copied()
@@ -407,6 +415,27 @@ impl Pipeline {
         protocol: Protocol,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
+        self.process_with(source, protocol, waits, |batch, limits| {
+            batch.decode_snappy_as(body, limits, protocol)
+        })
+    }
+
+    /// [`Pipeline::process_acked`] for a batch that `fill` builds (a source that does not
+    /// read remote-write bodies, e.g. the Kafka source's JSON): `fill` gets the shard's
+    /// cleared-or-reused batch and the decode limits, and must leave the batch with the
+    /// invariants of [`SeriesBatch`] (labels checked, sorted, hashed) or fail. `protocol` is
+    /// the remote-write version the batch stands for (how its metadata is forwarded; a batch
+    /// without metadata is 1.0).
+    ///
+    /// # Errors
+    /// `fill`'s error as [`IngestError::Decode`]; otherwise as [`Pipeline::process_acked`].
+    pub fn process_with(
+        &self,
+        source: usize,
+        protocol: Protocol,
+        waits: &mut Vec<AckWait>,
+        fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<(), DecodeError>,
+    ) -> Result<IngestStats, IngestError> {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) => {
                 let (owner, scratch) = &mut *slot;
@@ -415,12 +444,12 @@ impl Pipeline {
                     *scratch = self.new_scratch();
                     *owner = self.id;
                 }
-                let result = self.process_in(scratch, source, body, protocol, waits);
+                let result = self.process_in(scratch, source, protocol, fill, waits);
                 Self::reset(scratch);
                 result
             }
             // Not reachable (process never calls itself), but never worth a panic.
-            Err(_) => self.process_in(&mut self.new_scratch(), source, body, protocol, waits),
+            Err(_) => self.process_in(&mut self.new_scratch(), source, protocol, fill, waits),
         })
     }
 
@@ -428,8 +457,8 @@ impl Pipeline {
         &self,
         scratch: &mut Scratch,
         source: usize,
-        body: &[u8],
         protocol: Protocol,
+        fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<(), DecodeError>,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
         let Scratch {
@@ -438,7 +467,7 @@ impl Pipeline {
             touched,
             matched,
         } = scratch;
-        batch.decode_snappy_as(body, self.limits, protocol)?;
+        fill(batch, self.limits)?;
         let route = &self.sources[source];
         let received = batch.sample_count() + batch.histogram_count();
         route.metrics.series.inc_by(batch.len() as u64);

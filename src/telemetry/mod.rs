@@ -5,17 +5,20 @@
 //!
 //! - `exposition.rs`: the format a scraper asked for (OpenMetrics or text 0.0.4);
 //! - `process.rs`: the standard `process_*` metrics, read from `/proc` at each scrape;
+//! - `kafka_source.rs`: the Kafka sources' messages, refusals, commits and partition lag;
 //! - `lag.rs`: the highest received and delivered timestamp of each target;
 //! - `logging.rs`: `--log.level`, `--log.format`, colour only on a terminal.
 //!
 //! What each metric means and which alerts use it: `docs/operations.md`.
 
 pub mod exposition;
+pub mod kafka_source;
 pub mod lag;
 pub mod logging;
 pub mod process;
 
 pub use exposition::Format;
+pub use kafka_source::{KafkaSourceHandles, KafkaSourceMetrics};
 pub use lag::{TargetClock, TimestampGauge};
 pub use logging::{LogFormat, LogLevel, init_logging};
 
@@ -81,6 +84,8 @@ pub struct Metrics {
     target_oldest_pending: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Connections, their closures and the body budget of the HTTP listeners.
     pub http: HttpMetrics,
+    /// The Kafka sources' messages, refusals, commits and partition lag.
+    pub kafka_source: KafkaSourceMetrics,
     request_seconds: Family<Labels, Histogram>,
     refused_samples: Family<Labels, Counter>,
     target_pending: Family<Labels, Gauge>,
@@ -362,7 +367,9 @@ impl Metrics {
             target_send_seconds.clone(),
         );
         let http = HttpMetrics::register(registry);
+        let kafka_source = KafkaSourceMetrics::register(registry);
         Metrics {
+            kafka_source,
             registry: root,
             request_seconds,
             refused_samples,

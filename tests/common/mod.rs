@@ -824,6 +824,108 @@ impl Tansu {
     }
 }
 
+/// A raw Kafka message as the independent Python client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RawMessage {
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+impl Tansu {
+    /// Produce `messages` in order with the independent Python client (tests/kafka_raw.py):
+    /// each to its partition (or the client's partitioner), key and value as given.
+    pub fn produce_with_python(&self, topic: &str, messages: &[RawMessage]) {
+        use std::io::Write;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_raw.py");
+        let mut child = Command::new("python3")
+            .args([
+                script,
+                "produce",
+                "--brokers",
+                &self.brokers(),
+                "--topic",
+                topic,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3: {e}"));
+        {
+            let mut stdin = child.stdin.take().unwrap();
+            for m in messages {
+                let line = serde_json::json!({
+                    "partition": m.partition,
+                    "key": m.key.as_deref().map(hex),
+                    "value": m.value.as_deref().map(hex),
+                });
+                writeln!(stdin, "{line}").unwrap();
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kafka_raw.py produce failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            messages.len().to_string()
+        );
+    }
+
+    /// Read `want` raw messages of `topic` from the beginning with the independent Python
+    /// client (every partition; in offset order per partition).
+    pub fn read_raw_with_python(&self, topic: &str, want: usize) -> Vec<RawMessage> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_raw.py");
+        let out = Command::new("python3")
+            .args([
+                script,
+                "read",
+                "--brokers",
+                &self.brokers(),
+                "--topic",
+                topic,
+                "--want",
+                &want.to_string(),
+                "--timeout",
+                "60",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("python3: {e}"));
+        assert!(
+            out.status.success(),
+            "kafka_raw.py read failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                RawMessage {
+                    partition: v["partition"].as_i64().map(|p| p as i32),
+                    key: v["key"].as_str().map(unhex),
+                    value: v["value"].as_str().map(unhex),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Run `openssl ARGS` in `dir` (test certificates).
 pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")

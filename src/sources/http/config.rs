@@ -1,5 +1,6 @@
 //! `sources[*]` for the HTTP source: a name (its path, `/sources/{name}/api/v1/write`) and the
-//! credentials its senders must present.
+//! credentials its senders must present; or, with `kafka:`, a Kafka source (its keys are
+//! `sources/kafka/config.rs`'s).
 
 use crate::config::ConfigError;
 use crate::config::secrets::{Auth, RawBasicAuth, SecretSources, expected};
@@ -15,6 +16,8 @@ pub struct RawSource {
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<String>,
     pub bearer_token_env: Option<String>,
+    /// Read these Kafka topics instead of taking HTTP writes (see `sources/kafka/`).
+    pub kafka: Option<crate::sources::kafka::RawKafkaSource>,
 }
 
 impl RawSource {

@@ -224,6 +224,12 @@ pub async fn handle(
                 format!("unknown source {name:?}"),
             ));
         };
+        if pipeline.source_reads_kafka(index) {
+            return Ok(text(
+                StatusCode::NOT_FOUND,
+                format!("source {name:?} reads Kafka; it takes no HTTP writes"),
+            ));
+        }
         let name = name.to_owned();
         let started = std::time::Instant::now();
         if let Some(expected) = pipeline.source_auth(index) {

@@ -205,12 +205,30 @@ pub fn parse_topic(text: &str) -> Result<Vec<TopicPart>, String> {
     Ok(parts)
 }
 
-impl RawKafka {
-    /// Check this target (at `at`) and build its producer settings.
+/// The connection keys every Kafka client of the relay shares (the target's producer, the
+/// source's consumer): brokers, SASL, TLS and librdkafka `options`.
+pub struct ClientKeys<'a> {
+    /// Comma-separated `host:port` list.
+    pub brokers: &'a str,
+    pub sasl: Option<&'a RawSasl>,
+    pub tls: Option<&'a RawTls>,
+    pub options: &'a BTreeMap<String, String>,
+}
+
+impl ClientKeys<'_> {
+    /// The librdkafka settings: `bootstrap.servers`, then the client's own `defaults`, then
+    /// TLS and SASL and `security.protocol`, then `options` (which override any of them but
+    /// `bootstrap.servers`). Keys are named under `at`.
     ///
     /// # Errors
-    /// The first bad key, named under `at`.
-    pub fn validate(self, at: &str, base: &Path) -> Result<TargetConfig, ConfigError> {
+    /// No broker or one without a port, a SASL mechanism librdkafka does not take, a secret
+    /// or TLS file that cannot be read, `bootstrap.servers` in `options`.
+    pub fn settings(
+        &self,
+        defaults: &[(&str, String)],
+        at: &str,
+        base: &Path,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
         let brokers: Vec<&str> = self
             .brokers
             .split(',')
@@ -229,27 +247,10 @@ impl RawKafka {
                 format!("{b:?} must be host:port"),
             ));
         }
-        let topic = parse_topic(&self.topic).map_err(|m| invalid(format!("{at}.topic"), m))?;
-        let max_message_bytes =
-            positive(self.max_message_bytes, &format!("{at}.max_message_bytes"))?;
-        // Defaults that lose nothing; the payload is already compressed, so Kafka's own
-        // compression stays off unless the user asks for it in `options`.
-        let mut client: Vec<(String, String)> = vec![
-            ("bootstrap.servers".into(), brokers.join(",")),
-            ("acks".into(), "all".into()),
-            ("enable.idempotence".into(), "true".into()),
-            ("compression.type".into(), "none".into()),
-            ("linger.ms".into(), "5".into()),
-            // librdkafka refuses messages over message.max.bytes; leave room above our cap for
-            // the framing and for a single oversized series.
-            (
-                "message.max.bytes".into(),
-                (max_message_bytes.max(1_000_000) * 2)
-                    .min(1_000_000_000)
-                    .to_string(),
-            ),
-        ];
-        if let Some(t) = &self.tls {
+        let mut client: Vec<(String, String)> =
+            vec![("bootstrap.servers".into(), brokers.join(","))];
+        client.extend(defaults.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        if let Some(t) = self.tls {
             let tls = t.validate(at, base)?;
             let settings = [
                 ("ssl.ca.location", &tls.ca_file),
@@ -265,7 +266,7 @@ impl RawKafka {
                 client.push(("enable.ssl.certificate.verification".into(), "false".into()));
             }
         }
-        if let Some(s) = &self.sasl {
+        if let Some(s) = self.sasl {
             let mechanism = s.mechanism.to_ascii_uppercase();
             if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
                 return Err(invalid(
@@ -296,7 +297,7 @@ impl RawKafka {
             (true, true) => "sasl_ssl",
         };
         client.push(("security.protocol".into(), protocol.into()));
-        for (key, value) in &self.options {
+        for (key, value) in self.options {
             if key == "bootstrap.servers" {
                 return Err(invalid(
                     format!("{at}.options"),
@@ -306,6 +307,42 @@ impl RawKafka {
             client.retain(|(k2, _)| k2 != key);
             client.push((key.clone(), value.clone()));
         }
+        Ok(client)
+    }
+}
+
+impl RawKafka {
+    /// Check this target (at `at`) and build its producer settings.
+    ///
+    /// # Errors
+    /// The first bad key, named under `at`.
+    pub fn validate(self, at: &str, base: &Path) -> Result<TargetConfig, ConfigError> {
+        let topic = parse_topic(&self.topic).map_err(|m| invalid(format!("{at}.topic"), m))?;
+        let max_message_bytes =
+            positive(self.max_message_bytes, &format!("{at}.max_message_bytes"))?;
+        // Defaults that lose nothing; the payload is already compressed, so Kafka's own
+        // compression stays off unless the user asks for it in `options`.
+        let producer = [
+            ("acks", "all".to_owned()),
+            ("enable.idempotence", "true".to_owned()),
+            ("compression.type", "none".to_owned()),
+            ("linger.ms", "5".to_owned()),
+            // librdkafka refuses messages over message.max.bytes; leave room above our cap
+            // for the framing and for a single oversized series.
+            (
+                "message.max.bytes",
+                (max_message_bytes.max(1_000_000) * 2)
+                    .min(1_000_000_000)
+                    .to_string(),
+            ),
+        ];
+        let client = ClientKeys {
+            brokers: &self.brokers,
+            sasl: self.sasl.as_ref(),
+            tls: self.tls.as_ref(),
+            options: &self.options,
+        }
+        .settings(&producer, at, base)?;
         if self.histograms == HistogramMode::Buckets && self.format != KafkaFormat::Json {
             return Err(invalid(
                 format!("{at}.histograms"),

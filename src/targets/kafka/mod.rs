@@ -16,7 +16,8 @@ mod service;
 pub mod verify;
 
 pub use config::{
-    KafkaCompression, KafkaConfig, KafkaFormat, KafkaKey, RawKafka, RawSasl, TopicPart, parse_topic,
+    ClientKeys, KafkaCompression, KafkaConfig, KafkaFormat, KafkaKey, RawKafka, RawSasl, TopicPart,
+    parse_topic,
 };
 pub use encode::KafkaLayout;
 pub use messages::{KafkaMessage, MessageBuilder};
