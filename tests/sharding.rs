@@ -23,6 +23,14 @@ async fn held(r: &Prometheus, metric: &str) -> BTreeMap<String, usize> {
         .collect()
 }
 
+/// A per-receiver metric of the `once` task's sharded target.
+fn receiver(metric: &str, r: &Prometheus) -> String {
+    format!(
+        "promrelay_target_receiver_{metric}{{task=\"once\",target=\"spread\",receiver=\"{}\"}}",
+        r.write_url()
+    )
+}
+
 /// Wait until every one of `n` series of `metric` is held by exactly `copies` receivers, with
 /// `points` points each; returns each receiver's ids.
 async fn wait_spread(
@@ -112,6 +120,9 @@ tasks:
 
     // r2 down for 20 s: a second round of samples; r0 and r1 get theirs meanwhile, r2's share
     // waits in its own lanes and arrives when it is back.
+    let r2_up = receiver("up", &r2);
+    let r2_url = r2.write_url();
+    let r2_retries = receiver("retries_total", &r2);
     let second = async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let r = remote_write(
@@ -140,10 +151,45 @@ tasks:
             )
             .await;
         }
+        // Each receiver's own metrics: the stopped one down and retrying, the others up.
+        relay
+            .wait_metric(&r2_up, "the stopped receiver down", |v| v == 0.0)
+            .await;
+        assert!(relay.metric(&r2_retries).await > Some(0.0));
+        // And in the task API's status: the stopped receiver alone not healthy, with its error.
+        let status = get(&format!("{}/api/v1/tasks/once", relay.base()))
+            .await
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+        let receivers = &status["status"]["targets"][0]["receivers"];
+        let states: Vec<(&str, &str)> = receivers
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["url"].as_str().unwrap(), r["state"].as_str().unwrap()))
+            .collect();
+        assert_eq!(states.len(), 3, "{receivers}");
+        for (url, state) in states {
+            assert_eq!(state == "healthy", url != r2_url, "{receivers}");
+        }
+        for r in [&r0, &r1] {
+            assert_eq!(relay.metric(&receiver("up", r)).await, Some(1.0));
+            assert!(relay.metric(&receiver("delivered_samples_total", r)).await > Some(0.0));
+        }
     };
     tokio::join!(r2.restart_after(Duration::from_secs(20)), second);
     let after = wait_spread(&[&r0, &r1, &r2], "shard_once", 300, 1, 2).await;
     assert_eq!(after, once, "every series stays with its receiver");
+    relay
+        .wait_metric(&receiver("up", &r2), "the restarted receiver up", |v| {
+            v == 1.0
+        })
+        .await;
+    // Its share of both rounds, counted as its own.
+    let delivered = relay
+        .metric(&receiver("delivered_samples_total", &r2))
+        .await;
+    assert_eq!(delivered, Some(2.0 * once[2].len() as f64));
     assert_eq!(
         relay
             .metric("promrelay_target_dropped_samples_total{task=\"once\",target=\"spread\",reason=\"refused\"}")

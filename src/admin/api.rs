@@ -310,6 +310,7 @@ pub fn task_json(live: &Live, t: &TaskConfig) -> Value {
                         "oldest_pending_seconds": r.queue.oldest_pending().as_secs_f64(),
                         "delivered_per_second": rates.per_second(&Series::Delivered(t.name.clone(), cfg.name.clone())),
                         "p99_send_seconds": rates.p99_send_seconds(&t.name, &cfg.name, &r.latency.snapshot()),
+                        "receivers": receivers_status(r),
                     })
                 }
                 _ => json!({
@@ -336,6 +337,23 @@ pub fn task_json(live: &Live, t: &TaskConfig) -> Value {
             "targets": targets,
         },
     })
+}
+
+/// Each receiver of a target that sends to several: its URL, state and last error.
+fn receivers_status(target: &crate::targets::Target) -> Value {
+    target
+        .receivers
+        .iter()
+        .map(|r| {
+            let h = r.health.snapshot();
+            json!({
+                "url": r.url,
+                "state": r.health.state().as_str(),
+                "last_error": h.last_error.as_ref().map(|(m, _)| m),
+                "last_error_time": h.last_error.as_ref().map(|(_, at)| unix(*at)),
+            })
+        })
+        .collect()
 }
 
 fn unix(t: std::time::SystemTime) -> f64 {

@@ -467,6 +467,7 @@ impl Live {
         let drain = config.server.shutdown_timeout;
         for r in retire_now {
             let key = (r.target.task.clone(), r.target.name.clone());
+            let urls: Vec<String> = r.target.receivers.iter().map(|x| x.url.clone()).collect();
             let removed = summary.removed.contains(&key);
             let live = self.clone();
             st.retiring.spawn(async move {
@@ -475,6 +476,9 @@ impl Live {
                     let st = live.state.lock().await;
                     if !st.running.contains_key(&key) {
                         live.metrics.remove_target(&key.0, &key.1);
+                        for url in &urls {
+                            live.metrics.receivers.remove(&key.0, &key.1, url);
+                        }
                     }
                 }
             });

@@ -5,6 +5,7 @@
 
 use super::Service;
 use super::kafka::KafkaMessage;
+use super::receivers::Receiver;
 use super::target::Target;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -81,10 +82,21 @@ impl Payload {
 /// cannot park a lane for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
+/// A receiver (of a target with several) refused a batch of `samples` for good.
+fn refused_by(receiver: Option<&Receiver>, why: &str, samples: usize) {
+    if let Some(r) = receiver {
+        r.health.refused(why);
+        r.metrics.refused.inc_by(samples as u64);
+        r.metrics.up.set(0);
+    }
+}
+
 /// Send every batch of one lane until the queue is closed and the lane is empty.
 pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
     let cfg = &target.queue_config;
     let m = &target.metrics;
+    // With several receivers, the one this lane sends to (its own health and metrics).
+    let receiver = target.receivers.of_lane(lane);
     let mut backoff = cfg.min_backoff;
     while let Some(batch) = target.queue.next_batch(lane).await {
         let mut payload = service.prepare(&batch.body);
@@ -115,6 +127,14 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     backoff = cfg.min_backoff;
                     delivered = dropped == 0;
                     target.health.delivered();
+                    if let Some(r) = receiver {
+                        r.health.delivered();
+                        r.metrics
+                            .delivered
+                            .inc_by((samples - dropped.min(samples)) as u64);
+                        r.metrics.refused.inc_by(dropped as u64);
+                        r.metrics.up.set(1);
+                    }
                     taken = dropped < samples;
                     if failures > 0 {
                         tracing::info!(task = %target.task, target = %target.name, failures, "target recovered");
@@ -130,6 +150,11 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                 SendResult::Retry { after, why } => {
                     target.health.failed(&why);
                     m.retries.inc();
+                    if let Some(r) = receiver {
+                        r.health.failed(&why);
+                        r.metrics.retries.inc();
+                        r.metrics.up.set(0);
+                    }
                     failures += 1;
                     // One line per failure would flood the log during a long outage.
                     if failures == 1 || failures.is_power_of_two() {
@@ -141,6 +166,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                 }
                 SendResult::Reject { why } => {
                     target.health.refused(&why);
+                    refused_by(receiver, &why, samples);
                     m.dropped_refused.inc_by(samples as u64);
                     m.metadata_dropped_refused.inc_by(metadata as u64);
                     tracing::error!(
@@ -151,6 +177,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                 }
                 SendResult::RejectQuietly { why } => {
                     target.health.refused(&why);
+                    refused_by(receiver, &why, samples);
                     m.dropped_refused.inc_by(samples as u64);
                     m.metadata_dropped_refused.inc_by(metadata as u64);
                     tracing::debug!(

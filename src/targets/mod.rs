@@ -20,6 +20,7 @@ pub mod kafka;
 mod lane;
 mod latency;
 pub mod queue;
+pub mod receivers;
 pub mod remote_write;
 pub mod spool;
 mod target;
@@ -161,6 +162,14 @@ macro_rules! target_kinds {
                     $(TargetKind::$variant(c) => {
                         Ok(c.services(lanes)?.into_iter().map(Service::$variant).collect())
                     })+
+                }
+            }
+
+            /// The URLs (without credentials) of the receivers a target sends to when it has
+            /// several (`receivers.rs`); empty for a kind with one destination.
+            pub fn receivers(&self) -> Vec<String> {
+                match self {
+                    $(TargetKind::$variant(c) => c.receivers(),)+
                 }
             }
         }

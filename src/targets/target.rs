@@ -4,6 +4,7 @@
 use super::health::Health;
 use super::latency::SendLatency;
 use super::queue::{Chunk, Overflow, QueueConfig, RawQueue, SinkQueue};
+use super::receivers::Receivers;
 use super::spool::{self, OverflowConfig, RawOverflow, RawSpool, SpoolConfig};
 use super::{Encoder, TargetKind};
 use crate::config::{Ack, ConfigError, invalid};
@@ -143,6 +144,8 @@ pub struct Target {
     pub latency: SendLatency,
     /// The newest timestamps received and delivered (see [`crate::telemetry::lag`]).
     pub clock: TargetClock,
+    /// Each receiver's health and metrics, when the target sends to several.
+    pub receivers: Receivers,
 }
 
 impl Target {
@@ -217,6 +220,8 @@ impl Target {
         }
         metrics.queue_depth.set(queue.held() as i64);
         metrics.pending.set(queue.held() as i64);
+        let queue_lanes = queue.lanes();
+        let receiver_metrics = metrics.receivers.clone();
         let clock = TargetClock::new(
             queue.lanes(),
             metrics.received_timestamp.clone(),
@@ -233,6 +238,13 @@ impl Target {
             ack,
             health: Health::default(),
             latency: SendLatency::default(),
+            receivers: Receivers::new(
+                cfg.kind.receivers(),
+                queue_lanes,
+                &receiver_metrics,
+                task,
+                &cfg.name,
+            ),
         })
     }
 

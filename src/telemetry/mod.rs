@@ -7,6 +7,7 @@
 //! - `process.rs`: the standard `process_*` metrics, read from `/proc` at each scrape;
 //! - `kafka_source.rs`: the Kafka sources' messages, refusals, commits and partition lag;
 //! - `lag.rs`: the highest received and delivered timestamp of each target;
+//! - `receivers.rs`: each receiver of a sharded remote_write target;
 //! - `logging.rs`: `--log.level`, `--log.format`, colour only on a terminal.
 //!
 //! What each metric means and which alerts use it: `docs/operations.md`.
@@ -16,11 +17,13 @@ pub mod kafka_source;
 pub mod lag;
 pub mod logging;
 pub mod process;
+pub mod receivers;
 
 pub use exposition::Format;
 pub use kafka_source::{KafkaSourceHandles, KafkaSourceMetrics};
 pub use lag::{TargetClock, TimestampGauge};
 pub use logging::{LogFormat, LogLevel, init_logging};
+pub use receivers::{ReceiverHandles, ReceiverMetrics};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -86,6 +89,8 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// The Kafka sources' messages, refusals, commits and partition lag.
     pub kafka_source: KafkaSourceMetrics,
+    /// Per-receiver metrics of sharded remote_write targets.
+    pub receivers: ReceiverMetrics,
     request_seconds: Family<Labels, Histogram>,
     refused_samples: Family<Labels, Counter>,
     target_pending: Family<Labels, Gauge>,
@@ -368,8 +373,10 @@ impl Metrics {
         );
         let http = HttpMetrics::register(registry);
         let kafka_source = KafkaSourceMetrics::register(registry);
+        let receivers = ReceiverMetrics::register(registry);
         Metrics {
             kafka_source,
+            receivers,
             registry: root,
             request_seconds,
             refused_samples,
@@ -524,6 +531,7 @@ impl Metrics {
                     ("reason", reason::UNSUPPORTED),
                 ]))
                 .clone(),
+            receivers: self.receivers.clone(),
         }
     }
 
@@ -672,6 +680,8 @@ pub struct TargetMetrics {
     pub metadata_dropped_without_series: Counter,
     pub metadata_dropped_refused: Counter,
     pub start_timestamps_dropped: Counter,
+    /// Where a target with several receivers makes each one's handles.
+    pub receivers: ReceiverMetrics,
 }
 
 /// The HTTP listeners' own metrics: connections open and closed by reason, accept errors,

@@ -23,6 +23,11 @@ impl FileConfig {
     pub fn services(&self, _lanes: usize) -> Result<Vec<FileService>, String> {
         Ok(vec![FileService::open(self)?])
     }
+
+    /// One destination: no receivers of its own (`targets/receivers.rs`).
+    pub fn receivers(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Where the lines go.

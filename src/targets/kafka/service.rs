@@ -66,6 +66,11 @@ impl KafkaConfig {
     pub fn services(&self, lanes: usize) -> Result<Vec<KafkaService>, String> {
         services(self, lanes)
     }
+
+    /// One cluster (the brokers share the partitions): no receivers of its own.
+    pub fn receivers(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 fn services(cfg: &KafkaConfig, lanes: usize) -> Result<Vec<KafkaService>, String> {

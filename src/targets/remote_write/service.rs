@@ -291,6 +291,23 @@ impl RemoteWriteService {
 /// # Errors
 /// As [`RemoteWriteService::new`].
 impl RemoteWriteConfig {
+    /// With several `urls`, each receiver's URL without credentials (for its metrics and
+    /// status); none with one.
+    pub fn receivers(&self) -> Vec<String> {
+        if self.urls.len() < 2 {
+            return Vec::new();
+        }
+        self.urls
+            .iter()
+            .map(|u| {
+                let host = u.host().unwrap_or_default();
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let scheme = u.scheme_str().unwrap_or("http");
+                format!("{scheme}://{host}{port}{}", u.path())
+            })
+            .collect()
+    }
+
     pub fn services(&self, lanes: usize) -> Result<Vec<RemoteWriteService>, String> {
         // With several receivers, lane `i` belongs to receiver `i / (lanes / receivers)`
         // (see `encode.rs`).
