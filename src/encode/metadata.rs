@@ -11,7 +11,7 @@
 //!   1.0 → 2.0 conversion reads ([`SERIES_METADATA_TAG`]): it becomes the 2.0 series'
 //!   `metadata` with symbol refs. No 1.0 receiver ever sees that field.
 
-use super::varint::{put_varint, varint_len};
+use super::varint::{put_varint, read_varint, varint_len};
 use crate::batch::MetadataRef;
 
 /// Tag of a top-level `metadata` field of a 1.0 `WriteRequest` (field 3, length-delimited).
@@ -110,19 +110,6 @@ pub fn split(body: &[u8], into: &mut Split) -> Result<bool, &'static str> {
         pos = end;
     }
     Ok(found)
-}
-
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// The type, help and unit of a `MetricMetadata` message (without its tag and length).

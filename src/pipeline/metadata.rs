@@ -31,16 +31,9 @@ pub(super) fn forward(
     }
     for tt in &task.targets {
         let ti = tt.index;
-        let ts = &mut outs[ti];
-        if !ts.touched {
-            ts.touched = true;
-            touched.push(ti);
-        }
-        targets[ti].encoder.write_metadata(
-            &mut ts.out,
-            buf,
-            kept.clone(),
-            protocol == Protocol::V2,
-        );
+        let out = TargetScratch::touch(outs, touched, ti);
+        targets[ti]
+            .encoder
+            .write_metadata(out, buf, kept.clone(), protocol == Protocol::V2);
     }
 }

@@ -119,6 +119,24 @@ struct TargetScratch {
     touched: bool,
 }
 
+impl TargetScratch {
+    /// Target `ti`'s output, marked as written to by this request (so admission and the
+    /// reset after it visit it).
+    #[inline]
+    fn touch<'a>(
+        outs: &'a mut [TargetScratch],
+        touched: &mut Vec<usize>,
+        ti: usize,
+    ) -> &'a mut Output {
+        let ts = &mut outs[ti];
+        if !ts.touched {
+            ts.touched = true;
+            touched.push(ti);
+        }
+        &mut ts.out
+    }
+}
+
 /// Reused per-request state. See the module docs.
 #[derive(Default)]
 pub struct Scratch {
@@ -645,11 +663,7 @@ fn deliver(
     let newest = series.newest_timestamp_ms();
     for tt in &task.targets {
         let ti = tt.index;
-        let ts = &mut outs[ti];
-        if !ts.touched {
-            ts.touched = true;
-            touched.push(ti);
-        }
+        let out = TargetScratch::touch(outs, touched, ti);
         let labels = merge(
             series.buf(),
             series.label_refs(),
@@ -657,10 +671,8 @@ fn deliver(
             &tt.external_labels,
         )
         .with_splice(&tt.splice);
-        targets[ti]
-            .encoder
-            .write_series(&mut ts.out, series, labels);
-        ts.out.newest_timestamp_ms = ts.out.newest_timestamp_ms.max(newest);
+        targets[ti].encoder.write_series(out, series, labels);
+        out.newest_timestamp_ms = out.newest_timestamp_ms.max(newest);
     }
     series.samples().len() + series.histogram_count() as usize
 }
