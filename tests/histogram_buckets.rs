@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use promrelay::proto::v2::{self, BucketSpan, Histogram, Request, Sample, TimeSeries};
+use promrelay::proto::v2::{BucketSpan, Histogram, Request, Sample, TimeSeries};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_target_writes_native_histograms_as_classic_buckets() {
@@ -80,18 +80,7 @@ tasks:
             },
         ],
     };
-    let r = http(
-        hyper::Method::POST,
-        &relay.write_url(),
-        &[
-            ("Content-Type", v2::CONTENT_TYPE),
-            ("Content-Encoding", "snappy"),
-            ("X-Prometheus-Remote-Write-Version", "2.0.0"),
-        ],
-        v2::encode_snappy(&req),
-    )
-    .await
-    .unwrap();
+    let r = remote_write_v2(&relay.write_url(), &req).await;
     assert_eq!(r.status, 204, "{}", r.text());
     let read = |name: &str| {
         let path = relay.dir.path().join(name);

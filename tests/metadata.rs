@@ -304,18 +304,7 @@ tasks:
         symbols: symbols.clone(),
         timeseries: timeseries.clone(),
     };
-    let r = common::http(
-        hyper::Method::POST,
-        &relay.write_url(),
-        &[
-            ("Content-Type", v2::CONTENT_TYPE),
-            ("Content-Encoding", "snappy"),
-            ("X-Prometheus-Remote-Write-Version", "2.0.0"),
-        ],
-        v2::encode_snappy(&req),
-    )
-    .await
-    .unwrap();
+    let r = remote_write_v2(&relay.write_url(), &req).await;
     assert_eq!(r.status, 204, "{}", r.text());
 
     // 1.0: one entry per family, in a request of its own, the suffixes of a classic

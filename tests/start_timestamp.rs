@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use promrelay::proto::v2::{self, Histogram, Request, Sample, TimeSeries};
+use promrelay::proto::v2::{Histogram, Request, Sample, TimeSeries};
 use prost::Message;
 use std::time::Duration;
 
@@ -95,18 +95,7 @@ tasks:
             },
         ],
     };
-    let r = http(
-        hyper::Method::POST,
-        &relay.write_url(),
-        &[
-            ("Content-Type", v2::CONTENT_TYPE),
-            ("Content-Encoding", "snappy"),
-            ("X-Prometheus-Remote-Write-Version", "2.0.0"),
-        ],
-        v2::encode_snappy(&req),
-    )
-    .await
-    .unwrap();
+    let r = remote_write_v2(&relay.write_url(), &req).await;
     assert_eq!(r.status, 204, "{}", r.text());
 
     let unsnappy = |b: &[u8]| snap::raw::Decoder::new().decompress_vec(b).unwrap();

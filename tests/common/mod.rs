@@ -161,6 +161,23 @@ pub async fn get(url: &str) -> Result<HttpResponse, String> {
 }
 
 /// POST a remote-write 1.0 body the way Prometheus does.
+/// POST a remote-write 2.0 request as a 2.0 sender does (its content type and version).
+pub async fn remote_write_v2(url: &str, req: &promrelay::proto::v2::Request) -> HttpResponse {
+    use promrelay::proto::v2;
+    http(
+        Method::POST,
+        url,
+        &[
+            ("Content-Type", v2::CONTENT_TYPE),
+            ("Content-Encoding", "snappy"),
+            ("X-Prometheus-Remote-Write-Version", "2.0.0"),
+        ],
+        v2::encode_snappy(req),
+    )
+    .await
+    .unwrap()
+}
+
 pub async fn remote_write(url: &str, snappy_body: Vec<u8>) -> HttpResponse {
     http(
         Method::POST,
@@ -793,26 +810,38 @@ impl Tansu {
         );
     }
 
-    /// Read `want` samples back with the independent Python client (tests/kafka_read.py).
-    pub fn read_with_python(&self, topic: &str, want: usize) -> Vec<serde_json::Value> {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_read.py");
+    /// Run one of the tests' Python Kafka clients (`script` under tests/, `command` before the
+    /// options if it has several) to read `want` items of `topic` from the beginning; its
+    /// output lines, one JSON value each.
+    fn read_lines_with_python(
+        &self,
+        script: &str,
+        command: Option<&str>,
+        topic: &str,
+        want: usize,
+    ) -> Vec<serde_json::Value> {
+        let path = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
+        let brokers = self.brokers();
+        let want = want.to_string();
+        let mut args = vec![path.as_str()];
+        args.extend(command);
+        args.extend([
+            "--brokers",
+            &brokers,
+            "--topic",
+            topic,
+            "--want",
+            &want,
+            "--timeout",
+            "60",
+        ]);
         let out = Command::new("python3")
-            .args([
-                script,
-                "--brokers",
-                &self.brokers(),
-                "--topic",
-                topic,
-                "--want",
-                &want.to_string(),
-                "--timeout",
-                "60",
-            ])
+            .args(&args)
             .output()
             .unwrap_or_else(|e| panic!("python3: {e}"));
         assert!(
             out.status.success(),
-            "kafka_read.py failed: {}\n{}",
+            "{script} failed: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
             String::from_utf8_lossy(&out.stdout)
         );
@@ -821,6 +850,11 @@ impl Tansu {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// Read `want` samples back with the independent Python client (tests/kafka_read.py).
+    pub fn read_with_python(&self, topic: &str, want: usize) -> Vec<serde_json::Value> {
+        self.read_lines_with_python("kafka_read.py", None, topic, want)
     }
 }
 
@@ -889,38 +923,12 @@ impl Tansu {
     /// Read `want` raw messages of `topic` from the beginning with the independent Python
     /// client (every partition; in offset order per partition).
     pub fn read_raw_with_python(&self, topic: &str, want: usize) -> Vec<RawMessage> {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_raw.py");
-        let out = Command::new("python3")
-            .args([
-                script,
-                "read",
-                "--brokers",
-                &self.brokers(),
-                "--topic",
-                topic,
-                "--want",
-                &want.to_string(),
-                "--timeout",
-                "60",
-            ])
-            .output()
-            .unwrap_or_else(|e| panic!("python3: {e}"));
-        assert!(
-            out.status.success(),
-            "kafka_raw.py read failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                RawMessage {
-                    partition: v["partition"].as_i64().map(|p| p as i32),
-                    key: v["key"].as_str().map(unhex),
-                    value: v["value"].as_str().map(unhex),
-                }
+        self.read_lines_with_python("kafka_raw.py", Some("read"), topic, want)
+            .into_iter()
+            .map(|v| RawMessage {
+                partition: v["partition"].as_i64().map(|p| p as i32),
+                key: v["key"].as_str().map(unhex),
+                value: v["value"].as_str().map(unhex),
             })
             .collect()
     }
