@@ -9,6 +9,9 @@
 # Prints samples/s, samples per CPU-second of the relay process (/proc/PID/stat) and its peak
 # RSS, with the ratio, and appends each figure to perf/results.tsv with the git revision.
 # Everything listens on 127.0.0.1 and every run is bounded by its duration.
+# RATE=N sends at most N samples/s to each relay on a fixed schedule (promrelay bench --rate):
+# the same steady load for both, below what either falls behind at, instead of as fast as each
+# answers (which measures a relay that has fallen behind once its sending cannot keep up).
 # SPOOL=1 gives promrelay's target a spool (disk first; ACK=queued|spooled|delivered picks the
 # task's ack, default spooled); vmagent keeps its usual persistent queue (-remoteWrite.tmpDataPath),
 # which it writes only when its in-memory queue overflows.
@@ -110,7 +113,8 @@ while IFS=$'\t' read -r name series labels conns secs mode; do
       if [ "$relay" = promrelay ] && [ "${SPOOL:-0}" = 1 ]; then label="promrelay+spool/${ACK:-spooled}"; fi
       out="$work/$name-$relay-$round.txt"
       "$BIN" bench --quiet --url "http://127.0.0.1:$port/api/v1/write" --pid "$pid" \
-        --connections "$conns" --duration "$secs" --series "$series" --labels "$labels" >"$out"
+        --connections "$conns" --duration "$secs" --series "$series" --labels "$labels" \
+        ${RATE:+--rate "$RATE"} >"$out"
       rate=$(field "$out" "samples/s"); cpu=$(field "$out" "samples/cpu-second"); mem=$(field "$out" "peak RSS")
       errors=$(field "$out" "errors")
       [ "$errors" = 0 ] || echo "warning: $relay had $errors failed requests: $(grep '^errors' "$out")" >&2

@@ -62,6 +62,10 @@ enum Command {
         /// With --url: concurrent connections.
         #[arg(long, default_value_t = 4)]
         connections: usize,
+        /// With --url: send at most this many samples per second in all, on a fixed schedule
+        /// (default: as fast as the receiver answers).
+        #[arg(long)]
+        rate: Option<u64>,
         /// In-process: threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
@@ -451,6 +455,7 @@ fn main() -> ExitCode {
             url,
             pid,
             connections,
+            rate,
             threads,
             duration,
             requests,
@@ -514,6 +519,7 @@ fn main() -> ExitCode {
                     pid,
                     &spec,
                     connections,
+                    rate,
                     duration,
                     !quiet,
                 )) {

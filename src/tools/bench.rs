@@ -323,7 +323,10 @@ pub fn in_process(
     Ok(report)
 }
 
-/// Drive a remote-write URL over HTTP with `connections` concurrent senders for `duration`.
+/// Drive a remote-write URL over HTTP with `connections` concurrent senders for `duration`,
+/// as fast as the receiver answers, or at `rate` samples per second in all (each connection
+/// sends its share on a fixed schedule, so a receiver that keeps up sees a steady load and one
+/// that does not is not sent more to catch up).
 ///
 /// # Errors
 /// A URL that does not parse or is not on a loopback address.
@@ -332,6 +335,7 @@ pub async fn over_http(
     pid: Option<u32>,
     spec: &WorkloadSpec,
     connections: usize,
+    rate: Option<u64>,
     duration: Duration,
     show_progress: bool,
 ) -> Result<BenchReport, BenchError> {
@@ -352,6 +356,10 @@ pub async fn over_http(
     let bar = progress(duration, show_progress, samples.clone(), done.clone());
     let cpu0 = pid.and_then(cpu_seconds);
     let start = Instant::now();
+    // With a rate: one request per connection every `every`.
+    let every = rate.filter(|&r| r > 0).map(|r| {
+        Duration::from_secs_f64(per_request as f64 * connections.max(1) as f64 / r as f64)
+    });
     let mut tasks = Vec::new();
     for c in 0..connections.max(1) {
         let (client, uri, bodies, samples) =
@@ -359,7 +367,16 @@ pub async fn over_http(
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             let mut i = c;
+            let mut next = start;
             while start.elapsed() < duration {
+                if let Some(every) = every {
+                    tokio::time::sleep_until(next.into()).await;
+                    if start.elapsed() >= duration {
+                        break;
+                    }
+                    // A late request is not made up for: the schedule goes on from now.
+                    next = (next + every).max(Instant::now());
+                }
                 let req = Request::builder()
                     .method(Method::POST)
                     .uri(uri.clone())
@@ -400,10 +417,11 @@ pub async fn over_http(
     }
     let mut report = BenchReport {
         mode: format!(
-            "HTTP to {url}, {} connection(s), {} series x {} labels per request",
+            "HTTP to {url}, {} connection(s), {} series x {} labels per request{}",
             connections.max(1),
             spec.series,
-            spec.labels_per_series
+            spec.labels_per_series,
+            rate.map_or(String::new(), |r| format!(", at most {r} samples/s"))
         ),
         ..Default::default()
     };
@@ -463,6 +481,53 @@ mod tests {
         assert!(r.to_string().contains("samples/s"));
     }
 
+    /// With a rate, requests follow a fixed schedule: never more than it allows, however
+    /// fast the receiver answers (a bound on the count, not on how long anything takes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rate_caps_what_is_sent() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(super::super::blackhole::blackhole(addr, async {
+            let _ = stopped.await;
+        }));
+        let spec = WorkloadSpec {
+            series: 100,
+            ..Default::default()
+        };
+        let url = format!("http://127.0.0.1:{port}/api/v1/write");
+        let mut r = None;
+        for _ in 0..50 {
+            // The server may not listen yet on the first tries.
+            let got = over_http(
+                &url,
+                None,
+                &spec,
+                2,
+                Some(1_000),
+                Duration::from_millis(1_000),
+                false,
+            )
+            .await
+            .unwrap();
+            if got.errors == 0 && got.requests > 0 {
+                r = Some(got);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = r.expect("the blackhole answered");
+        // 1,000 samples/s of 100-sample requests over 2 connections: one request per
+        // connection every 200 ms, the first at once, so at most 5 each in 1 s.
+        assert!(r.requests <= 10, "{r}");
+        assert!(r.mode.contains("at most 1000 samples/s"), "{}", r.mode);
+        let _ = stop.send(());
+        let _ = server.await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refuses_to_load_a_non_loopback_url() {
         let err = over_http(
@@ -470,6 +535,7 @@ mod tests {
             None,
             &WorkloadSpec::default(),
             1,
+            None,
             Duration::from_millis(10),
             false,
         )
