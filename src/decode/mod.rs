@@ -31,7 +31,7 @@
 
 use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span, Splice};
 use crate::encode::varint::varint_len;
-pub use labels::{SeriesHasher, cmp_bytes};
+pub use labels::{SeriesHasher, cmp_bytes, label_set_hash};
 
 /// What the decoder refuses. [`DecodeError::status`] maps each to its HTTP answer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -339,7 +339,14 @@ impl SeriesBatch {
             extras: (extras_start as u32, self.extras.len() as u32),
             histograms,
             metadata: 0,
-            hash: checked.hash,
+            hash: checked.hash.unwrap_or(0),
+            hash_region: match (checked.hash, canonical) {
+                (None, Some((a, b))) => Span {
+                    start: a as u32,
+                    end: b as u32,
+                },
+                _ => Span::default(),
+            },
             splice,
         });
         Ok(())
@@ -476,7 +483,12 @@ fn canonical_labels(buf: &[u8], mut pos: usize, labels: &mut Vec<LabelRef>) -> u
         };
         let m = m as usize;
         let value = name + n + 2;
-        if m == 0 || len != n + m + 4 || value + m > buf.len() {
+        // The next field starts `len` bytes after this one's 2-byte head; the checks below
+        // make that `value + m`, but the loop carries it as `pos + 2 + len` so each step
+        // waits on one load (the field length), not on the name length and then the value
+        // length loaded from where the name ends: half the dependent loads per label.
+        let next = pos + 2 + len;
+        if m == 0 || len != n + m + 4 || next > buf.len() {
             break;
         }
         labels.push(LabelRef {
@@ -486,10 +498,10 @@ fn canonical_labels(buf: &[u8], mut pos: usize, labels: &mut Vec<LabelRef>) -> u
             },
             value: Span {
                 start: value as u32,
-                end: (value + m) as u32,
+                end: next as u32,
             },
         });
-        pos = value + m;
+        pos = next;
     }
     pos
 }

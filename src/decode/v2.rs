@@ -180,7 +180,7 @@ impl SeriesBatch {
             self.exemplars += 1;
         }
         self.pending_exemplars.clear();
-        let hash = self.check_labels(series, labels_start, None)?.hash;
+        let hash = self.check_pushed_labels(series, labels_start)?;
         let metadata = match series_metadata {
             Some(m) => self.attach_metadata_v2(labels_start, m),
             None => 0,
@@ -192,6 +192,7 @@ impl SeriesBatch {
             histograms,
             metadata,
             hash,
+            hash_region: Span::default(),
             // A 2.0 series' labels are symbol refs: there are no label bytes to copy.
             splice: None,
         });

@@ -99,7 +99,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
     let receiver = target.receivers.of_lane(lane);
     let mut backoff = cfg.min_backoff;
     while let Some(batch) = target.queue.next_batch(lane).await {
-        let mut payload = service.prepare(&batch.body);
+        let mut payload = service.prepare(&batch);
         let bytes = payload.len();
         let messages = payload.messages();
         // Metadata entries took one sample's room each; they are counted apart.

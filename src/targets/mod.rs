@@ -49,7 +49,7 @@ use std::path::Path;
 ///   `fn services(&self, lanes: usize) -> Result<Vec<Service>, String>`;
 /// - `Encoder` (`Debug + Clone`): `fn write_series(&self, out: &mut Output, series:
 ///   &SeriesView, labels: MergedLabels)`, called once per matching series on the data path;
-/// - `Service`: `fn prepare(&mut self, body: &[u8]) -> Payload` (once per batch) and
+/// - `Service`: `fn prepare(&mut self, batch: &Batch) -> Payload` (once per batch) and
 ///   `async fn send(&self, payload: &mut Payload, dropped: &mut usize) -> SendResult`.
 ///
 /// From that the macro builds [`RawTarget`] (chosen by `type:`, the variant in snake case),
@@ -219,9 +219,9 @@ macro_rules! target_kinds {
         impl Service {
             /// Turn a batch into the payload sent (compressed for remote-write, messages for
             /// Kafka), once per batch so retries resend the same bytes.
-            fn prepare(&mut self, body: &[u8]) -> Payload {
+            fn prepare(&mut self, batch: &queue::Batch) -> Payload {
                 match self {
-                    $(Service::$variant(s) => s.prepare(body),)+
+                    $(Service::$variant(s) => s.prepare(batch),)+
                 }
             }
 

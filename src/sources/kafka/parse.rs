@@ -287,6 +287,7 @@ fn walk(
             histograms: 0,
             metadata: 0,
             hash,
+            hash_region: Span::default(),
             // Not spliced: there are no received protobuf bytes to copy.
             splice: None,
         });

@@ -8,6 +8,7 @@
 //! lines; a single batch larger than `max_file_bytes` gets a file of its own.
 
 use super::FileConfig;
+use crate::targets::queue::Batch;
 use crate::targets::{Payload, SendResult};
 use bytes::Bytes;
 use std::fs::File;
@@ -160,8 +161,8 @@ impl FileService {
     }
 
     /// The batch as it is: JSON lines.
-    pub fn prepare(&mut self, body: &[u8]) -> Payload {
-        Payload::Bytes(Bytes::copy_from_slice(body))
+    pub fn prepare(&mut self, batch: &Batch) -> Payload {
+        Payload::Bytes(Bytes::copy_from_slice(&batch.body))
     }
 
     /// Append a prepared batch.

@@ -17,6 +17,7 @@
 //! a new id (found by `tests/kafka_tansu.rs`, restarting Tansu mid-stream).
 
 use super::{KafkaConfig, MessageBuilder};
+use crate::targets::queue::Batch;
 use crate::targets::{Payload, SendResult};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -110,8 +111,8 @@ fn is_permanent(e: &KafkaError) -> bool {
 }
 
 impl KafkaService {
-    pub fn prepare(&mut self, body: &[u8]) -> Payload {
-        Payload::Messages(self.builder.build(body))
+    pub fn prepare(&mut self, batch: &Batch) -> Payload {
+        Payload::Messages(self.builder.build(&batch.body))
     }
 
     /// Produce every message and wait for the delivery reports. Delivered messages and

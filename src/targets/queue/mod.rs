@@ -51,6 +51,8 @@ pub struct Chunk {
     pub samples: usize,
     /// Set by [`SinkQueue::admit`]: room was reserved on disk (the overflow), not in memory.
     pub disk: bool,
+    /// The encoder wrote a top-level metadata entry into the chunk (see [`Batch::metadata`]).
+    pub metadata: bool,
 }
 
 impl Chunk {
@@ -59,6 +61,7 @@ impl Chunk {
         self.series.clear();
         self.samples = 0;
         self.disk = false;
+        self.metadata = false;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,6 +94,12 @@ pub struct Batch {
     pub bytes: usize,
     /// Read back from a spool or overflow (left there, not lost, if the relay stops first).
     pub from_disk: bool,
+    /// The body may hold top-level metadata entries besides series: set when a chunk that had
+    /// some was appended (and for every batch read back from disk, which does not record it).
+    /// A remote_write sender walks a batch's top-level fields only when this is set: the walk
+    /// touches every series' first cache line, up to 16 % of a forwarding relay's CPU when it
+    /// ran on every batch.
+    pub metadata: bool,
 }
 /// Which part of one request went to one lane: positions as in [`Batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +112,7 @@ pub struct Span {
 struct LaneState {
     building: Vec<u8>,
     building_samples: usize,
+    building_metadata: bool,
     since: Option<Instant>,
     ready: VecDeque<Batch>,
     spare: Vec<Vec<u8>>,
@@ -130,8 +140,10 @@ impl LaneState {
             end: self.sealed,
             bytes: 0,
             from_disk: false,
+            metadata: self.building_metadata,
         });
         self.building_samples = 0;
+        self.building_metadata = false;
         self.since = None;
     }
 
@@ -448,6 +460,8 @@ impl SinkQueue {
         // The sender of an idle lane waits without a deadline: wake it so it starts the
         // batch_send_deadline clock for the batch that begins now.
         let mut wake = st.building.is_empty();
+        // Conservative when the chunk is cut: both batches are marked.
+        st.building_metadata |= chunk.metadata;
         let mut run_start = 0usize;
         let mut prev_end = 0usize;
         for &(end, n) in &chunk.series {
@@ -457,6 +471,7 @@ impl SinkQueue {
                     .extend_from_slice(&chunk.bytes[run_start..prev_end]);
                 run_start = prev_end;
                 st.seal();
+                st.building_metadata = chunk.metadata;
                 st.since = Some(Instant::now());
                 wake = true;
             }

@@ -45,6 +45,26 @@ async fn batches_are_cut_between_series_at_max_samples_per_send() {
 }
 
 #[tokio::test]
+async fn only_batches_that_took_a_chunk_with_metadata_are_marked_as_holding_some() {
+    // The remote_write sender walks a batch's top-level fields for metadata only when the
+    // batch is marked: a batch of series alone must not be, one with metadata must be.
+    let q = SinkQueue::new(1, 100, 4, Duration::from_secs(3600), None);
+    q.append(0, &chunk(&[(1, 2), (2, 2)])).unwrap();
+    let b = q.next_batch(0).await.unwrap();
+    assert!(!b.metadata, "series only");
+    let mut with = chunk(&[(3, 2), (4, 1)]);
+    with.metadata = true;
+    q.append(0, &with).unwrap();
+    q.append(0, &chunk(&[(5, 1)])).unwrap();
+    let b = q.next_batch(0).await.unwrap();
+    assert_eq!((b.body.as_slice(), b.metadata), (&[3u8, 4, 5][..], true));
+    // The mark goes with the batch that took the chunk, not with the next one.
+    q.append(0, &chunk(&[(6, 4)])).unwrap();
+    let b = q.next_batch(0).await.unwrap();
+    assert_eq!((b.body.as_slice(), b.metadata), (&[6u8][..], false));
+}
+
+#[tokio::test]
 async fn a_partial_batch_goes_out_at_the_deadline_or_on_close() {
     let q = SinkQueue::new(1, 100, 50, Duration::from_millis(20), None);
     q.append(0, &chunk(&[(7, 1)])).unwrap();

@@ -204,6 +204,7 @@ impl RemoteWriteEncoder {
             for m in entries.clone() {
                 write_metadata(&mut chunk.bytes, METADATA_TAG, buf, m);
                 chunk.end_series(1);
+                chunk.metadata = true;
                 out.metadata += 1;
             }
         }

@@ -6,6 +6,7 @@
 use super::RemoteWriteConfig;
 use crate::decode::Protocol;
 use crate::encode::remote_write_v2::V2Writer;
+use crate::targets::queue::Batch;
 use crate::targets::tls::TlsConfig;
 use crate::targets::{Payload, SendResult};
 use bytes::Bytes;
@@ -111,8 +112,9 @@ impl RemoteWriteService {
     /// Snappy (block format) through a reused buffer; for a 2.0 target, the queued 1.0 body
     /// converted to a 2.0 `Request` first; for a 1.0 target, a batch holding metadata split
     /// into a series request and a metadata request ([`Payload::Split`]).
-    pub fn prepare(&mut self, body: &[u8]) -> Payload {
+    pub fn prepare(&mut self, batch: &Batch) -> Payload {
         self.convert_error = None;
+        let body = &batch.body[..];
         if let Some((mut writer, mut out)) = self.v2.take() {
             let payload = match writer.convert(body, &mut out) {
                 Ok(()) => Payload::Bytes(self.compress(&out)),
@@ -127,6 +129,9 @@ impl RemoteWriteService {
             };
             self.v2 = Some((writer, out));
             return payload;
+        }
+        if !batch.metadata {
+            return Payload::Bytes(self.compress(body));
         }
         // A 1.0 batch holding metadata: series and metadata go as requests of their own.
         let mut split = std::mem::take(&mut self.split);

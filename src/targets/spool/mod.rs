@@ -689,6 +689,7 @@ impl Spool {
             end: st.read_off,
             bytes: taken_bytes as usize,
             from_disk: true,
+            metadata: true,
         }
     }
 
