@@ -280,15 +280,28 @@ impl<'a> SeriesView<'a> {
     }
 
     /// The value of label `name`, or `None` when the series lacks it.
+    ///
+    /// The labels are sorted, so the walk stops at the first name past `name`. First bytes
+    /// settle the order of two names almost always; only names that share theirs are compared
+    /// further, equal lengths word by word (every filter looks up `__name__`, whose 8 bytes a
+    /// byte loop compared one at a time).
     #[inline]
     pub fn label(&self, name: &[u8]) -> Option<&'a [u8]> {
+        use std::cmp::Ordering;
         let buf = &self.batch.buf;
+        let first = name.first();
         for l in self.label_refs() {
             let n = &buf[l.name.range()];
-            match crate::decode::cmp_bytes(n, name) {
-                std::cmp::Ordering::Less => continue,
-                std::cmp::Ordering::Equal => return Some(&buf[l.value.range()]),
-                std::cmp::Ordering::Greater => return None,
+            match n.first().cmp(&first) {
+                Ordering::Less => continue,
+                Ordering::Greater => return None,
+                Ordering::Equal => {}
+            }
+            if n.len() == name.len() && same_bytes(n, name) {
+                return Some(&buf[l.value.range()]);
+            }
+            if crate::decode::cmp_bytes(n, name) == Ordering::Greater {
+                return None;
             }
         }
         None
@@ -371,4 +384,20 @@ impl<'a> SeriesView<'a> {
     pub fn splice(&self) -> Option<Splice> {
         self.series.splice
     }
+}
+
+/// `a == b` for slices of one length, 8 bytes at a time, inlined (label names are short: a
+/// call to `bcmp` costs more than the comparison).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let (mut wa, mut wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut wa).zip(&mut wb) {
+        if x.first_chunk::<8>() != y.first_chunk::<8>() {
+            return false;
+        }
+    }
+    wa.remainder()
+        .iter()
+        .zip(wb.remainder())
+        .all(|(x, y)| x == y)
 }

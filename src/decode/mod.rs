@@ -301,7 +301,7 @@ impl SeriesBatch {
                 }
                 (2, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
-                    let sample = match canonical_sample(&buf[a..b]) {
+                    let sample = match canonical_sample(&self.buf, a, b) {
                         Some(s) => s,
                         None => walk_sample(&buf[..b], a, &[1, 2])?.0,
                     };
@@ -529,21 +529,54 @@ fn canonical_label(msg: &[u8]) -> Option<((usize, usize), (usize, usize))> {
 /// The fast path for a sample message as encoders write it for a non-zero value:
 /// `0x09 <8 bytes> 0x10 <varint timestamp>`, exactly filling the message.
 #[inline(always)]
-fn canonical_sample(msg: &[u8]) -> Option<Sample> {
+///
+/// The message is `whole[a..b]`; `whole` may go on past it (the decoded buffer), so that a
+/// timestamp (6 bytes as a varint) is read from one 8-byte load, not byte by byte.
+fn canonical_sample(whole: &[u8], a: usize, b: usize) -> Option<Sample> {
+    let msg = whole.get(a..b)?;
     let (&[0x09, b0, b1, b2, b3, b4, b5, b6, b7, 0x10], rest) = msg.split_first_chunk::<10>()?
     else {
         return None;
     };
-    let mut pos = 0;
-    let ts = read_varint(rest, &mut pos).ok()?;
-    if pos != rest.len() {
-        return None;
-    }
+    let ts = match varint_in_word(whole, a + 10) {
+        Some((ts, len)) if len == rest.len() => ts,
+        _ => {
+            let mut pos = 0;
+            let ts = read_varint(rest, &mut pos).ok()?;
+            if pos != rest.len() {
+                return None;
+            }
+            ts
+        }
+    };
     Some(Sample {
         // from_bits keeps NaN payloads (Prometheus' stale marker) bit for bit.
         value: f64::from_bits(u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7])),
         timestamp: ts as i64,
     })
+}
+
+/// A varint of at most 8 bytes at `buf[at..]`, from one 8-byte load: its value and length.
+/// `None` when fewer than 8 bytes follow `at` or the varint is longer (the caller then reads it
+/// byte by byte). The 7-bit groups are gathered by three mask-and-shift steps, no loop.
+#[inline(always)]
+fn varint_in_word(buf: &[u8], at: usize) -> Option<(u64, usize)> {
+    let w = u64::from_le_bytes(*buf.get(at..)?.first_chunk::<8>()?);
+    let stops = !w & 0x8080_8080_8080_8080;
+    if stops == 0 {
+        return None;
+    }
+    let len = (stops.trailing_zeros() / 8 + 1) as usize;
+    let x = if len == 8 {
+        w
+    } else {
+        w & ((1u64 << (8 * len)) - 1)
+    };
+    let x = x & 0x7f7f_7f7f_7f7f_7f7f;
+    let x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+    let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+    let x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
+    Some((x, len))
 }
 
 /// What a field of a passed-through message may hold.

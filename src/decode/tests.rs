@@ -1003,3 +1003,83 @@ fn empty_names_and_values_in_the_canonical_shape_take_the_general_path() {
         .unwrap();
     assert!(b.series(0).splice().is_some());
 }
+
+#[test]
+fn label_lookup_finds_every_name_and_nothing_else() {
+    // Names sharing first bytes, prefixes of each other, longer than a word, before and after
+    // `__name__`: each found with its value, and every near miss not found.
+    let names = [
+        "A",
+        "Ab",
+        "__name__",
+        "__name__x",
+        "_a",
+        "i",
+        "id",
+        "idx",
+        "instance",
+        "instance_long_name_1",
+        "instance_long_name_2",
+        "z",
+    ];
+    let labels = names
+        .iter()
+        .map(|n| Label {
+            name: (*n).into(),
+            value: format!("v-{n}"),
+        })
+        .collect();
+    let mut b = SeriesBatch::new();
+    b.decode_protobuf(&one_series(labels)).unwrap();
+    let s = b.series(0);
+    for n in names {
+        assert_eq!(
+            s.label(n.as_bytes()),
+            Some(format!("v-{n}").as_bytes()),
+            "{n}"
+        );
+    }
+    for missing in [
+        "",
+        "0",
+        "B",
+        "__name_",
+        "__name__y",
+        "__nam",
+        "_",
+        "ic",
+        "ida",
+        "instancf",
+        "instance_long_name_",
+        "instance_long_name_3",
+        "zz",
+    ] {
+        assert_eq!(s.label(missing.as_bytes()), None, "{missing}");
+    }
+}
+
+#[test]
+fn a_varint_read_from_one_word_is_the_varint_read_byte_by_byte() {
+    let mut rng = Rng::new(7);
+    for bits in 0..64u32 {
+        for _ in 0..50 {
+            let v = if bits == 0 {
+                0
+            } else {
+                (rng.next_u64() >> (64 - bits)) | (1 << (bits - 1))
+            };
+            let mut buf = Vec::new();
+            crate::encode::varint::put_varint(&mut buf, v);
+            let len = buf.len();
+            // Whatever follows the varint must not change it.
+            buf.extend_from_slice(&rng.next_u64().to_le_bytes());
+            let got = varint_in_word(&buf, 0);
+            if len <= 8 {
+                assert_eq!(got, Some((v, len)), "{v:#x}");
+            } else {
+                assert_eq!(got, None, "{v:#x}: longer than a word");
+            }
+        }
+    }
+    assert_eq!(varint_in_word(&[0x01, 0x02], 0), None, "fewer than 8 bytes");
+}

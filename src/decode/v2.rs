@@ -116,7 +116,7 @@ impl SeriesBatch {
                 }
                 (2, WIRE_LEN) => {
                     let (a, b) = read_len(buf, &mut pos)?;
-                    let (sample, start_timestamp) = match canonical_sample(&buf[a..b]) {
+                    let (sample, start_timestamp) = match canonical_sample(&self.buf, a, b) {
                         Some(s) => (s, 0),
                         None => walk_sample(&buf[..b], a, &[1, 2, 3])?,
                     };
