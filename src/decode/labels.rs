@@ -15,7 +15,7 @@ impl SeriesBatch {
         series: usize,
         labels_start: usize,
     ) -> Result<u64, DecodeError> {
-        let checked = self.check_labels(series, labels_start, None)?;
+        let checked = self.check_labels(series, labels_start, None, false)?;
         // Without a canonical region the hash is always computed here.
         Ok(checked.hash.unwrap_or_default())
     }
@@ -35,11 +35,15 @@ impl SeriesBatch {
     /// ([`CheckedLabels::hash`] `None`: a series that no task keeps is never hashed). Any other
     /// series takes the general path: every check per label, a sort when the sender did not
     /// sort, and the canonical encoding written into scratch to be hashed.
+    ///
+    /// `sorted`: the walk already found the names in strictly increasing order (it compares
+    /// them as it reads the canonical run); `false` when it does not know.
     pub(super) fn check_labels(
         &mut self,
         series: usize,
         labels_start: usize,
         canonical: Option<(usize, usize)>,
+        sorted: bool,
     ) -> Result<CheckedLabels, DecodeError> {
         let buf = &self.buf;
         let labels = &mut self.labels[labels_start..];
@@ -51,12 +55,14 @@ impl SeriesBatch {
             && limits.max_label_value_bytes >= 127
         {
             let ascii = is_ascii(&buf[a..b]);
-            let mut increasing = true;
-            let mut prev: &[u8] = &[];
-            for l in labels.iter() {
-                let name = &buf[l.name.range()];
-                increasing &= cmp_bytes(prev, name) == Ordering::Less;
-                prev = name;
+            let mut increasing = sorted;
+            if !sorted {
+                let mut prev: &[u8] = &[];
+                for l in labels.iter() {
+                    let name = &buf[l.name.range()];
+                    increasing &= cmp_bytes(prev, name) == Ordering::Less;
+                    prev = name;
+                }
             }
             if increasing && ascii {
                 return Ok(CheckedLabels {

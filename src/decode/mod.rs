@@ -263,7 +263,8 @@ impl SeriesBatch {
         let buf = &self.buf[..end];
         // The run of canonical label fields a series starts with (all of them, as Prometheus
         // sends), read by the shortest loop; the general walk below takes whatever follows.
-        let mut pos = canonical_labels(buf, start, &mut self.labels);
+        let (mut pos, run_sorted) = canonical_labels(buf, start, &mut self.labels);
+        let run = self.labels.len();
         // Splice bookkeeping: where the next label field must start for the labels to be
         // canonical and back to back from the start of the series (`usize::MAX` once not).
         let mut labels_end = pos;
@@ -325,7 +326,9 @@ impl SeriesBatch {
         }
         let series_index = self.series.len();
         let canonical = (labels_end != usize::MAX).then_some((start, labels_end));
-        let checked = self.check_labels(series_index, labels_start, canonical)?;
+        // The run's order is known when the run holds every label of the series.
+        let sorted = run_sorted && self.labels.len() == run;
+        let checked = self.check_labels(series_index, labels_start, canonical, sorted)?;
         let splice = (checked.as_received && labels_end != usize::MAX).then_some(Splice {
             field: Span {
                 start: field_start as u32,
@@ -468,10 +471,15 @@ fn skip_field(buf: &[u8], pos: &mut usize, wire: u8) -> Result<(), DecodeError> 
 /// Read the canonical label fields at `buf[pos..]` (each `0x0a len 0x0a n name 0x12 m value`,
 /// the lengths one byte, name and value non-empty, exactly filling the field, as
 /// [`canonical_label`] accepts them) into `labels`, and return where the first field that is
-/// not one begins. Hand-written because it is the innermost loop of decoding: one bounds check
-/// per field and no varint, key or length decoding beyond the bytes it compares.
+/// not one begins, and whether their names are in strictly increasing order. Hand-written
+/// because it is the innermost loop of decoding: one bounds check per field and no varint, key
+/// or length decoding beyond the bytes it compares. The order is checked here, where the names
+/// were just read, rather than in a second walk over the labels (it is off the loop's chain of
+/// dependent loads: names usually differ in their first byte).
 #[inline(always)]
-fn canonical_labels(buf: &[u8], mut pos: usize, labels: &mut Vec<LabelRef>) -> usize {
+fn canonical_labels(buf: &[u8], mut pos: usize, labels: &mut Vec<LabelRef>) -> (usize, bool) {
+    let mut sorted = true;
+    let mut prev: &[u8] = &[];
     while let Some(&[0x0a, len, 0x0a, n]) = buf.get(pos..).and_then(|b| b.first_chunk::<4>()) {
         let (len, n) = (len as usize, n as usize);
         if len >= 0x80 || n >= 0x80 || n == 0 || len < n + 4 {
@@ -491,6 +499,9 @@ fn canonical_labels(buf: &[u8], mut pos: usize, labels: &mut Vec<LabelRef>) -> u
         if m == 0 || len != n + m + 4 || next > buf.len() {
             break;
         }
+        let this = &buf[name..name + n];
+        sorted &= cmp_bytes(prev, this) == std::cmp::Ordering::Less;
+        prev = this;
         labels.push(LabelRef {
             name: Span {
                 start: name as u32,
@@ -503,7 +514,7 @@ fn canonical_labels(buf: &[u8], mut pos: usize, labels: &mut Vec<LabelRef>) -> u
         });
         pos = next;
     }
-    pos
+    (pos, sorted)
 }
 
 /// The fast path for a label message as every protobuf encoder writes it when name and value
