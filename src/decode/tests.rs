@@ -1083,3 +1083,24 @@ fn a_varint_read_from_one_word_is_the_varint_read_byte_by_byte() {
     }
     assert_eq!(varint_in_word(&[0x01, 0x02], 0), None, "fewer than 8 bytes");
 }
+
+#[test]
+fn the_series_hash_is_the_one_earlier_releases_computed() {
+    // A series' send lane (and a Kafka `key: series` group) must not move on an upgrade. The
+    // value is what `eb7ac05`'s `hash_ascii` gave for this label set, recomputed outside the
+    // crate from that function's definition (words fed to the FxHash-style mix, the last
+    // padded and marked with the length, then the finishing avalanche).
+    let mut b = SeriesBatch::new();
+    let labels = vec![
+        Label {
+            name: "__name__".into(),
+            value: "up".into(),
+        },
+        Label {
+            name: "job".into(),
+            value: "node".into(),
+        },
+    ];
+    b.decode_protobuf(&one_series(labels)).unwrap();
+    assert_eq!(b.series(0).hash(), 0x1326_9f9c_75d3_7f7e);
+}
