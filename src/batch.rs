@@ -9,7 +9,8 @@
 //! Invariants that [`crate::decode`] establishes and every reader relies on:
 //! - every span lies inside `buf` and is valid UTF-8;
 //! - each series' labels are sorted by name, names are non-empty and unique;
-//! - `SeriesRef::hash` is a function of the sorted label set alone.
+//! - [`SeriesView::hash`] is a function of the sorted label set alone (computed at decode, or
+//!   on demand from the label region: see `SeriesRef::hash_region`).
 
 use std::ops::Range;
 
@@ -73,9 +74,10 @@ pub struct SeriesRef {
     /// Hash of the sorted label set; picks the send shard so one series stays in order.
     /// Unused while `hash_region` is non-empty: use [`SeriesView::hash`].
     pub hash: u64,
-    /// Non-empty when the series' label fields arrived as their canonical encoding: the hash
-    /// is then that of these bytes, computed only when a target asks for it (a series no task
-    /// keeps is never hashed; hashing was 40 % of the label check).
+    /// Non-empty when the series took the decoder's one-pass path (label fields in their
+    /// canonical encoding, sorted, ASCII, within the limits): the hash is then that of these
+    /// bytes, computed when a target asks for it (a series no task keeps is never hashed;
+    /// hashing was 40 % of the label check). Any other series is hashed at decode.
     pub hash_region: Span,
     /// When the series can be spliced (see [`Splice`]): its bytes as received.
     pub splice: Option<Splice>,

@@ -1,7 +1,8 @@
 //! A series' labels after the walk: checked (non-empty, unique names, valid UTF-8, the input
-//! limits), sorted when the sender did not sort them, and hashed, the hash being that of the
-//! label set's canonical encoding so a series keeps its send lane whatever shape it arrived
-//! in. The one-pass path for labels as Prometheus sends them lives here too.
+//! limits), sorted when the sender did not sort them, and hashed (at once, or on demand for
+//! the one-pass path), the hash being that of the label set's canonical encoding so a series
+//! keeps its send lane whatever shape it arrived in. The one-pass path for labels as
+//! Prometheus sends them lives here too.
 
 use super::*;
 use crate::encode::remote_write::encode_label;
@@ -20,7 +21,8 @@ impl SeriesBatch {
         Ok(checked.hash.unwrap_or_default())
     }
 
-    /// Validate one series' labels, sort them when the sender did not, and hash them.
+    /// Validate one series' labels, sort them when the sender did not, and hash them (or leave
+    /// the hash to whoever asks, on the one-pass path).
     ///
     /// The hash is that of the label set's canonical encoding (each label as
     /// `0x0a len 0x0a n name 0x12 m value`, sorted by name: what [`canonical_label`] accepts,

@@ -539,10 +539,10 @@ fn canonical_label(msg: &[u8]) -> Option<((usize, usize), (usize, usize))> {
 
 /// The fast path for a sample message as encoders write it for a non-zero value:
 /// `0x09 <8 bytes> 0x10 <varint timestamp>`, exactly filling the message.
-#[inline(always)]
 ///
 /// The message is `whole[a..b]`; `whole` may go on past it (the decoded buffer), so that a
 /// timestamp (6 bytes as a varint) is read from one 8-byte load, not byte by byte.
+#[inline(always)]
 fn canonical_sample(whole: &[u8], a: usize, b: usize) -> Option<Sample> {
     let msg = whole.get(a..b)?;
     let (&[0x09, b0, b1, b2, b3, b4, b5, b6, b7, 0x10], rest) = msg.split_first_chunk::<10>()?

@@ -1104,3 +1104,36 @@ fn the_series_hash_is_the_one_earlier_releases_computed() {
     b.decode_protobuf(&one_series(labels)).unwrap();
     assert_eq!(b.series(0).hash(), 0x1326_9f9c_75d3_7f7e);
 }
+
+#[test]
+fn a_timestamp_varint_must_end_where_its_sample_ends() {
+    // The one-load timestamp reader sees past the sample's end; what it sees there must not
+    // complete a varint the sample cut short, nor hide a byte left over after it.
+    fn field(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![tag, body.len() as u8];
+        f.extend_from_slice(body);
+        f
+    }
+    let label = |n: &[u8], v: &[u8]| field(0x0a, &[field(0x0a, n), field(0x12, v)].concat());
+    for tail in [&[0x80][..], &[0x01, 0x05][..]] {
+        let mut sample = vec![0x09];
+        sample.extend_from_slice(&1.0f64.to_le_bytes());
+        sample.push(0x10);
+        sample.extend_from_slice(tail);
+        // A label after the sample: at least 8 more bytes for the word load to reach into.
+        let series = [
+            label(b"__name__", b"up"),
+            field(0x12, &sample),
+            label(b"zz", b"a-later-label"),
+        ]
+        .concat();
+        let body = field(0x0a, &series);
+        assert!(prost_decodes_not(&body), "prost refuses it too");
+        let mut b = SeriesBatch::new();
+        assert!(b.decode_protobuf(&body).is_err(), "tail {tail:02x?} taken");
+    }
+}
+
+fn prost_decodes_not(body: &[u8]) -> bool {
+    WriteRequest::decode(body).is_err()
+}

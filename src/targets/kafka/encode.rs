@@ -97,7 +97,13 @@ impl KafkaLayout {
             }
         }
         let name = series.label(b"__name__").unwrap_or_default();
-        let lane = self.lane(series.hash(), name, out.lanes.len());
+        // The series hash is computed on demand (see `SeriesRef::hash_region`): only when it
+        // picks the lane.
+        let hash = match self.key {
+            KafkaKey::Metric => 0,
+            KafkaKey::Series | KafkaKey::None => series.hash(),
+        };
+        let lane = self.lane(hash, name, out.lanes.len());
         let chunk = &mut out.lanes[lane];
         let mut n = 0;
         if !samples.is_empty() || !json {

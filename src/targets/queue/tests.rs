@@ -58,6 +58,16 @@ async fn only_batches_that_took_a_chunk_with_metadata_are_marked_as_holding_some
     q.append(0, &chunk(&[(5, 1)])).unwrap();
     let b = q.next_batch(0).await.unwrap();
     assert_eq!((b.body.as_slice(), b.metadata), (&[3u8, 4, 5][..], true));
+    // A marked chunk cut across two batches marks both (the encoder writes metadata after the
+    // series, so it is in the tail).
+    let mut cut = chunk(&[(7, 3), (8, 1), (9, 1)]);
+    cut.metadata = true;
+    q.append(0, &cut).unwrap();
+    let b = q.next_batch(0).await.unwrap();
+    assert_eq!((b.body.as_slice(), b.metadata), (&[7u8, 8][..], true));
+    q.flush(0);
+    let b = q.next_batch(0).await.unwrap();
+    assert_eq!((b.body.as_slice(), b.metadata), (&[9u8][..], true));
     // The mark goes with the batch that took the chunk, not with the next one.
     q.append(0, &chunk(&[(6, 4)])).unwrap();
     let b = q.next_batch(0).await.unwrap();

@@ -147,8 +147,10 @@ impl RemoteWriteEncoder {
             }
         }
         let internal = (!out.scratch.is_empty()).then_some(&out.scratch[..]);
+        // Computed on demand from the label bytes (see `SeriesRef::hash_region`): once here.
+        let hash = series.hash();
         if self.receivers == 1 {
-            let lane = (series.hash() % out.lanes.len() as u64) as usize;
+            let lane = (hash % out.lanes.len() as u64) as usize;
             let chunk = &mut out.lanes[lane];
             write(&mut chunk.bytes, series, labels, rewritten, internal);
             chunk.end_series(carried);
@@ -157,9 +159,14 @@ impl RemoteWriteEncoder {
         }
         let lanes = out.lanes.len();
         let per = (lanes / self.receivers).max(1);
-        let within = (series.hash() % per as u64) as usize;
+        let within = (hash % per as u64) as usize;
         let mut chosen = [0usize; MAX_URLS];
-        let n = choose(self.key(series), self.receivers, self.replicas, &mut chosen);
+        let n = choose(
+            self.key(series, hash),
+            self.receivers,
+            self.replicas,
+            &mut chosen,
+        );
         for &r in &chosen[..n] {
             let chunk = &mut out.lanes[(r * per + within).min(lanes - 1)];
             write(
@@ -210,11 +217,11 @@ impl RemoteWriteEncoder {
         }
     }
 
-    /// What picks a series' receivers: all its labels, or the `shard_by` ones.
+    /// What picks a series' receivers: all its labels (`hash`), or the `shard_by` ones.
     #[inline]
-    fn key(&self, series: &SeriesView<'_>) -> u64 {
+    fn key(&self, series: &SeriesView<'_>, hash: u64) -> u64 {
         if self.shard_by.is_empty() {
-            return series.hash();
+            return hash;
         }
         let mut h = SeriesHasher::new();
         for name in self.shard_by.iter() {

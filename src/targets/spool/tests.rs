@@ -44,7 +44,14 @@ async fn next(s: &Spool, lane: usize, max: usize) -> Batch {
         s.next_batch(lane, max, Duration::ZERO, || false),
     )
     .await;
-    got.expect("no batch").expect("closed")
+    let batch = got.expect("no batch").expect("closed");
+    // The spool does not record which records are metadata: every batch read back says it
+    // may hold some, so the remote_write sender looks.
+    assert!(
+        batch.metadata,
+        "a batch from disk is marked as maybe holding metadata"
+    );
+    batch
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
