@@ -105,6 +105,37 @@ pub fn write_sample<'a>(
     labels: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     sample: &Sample,
 ) {
+    write_labels(out, labels);
+    write_fields(out, sample);
+}
+
+/// Append a series' samples as flat objects joined by `,` (nothing for no samples): the same
+/// bytes as [`write_sample`] per sample. The labels are written once, for the first sample;
+/// every later object copies that prefix (`{"name":"value",…,`) from the buffer itself, so the
+/// label merge and the escape check run once per series instead of once per sample.
+#[inline]
+pub fn write_samples<'a>(
+    out: &mut Vec<u8>,
+    labels: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    samples: &[Sample],
+) {
+    let Some((first, rest)) = samples.split_first() else {
+        return;
+    };
+    let start = out.len();
+    write_labels(out, labels);
+    let end = out.len();
+    write_fields(out, first);
+    for s in rest {
+        out.push(b',');
+        out.extend_from_within(start..end);
+        write_fields(out, s);
+    }
+}
+
+/// `{` and every label as `"name":"value",`.
+#[inline]
+fn write_labels<'a>(out: &mut Vec<u8>, labels: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
     out.push(b'{');
     for (n, v) in labels {
         if needs_escape(n) || needs_escape(v) {
@@ -122,6 +153,11 @@ pub fn write_sample<'a>(
             out.extend_from_slice(b"\",");
         }
     }
+}
+
+/// The sample's fields and the closing brace: `"value":"…","timestamp":"…"}`.
+#[inline]
+fn write_fields(out: &mut Vec<u8>, sample: &Sample) {
     out.extend_from_slice(b"\"value\":\"");
     write_value(out, sample.value);
     out.extend_from_slice(b"\",\"timestamp\":\"");
@@ -217,5 +253,35 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["job"], "api\"x");
+    }
+
+    #[test]
+    fn a_series_objects_are_the_per_sample_objects_joined_by_commas() {
+        let labels: Vec<(&[u8], &[u8])> = vec![
+            (b"__name__", b"up"),
+            (b"job", b"a\"b\\c\n"),
+            (b"zone", "中文".as_bytes()),
+        ];
+        let samples: Vec<Sample> = [675.0, f64::NAN, -0.125, 1e21]
+            .iter()
+            .zip([1698732988354i64, -1, 0, i64::MAX])
+            .map(|(&value, timestamp)| Sample { value, timestamp })
+            .collect();
+        for n in 0..=samples.len() {
+            let mut want = b"prefix".to_vec();
+            for (i, s) in samples[..n].iter().enumerate() {
+                if i > 0 {
+                    want.push(b',');
+                }
+                write_sample(&mut want, labels.iter().copied(), s);
+            }
+            let mut got = b"prefix".to_vec();
+            write_samples(&mut got, labels.iter().copied(), &samples[..n]);
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap(),
+                "{n} samples"
+            );
+        }
     }
 }

@@ -250,12 +250,7 @@ impl KafkaLayout {
         out.extend_from_slice(&[0; 4]);
         let samples_written = match self.format {
             KafkaFormat::Json => {
-                for (i, s) in samples.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    json::write_sample(out, labels.clone(), s);
-                }
+                json::write_samples(out, labels, samples);
                 samples.len()
             }
             KafkaFormat::RemoteWrite => {
