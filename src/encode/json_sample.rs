@@ -89,6 +89,9 @@ pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
 /// Append the value as the seed formats it (without quotes).
 #[inline]
 pub fn write_value(out: &mut Vec<u8>, v: f64) {
+    if write_thousandths(out, v) {
+        return;
+    }
     if v.is_nan() {
         out.extend_from_slice(b"NaN");
     } else if v.is_infinite() {
@@ -96,6 +99,51 @@ pub fn write_value(out: &mut Vec<u8>, v: f64) {
     } else {
         out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
     }
+}
+
+/// The common values without ryu: a whole number of thousandths below 10^12 in magnitude
+/// (counters, and gauges such as 0.5, 12.25 or 0.125) is written as its integer part, `.`, and
+/// its thousandths without trailing zeros (`0` for none): exactly ryu's output, because
+///
+/// - `m / 1000.0` is the correctly rounded quotient, so the check below holds only when `v`
+///   is the double nearest the decimal `m/1000` (never for NaN or the infinities);
+/// - that decimal has at most 15 significant digits, and two distinct decimals of at most 15
+///   digits never round to the same double (`f64::DIGITS`), so it is the shortest decimal that
+///   round-trips, the one ryu picks;
+/// - ryu writes it without an exponent: `0.001 <= |v| < 10^12` is inside its plain range
+///   (`10^-5 <= |v| < 10^16`), and zero is `0.0` or `-0.0`.
+///
+/// Returns false, having written nothing, for every other value.
+#[inline]
+fn write_thousandths(out: &mut Vec<u8>, v: f64) -> bool {
+    let m = (v * 1000.0).round();
+    // NaN first: a NaN `v` would pass the bit check.
+    if m.is_nan() || m.abs() >= 1e15 || (m / 1000.0).to_bits() != v.to_bits() {
+        return false;
+    }
+    // The sign from `v`: `-0.0` passes the check (its `m` is `-0.0`) and ryu writes `-0.0`.
+    if v.is_sign_negative() {
+        out.push(b'-');
+    }
+    let a = (m as i64).unsigned_abs();
+    out.extend_from_slice(itoa::Buffer::new().format(a / 1000).as_bytes());
+    let f = a % 1000;
+    let digits = [
+        b'0' + (f / 100) as u8,
+        b'0' + (f / 10 % 10) as u8,
+        b'0' + (f % 10) as u8,
+    ];
+    // No thousandths: `.0`, as ryu writes whole numbers.
+    let len = if f.is_multiple_of(100) {
+        1
+    } else if f.is_multiple_of(10) {
+        2
+    } else {
+        3
+    };
+    out.push(b'.');
+    out.extend_from_slice(&digits[..len]);
+    true
 }
 
 /// Append one flat sample object.
@@ -203,6 +251,82 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The thousandths shortcut against ryu itself, byte for byte: whole and fractional
+    /// thousandths at every magnitude up to the bound and past it, both signs, binary
+    /// fractions, values near the shortcut's edges, and random doubles.
+    #[test]
+    fn the_thousandths_shortcut_writes_what_ryu_writes() {
+        fn ryu(v: f64) -> String {
+            if v.is_nan() {
+                "NaN".into()
+            } else if v.is_infinite() {
+                (if v > 0.0 { "Infinity" } else { "-Infinity" }).into()
+            } else {
+                ryu::Buffer::new().format_finite(v).to_owned()
+            }
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut values = vec![
+            0.0,
+            -0.0,
+            0.001,
+            -0.001,
+            0.0005,
+            0.0015,
+            0.05,
+            0.1,
+            0.3,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            675.0,
+            12.25,
+            0.125,
+            999_999_999_999.999,
+            1e12,
+            1e12 - 1.0,
+            1e12 + 0.5,
+            1e15,
+            1e16,
+            1e21,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::NAN,
+            f64::INFINITY,
+        ];
+        for _ in 0..200_000 {
+            let r = next();
+            // A whole number of thousandths of 1 to 16 digits, or one just off it.
+            let digits = 1 + (r % 16) as u32;
+            let m = (next() % 10u64.pow(digits)) as f64;
+            let v = m / 1000.0;
+            values.push(v);
+            values.push(-v);
+            values.push(f64::from_bits(v.to_bits() + 1));
+            values.push((next() % 8_000_000) as f64 / 8.0);
+            values.push(f64::from_bits(next()));
+        }
+        let mut shortcut = 0;
+        for v in values {
+            let mut got = Vec::new();
+            write_value(&mut got, v);
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                ryu(v),
+                "{:#x}",
+                v.to_bits()
+            );
+            shortcut += usize::from(write_thousandths(&mut Vec::new(), v));
+        }
+        assert!(shortcut > 400_000, "the shortcut must be taken: {shortcut}");
     }
 
     #[test]
