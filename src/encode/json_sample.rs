@@ -26,29 +26,50 @@ const fn escape_table() -> [bool; 256] {
 static NEEDS_ESCAPE: [bool; 256] = escape_table();
 
 /// Does any byte of `s` need escaping? Eight bytes at a time (SWAR): almost no label needs
-/// escaping, so the common case is one pass of word arithmetic and a single copy.
+/// escaping, so the common case is a few words of arithmetic and a single copy. Labels are
+/// short, so there is no early exit per word and no loop per byte: the tail is one more word
+/// that overlaps the last one checked (checking a byte twice is harmless), and a string of 4
+/// to 7 bytes is two overlapping halves.
 #[inline]
 fn needs_escape(s: &[u8]) -> bool {
+    let n = s.len();
+    if n >= 8 {
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&s[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut flags = 0;
+        let mut i = 0;
+        while i + 8 < n {
+            flags |= escape_flags(word(i));
+            i += 8;
+        }
+        return (flags | escape_flags(word(n - 8))) != 0;
+    }
+    if n >= 4 {
+        let half = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&s[i..i + 4]);
+            u64::from(u32::from_le_bytes(b))
+        };
+        return escape_flags(half(0) | (half(n - 4) << 32)) != 0;
+    }
+    s.iter().any(|&b| NEEDS_ESCAPE[b as usize])
+}
+
+/// The high bit of each byte of `w` that is below 0x20, `"` or `\`, and perhaps of bytes
+/// above such a byte (a borrow): so exact as to whether any byte needs escaping.
+#[inline]
+fn escape_flags(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(c);
-        let w = u64::from_le_bytes(b);
-        // A byte below 0x20, or equal to '"' or '\\' (exact for every byte value).
-        let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        let quote = (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES)
-            & !(w ^ (ONES * u64::from(b'"')))
-            & HIGH;
-        let slash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES)
-            & !(w ^ (ONES * u64::from(b'\\')))
-            & HIGH;
-        if below | quote | slash != 0 {
-            return true;
-        }
-    }
-    chunks.remainder().iter().any(|&b| NEEDS_ESCAPE[b as usize])
+    let below = w.wrapping_sub(ONES * 0x20) & !w;
+    let q = w ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = w ^ (ONES * u64::from(b'\\'));
+    let slash = b.wrapping_sub(ONES) & !b;
+    (below | quote | slash) & HIGH
 }
 
 /// Append `s` as a JSON string (with quotes). `s` is valid UTF-8 (a batch invariant), which
@@ -331,17 +352,22 @@ mod tests {
 
     #[test]
     fn the_word_at_a_time_check_agrees_with_the_table_for_every_byte_at_every_position() {
-        for b in 0..=255u8 {
-            for pos in 0..19 {
-                let mut s = vec![b'a'; 19];
-                s[pos] = b;
-                assert_eq!(
-                    needs_escape(&s),
-                    NEEDS_ESCAPE[b as usize],
-                    "byte {b:#x} at {pos}"
-                );
+        for len in 1..=25 {
+            for b in 0..=255u8 {
+                for pos in 0..len {
+                    for fill in [b'a', 0xc3, b'~'] {
+                        let mut s = vec![fill; len];
+                        s[pos] = b;
+                        assert_eq!(
+                            needs_escape(&s),
+                            NEEDS_ESCAPE[b as usize],
+                            "byte {b:#x} at {pos} of {len}, fill {fill:#x}"
+                        );
+                    }
+                }
             }
         }
+        assert!(!needs_escape(b""));
         // Multi-byte UTF-8 (high bytes) never needs escaping.
         assert!(!needs_escape("ünïcødé 中文 🙂 ok".as_bytes()));
     }
