@@ -6,9 +6,9 @@
 //! prefix can be written before its content, with no shifting and no scratch buffer.
 
 use super::varint::{put_varint, varint_len};
-use crate::batch::{LabelRef, Sample, Splice};
+use crate::batch::{LabelRef, Sample, SeriesView, Splice};
 use crate::decode::cmp_bytes;
-use crate::relabel::LabelSet;
+use crate::relabel::{LabelSet, MergedLabels};
 use std::cmp::Ordering;
 
 #[inline]
@@ -185,6 +185,35 @@ pub fn splice_series(
     run(out, from, labels.len());
     out.extend_from_slice(&buf[splice.tail as usize..splice.field.end as usize]);
     finish_field(out, start, body);
+}
+
+/// One series' `timeseries` field, as both remote_write and Kafka (`format: remote_write`)
+/// targets write it: its bytes as received with the configured labels spliced
+/// in when the decoder marked it copyable, the caller offered the encoded labels and nothing
+/// else changes (no `rewritten` extras, no relay-internal fields to add); encoded label by
+/// label and sample by sample otherwise, with the extras replaced by `internal` when
+/// `rewritten`, followed by it otherwise.
+#[inline]
+pub fn write_series_field(
+    bytes: &mut Vec<u8>,
+    series: &SeriesView<'_>,
+    labels: MergedLabels<'_>,
+    rewritten: bool,
+    internal: Option<&[u8]>,
+) {
+    if !rewritten
+        && internal.is_none()
+        && let (Some(splice), Some(statics)) = (series.splice(), labels.splice_labels())
+    {
+        splice_series(bytes, series.buf(), splice, series.label_refs(), statics);
+        return;
+    }
+    encode_series(
+        bytes,
+        labels,
+        series.samples(),
+        series.extras().filter(|_| !rewritten).chain(internal),
+    );
 }
 
 /// Write the length of the field that starts at `start` (its tag) into the room after the

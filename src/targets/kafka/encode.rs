@@ -106,10 +106,20 @@ impl KafkaLayout {
         let lane = self.lane(hash, name, out.lanes.len());
         let chunk = &mut out.lanes[lane];
         let mut n = 0;
-        if !samples.is_empty() || !json {
+        if json && !samples.is_empty() {
+            n = self.write_record(
+                &mut chunk.bytes,
+                labels.clone(),
+                samples,
+                std::iter::empty(),
+            );
+        } else if !json {
+            // The `timeseries` field as the remote_write target writes it: spliced from the
+            // received bytes when it can be.
             let internal = rewritten.then_some(&out.scratch[..]);
-            let extras = series.extras().filter(|_| !rewritten).chain(internal);
-            n = self.write_record(&mut chunk.bytes, labels.clone(), samples, extras);
+            n = self.write_record_with(&mut chunk.bytes, labels.clone(), samples.len(), |b| {
+                remote_write::write_series_field(b, series, labels.clone(), rewritten, internal)
+            });
         }
         if buckets {
             // Cold: only with `histograms: buckets`. A record of its own, after the samples'.
@@ -210,6 +220,28 @@ impl KafkaLayout {
         L: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
         E: Iterator<Item = &'a [u8]> + Clone,
     {
+        self.write_record_with(out, labels.clone(), samples.len(), |out| {
+            match self.format {
+                KafkaFormat::Json => json::write_samples(out, labels, samples),
+                KafkaFormat::RemoteWrite => {
+                    remote_write::encode_series(out, labels, samples, extras)
+                }
+            }
+        })
+    }
+
+    /// Append a record: its header (topic and key from `labels`, `samples`), then the body
+    /// that `body` writes, whose length is filled in after. Returns `samples`.
+    fn write_record_with<'a, L>(
+        &self,
+        out: &mut Vec<u8>,
+        labels: L,
+        samples: usize,
+        body: impl FnOnce(&mut Vec<u8>),
+    ) -> usize
+    where
+        L: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    {
         // Topic.
         let at = out.len();
         out.extend_from_slice(&[0, 0]);
@@ -254,24 +286,90 @@ impl KafkaLayout {
         out.extend_from_slice(&[0; 4]);
         let at = out.len();
         out.extend_from_slice(&[0; 4]);
-        let samples_written = match self.format {
-            KafkaFormat::Json => {
-                for (i, s) in samples.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    json::write_sample(out, labels.clone(), s);
-                }
-                samples.len()
-            }
-            KafkaFormat::RemoteWrite => {
-                remote_write::encode_series(out, labels, samples, extras);
-                samples.len()
-            }
-        };
+        body(out);
         let len = (out.len() - at - 4) as u32;
         out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        out[count_at..count_at + 4].copy_from_slice(&(samples_written as u32).to_le_bytes());
-        samples_written
+        out[count_at..count_at + 4].copy_from_slice(&(samples as u32).to_le_bytes());
+        samples
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::SeriesBatch;
+    use crate::encode::remote_write::SpliceLabels;
+    use crate::proto::{Histogram, Label};
+    use crate::relabel::{LabelSet, merge};
+    use crate::targets::kafka::{KafkaCompression, parse_topic};
+    use crate::targets::queue::Chunk;
+    use crate::tools::workload::WorkloadSpec;
+    use prost::Message;
+
+    /// `format: remote_write` records carry each series spliced from its received bytes when
+    /// the decoder marked it copyable, and those records are byte for byte the ones encoding
+    /// the merged labels writes (the pipeline offers the encoded labels; without them every
+    /// series is encoded).
+    #[test]
+    fn remote_write_records_splice_what_encoding_writes() {
+        let mut req = WorkloadSpec {
+            series: 100,
+            samples_per_series: 2,
+            ..Default::default()
+        }
+        .request(2);
+        req.timeseries[1].histograms.push(Histogram {
+            count_int: 4,
+            sum: 2.5,
+            schema: 1,
+            timestamp: 9,
+        });
+        req.timeseries[2].labels.swap(1, 2); // unsorted: encoded, not spliced
+        req.timeseries[3].labels.push(Label::new("zz_empty", ""));
+        let body = req.encode_to_vec();
+        let mut batch = SeriesBatch::new();
+        batch.decode_protobuf(&body).unwrap();
+        assert_eq!(batch.iter().filter(|s| s.splice().is_some()).count(), 98);
+        let cfg = KafkaConfig {
+            topic: parse_topic("rw.{job}").unwrap(),
+            key: KafkaKey::Metric,
+            format: KafkaFormat::RemoteWrite,
+            histograms: Default::default(),
+            compression: KafkaCompression::Snappy,
+            max_message_bytes: 1 << 20,
+            client: vec![],
+        };
+        let layout = KafkaLayout::new(&cfg);
+        type Labels<'a> = &'a [(&'a str, &'a str)];
+        let sets: &[(Labels, Labels)] = &[
+            (&[], &[]),
+            (
+                &[("deliver_test_key1", "ssss")],
+                &[("source_cluster", "c1")],
+            ),
+            (&[("job", "")], &[("instance", "ignored"), ("zone", "")]),
+            (&[("AAA", "first"), ("job", "t")], &[("zzz", "last")]),
+        ];
+        for (task, ext) in sets {
+            let task = LabelSet::new(task.iter().copied()).unwrap();
+            let ext = LabelSet::new(ext.iter().copied()).unwrap();
+            let statics = SpliceLabels::new(&task, &ext);
+            let output = || Output {
+                lanes: (0..3).map(|_| Chunk::default()).collect(),
+                ..Output::default()
+            };
+            let (mut spliced, mut encoded) = (output(), output());
+            for s in batch.iter() {
+                let labels = merge(s.buf(), s.label_refs(), &task, &ext);
+                layout.write_series(&mut spliced, &s, labels.clone().with_splice(&statics));
+                layout.write_series(&mut encoded, &s, labels);
+            }
+            assert_eq!(spliced.samples, 201, "{task:?} {ext:?}");
+            assert_eq!(spliced.samples, encoded.samples);
+            for (a, b) in spliced.lanes.iter().zip(&encoded.lanes) {
+                assert_eq!(a.bytes, b.bytes, "task {task:?}, external {ext:?}");
+                assert_eq!(a.series, b.series);
+            }
+        }
     }
 }

@@ -57,6 +57,9 @@ pub struct MessageBuilder {
     pub max_message_bytes: usize,
     pub snappy: bool,
     encoder: snap::raw::Encoder,
+    /// Snappy's output, kept between messages: `compress_vec` would zero a fresh buffer of the
+    /// worst-case size per message (a page fault and a memset per 4 KiB, ~10 % of this path).
+    compressed: Vec<u8>,
     /// Message buffers kept between batches (a few: enough for the usual one group per lane).
     spare: Vec<Vec<u8>>,
 }
@@ -82,6 +85,7 @@ impl MessageBuilder {
             max_message_bytes: cfg.max_message_bytes,
             snappy: cfg.compression == KafkaCompression::Snappy,
             encoder: snap::raw::Encoder::new(),
+            compressed: Vec::new(),
             spare: Vec::new(),
         }
     }
@@ -162,8 +166,23 @@ impl MessageBuilder {
             o.buf.push(b']');
         }
         let payload = if self.snappy {
-            // compress_vec only fails for inputs over ~4 GiB, which a message never is.
-            self.encoder.compress_vec(&o.buf).unwrap_or_default()
+            // The kept buffer grows (and is zeroed) once, to the worst case of a full message;
+            // the payload is a copy of the compressed bytes only. A lone record over the cap
+            // gets a buffer of its own, so the kept one stays bounded by the cap. Compression
+            // fails only for inputs over ~4 GiB, which a message never is.
+            let max = snap::raw::max_compress_len(o.buf.len());
+            if max > snap::raw::max_compress_len(self.max_message_bytes) {
+                self.encoder.compress_vec(&o.buf).unwrap_or_default()
+            } else {
+                if self.compressed.len() < max {
+                    self.compressed.resize(max, 0);
+                }
+                let n = self
+                    .encoder
+                    .compress(&o.buf, &mut self.compressed)
+                    .unwrap_or_default();
+                self.compressed[..n].to_vec()
+            }
         } else {
             o.buf.clone()
         };

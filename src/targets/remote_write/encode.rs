@@ -13,7 +13,7 @@
 use crate::batch::{MetadataRef, SeriesView};
 use crate::decode::{Protocol, SeriesHasher};
 use crate::encode::metadata::{METADATA_TAG, SERIES_METADATA_TAG, write_metadata};
-use crate::encode::remote_write::{encode_series, splice_series};
+use crate::encode::remote_write::write_series_field;
 use crate::encode::start_timestamp::{v1_extras, write_series_starts};
 use crate::relabel::MergedLabels;
 use std::sync::Arc;
@@ -48,34 +48,6 @@ impl RemoteWriteConfig {
             families: Arc::default(),
         }
     }
-}
-
-/// One series' `timeseries` field: its bytes as received with the configured labels spliced
-/// in when the decoder marked it copyable, the caller offered the encoded labels and nothing
-/// else changes (no `rewritten` extras, no relay-internal fields to add); encoded label by
-/// label and sample by sample otherwise, with the extras replaced by `internal` when
-/// `rewritten`, followed by it otherwise.
-#[inline]
-fn write(
-    bytes: &mut Vec<u8>,
-    series: &SeriesView<'_>,
-    labels: MergedLabels<'_>,
-    rewritten: bool,
-    internal: Option<&[u8]>,
-) {
-    if !rewritten
-        && internal.is_none()
-        && let (Some(splice), Some(statics)) = (series.splice(), labels.splice_labels())
-    {
-        splice_series(bytes, series.buf(), splice, series.label_refs(), statics);
-        return;
-    }
-    encode_series(
-        bytes,
-        labels,
-        series.samples(),
-        series.extras().filter(|_| !rewritten).chain(internal),
-    );
 }
 
 /// A well-mixed 64-bit value of `x` (splitmix64's finaliser).
@@ -152,7 +124,7 @@ impl RemoteWriteEncoder {
         if self.receivers == 1 {
             let lane = (hash % out.lanes.len() as u64) as usize;
             let chunk = &mut out.lanes[lane];
-            write(&mut chunk.bytes, series, labels, rewritten, internal);
+            write_series_field(&mut chunk.bytes, series, labels, rewritten, internal);
             chunk.end_series(carried);
             out.samples += carried;
             return;
@@ -169,7 +141,7 @@ impl RemoteWriteEncoder {
         );
         for &r in &chosen[..n] {
             let chunk = &mut out.lanes[(r * per + within).min(lanes - 1)];
-            write(
+            write_series_field(
                 &mut chunk.bytes,
                 series,
                 labels.clone(),
