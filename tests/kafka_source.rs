@@ -54,6 +54,25 @@ fn seed_message(
     }
 }
 
+/// Messages `0..n` ([`seed_message`], `per` samples each) spread round-robin over `partitions`;
+/// message `i` is compressed when `compressed(i)`.
+fn seed_messages(
+    n: usize,
+    per: usize,
+    partitions: usize,
+    t0: i64,
+    compressed: impl Fn(usize) -> bool,
+    want: &mut SeriesMap,
+) -> Vec<RawMessage> {
+    (0..n)
+        .map(|i| RawMessage {
+            partition: Some((i % partitions) as i32),
+            key: None,
+            value: Some(seed_message(i, per, t0, compressed(i), want)),
+        })
+        .collect()
+}
+
 /// A relay reading `topic` as source `lake` into one `ack: delivered` task to `url`; `extra`
 /// is more lines of the source's `kafka:` keys.
 fn relay_config(brokers: &str, topic: &str, group: &str, extra: &str, url: &str) -> String {
@@ -107,14 +126,8 @@ async fn two_relays_in_one_group_deliver_every_sample_through_a_kill_9() {
     let t0 = now_ms() - 120_000;
     let (n, per) = (400, 10);
     let mut want = SeriesMap::new();
-    let messages: Vec<RawMessage> = (0..n)
-        .map(|i| RawMessage {
-            partition: Some((i % 4) as i32),
-            key: None,
-            // Every fifth message uncompressed: the source reads both.
-            value: Some(seed_message(i, per, t0, i % 5 != 0, &mut want)),
-        })
-        .collect();
+    // Every fifth message uncompressed: the source reads both.
+    let messages = seed_messages(n, per, 4, t0, |i| i % 5 != 0, &mut want);
     // The group shares the topic: each relay owns some of its 4 partitions.
     for (r, what) in [
         (&a, "relay A owns partitions"),
@@ -210,13 +223,7 @@ async fn a_relay_stopped_while_its_target_is_down_skips_nothing_after_restart() 
     let t0 = now_ms() - 60_000;
     let (n, per) = (50, 4);
     let mut want = SeriesMap::new();
-    let messages: Vec<RawMessage> = (0..n)
-        .map(|i| RawMessage {
-            partition: Some((i % 2) as i32),
-            key: None,
-            value: Some(seed_message(i, per, t0, true, &mut want)),
-        })
-        .collect();
+    let messages = seed_messages(n, per, 2, t0, |_| true, &mut want);
     tansu.produce_with_python("held", &messages);
     relay
         .wait_metric(MESSAGES, "the relay read every message", |v| v == n as f64)
@@ -407,13 +414,7 @@ async fn a_full_target_queue_pauses_the_partitions_and_loses_nothing() {
     let t0 = now_ms() - 60_000;
     let (n, per) = (100, 4);
     let mut want = SeriesMap::new();
-    let messages: Vec<RawMessage> = (0..n)
-        .map(|i| RawMessage {
-            partition: Some((i % 2) as i32),
-            key: None,
-            value: Some(seed_message(i, per, t0, true, &mut want)),
-        })
-        .collect();
+    let messages = seed_messages(n, per, 2, t0, |_| true, &mut want);
     tansu.produce_with_python("slow", &messages);
     relay
         .wait_metric(

@@ -30,16 +30,14 @@ impl SeriesBatch {
     ///
     /// `canonical`: the byte range of the series' label fields when every one of them had the
     /// canonical shape (non-empty name and value, each under 128 bytes) and they lie back to
-    /// back. Then the range *is* that encoding when the names are in order, and one pass over
-    /// its words checks that it is ASCII (tags and 1-byte lengths are ASCII too), which stands
-    /// for the per-string UTF-8 checks; the length limits need no check when they are at least
-    /// 127. Only the order is checked per label, and the hash is left to whoever needs it
+    /// back, and `sorted`: the walk found their names in strictly increasing order (it
+    /// compares them as it reads the canonical run; `false` when it does not know). Then the
+    /// range *is* that encoding, and one pass over its words checks that it is ASCII (tags and
+    /// 1-byte lengths are ASCII too), which stands for the per-string UTF-8 checks; the length
+    /// limits need no check when they are at least 127. The hash is left to whoever needs it
     /// ([`CheckedLabels::hash`] `None`: a series that no task keeps is never hashed). Any other
     /// series takes the general path: every check per label, a sort when the sender did not
     /// sort, and the canonical encoding written into scratch to be hashed.
-    ///
-    /// `sorted`: the walk already found the names in strictly increasing order (it compares
-    /// them as it reads the canonical run); `false` when it does not know.
     pub(super) fn check_labels(
         &mut self,
         series: usize,
@@ -51,27 +49,17 @@ impl SeriesBatch {
         let labels = &mut self.labels[labels_start..];
         let limits = self.limits;
         if let Some((a, b)) = canonical
+            && sorted
             && !labels.is_empty()
             && labels.len() <= limits.max_labels_per_series
             && limits.max_label_name_bytes >= 127
             && limits.max_label_value_bytes >= 127
+            && is_ascii(&buf[a..b])
         {
-            let ascii = is_ascii(&buf[a..b]);
-            let mut increasing = sorted;
-            if !sorted {
-                let mut prev: &[u8] = &[];
-                for l in labels.iter() {
-                    let name = &buf[l.name.range()];
-                    increasing &= cmp_bytes(prev, name) == Ordering::Less;
-                    prev = name;
-                }
-            }
-            if increasing && ascii {
-                return Ok(CheckedLabels {
-                    hash: None,
-                    as_received: true,
-                });
-            }
+            return Ok(CheckedLabels {
+                hash: None,
+                as_received: true,
+            });
         }
         let bad = |what: String| DecodeError::BadSeries { series, what };
         if labels.is_empty() {

@@ -46,14 +46,7 @@ where
     let body = out.len();
     for (n, v) in labels {
         out.reserve(label_len(n, v) + 3);
-        out.push(0x0a);
-        put_varint(out, label_len(n, v) as u64);
-        out.push(0x0a);
-        put_varint(out, n.len() as u64);
-        out.extend_from_slice(n);
-        out.push(0x12);
-        put_varint(out, v.len() as u64);
-        out.extend_from_slice(v);
+        encode_label(out, n, v);
     }
     for s in samples {
         out.push(0x12);
@@ -71,6 +64,7 @@ where
 }
 
 /// Append one label field (`0x0a len 0x0a n name 0x12 m value`).
+#[inline]
 pub(crate) fn encode_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.push(0x0a);
     put_varint(out, label_len(name, value) as u64);
