@@ -246,7 +246,15 @@ impl SeriesBatch {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = SeriesView<'_>> + '_ {
-        self.series.iter().map(move |series| SeriesView {
+        self.iter_range(0..self.series.len())
+    }
+
+    /// The series `range` (indices in decode order).
+    pub fn iter_range(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = SeriesView<'_>> + '_ {
+        self.series[range].iter().map(move |series| SeriesView {
             batch: self,
             series,
         })

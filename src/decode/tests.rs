@@ -1137,3 +1137,106 @@ fn a_timestamp_varint_must_end_where_its_sample_ends() {
 fn prost_decodes_not(body: &[u8]) -> bool {
     WriteRequest::decode(body).is_err()
 }
+
+/// The same request decoded whole and a window at a time (the walk stopping after every few
+/// bytes, at every field, or never), with corrupted copies of it: the same batch, or the same
+/// refusal, every time; and a failed walk leaves the batch cleared.
+#[test]
+fn decoding_a_window_at_a_time_gives_what_decoding_whole_gives() {
+    let mut rng = Rng::new(21);
+    let (mut whole, mut stepped) = (SeriesBatch::new(), SeriesBatch::new());
+    let mut reqs: Vec<WriteRequest> = (0..40).map(|_| random_request(&mut rng)).collect();
+    reqs.push(
+        WorkloadSpec {
+            series: 600,
+            ..Default::default()
+        }
+        .request(1),
+    );
+    for (k, req) in reqs.iter().enumerate() {
+        let good = proto::encode_snappy(req);
+        for round in 0..8 {
+            let mut body = good.clone();
+            if round > 0 {
+                let i = rng.below(body.len() as u64) as usize;
+                body[i] ^= 1 << rng.below(8);
+            }
+            let expected = whole
+                .decode_snappy(&body, DecodeLimits::default())
+                .map(|()| owned(&whole));
+            for window in [1, 300, 4096, usize::MAX] {
+                let got = stepped
+                    .begin_snappy(&body, DecodeLimits::default(), Protocol::V1)
+                    .and_then(|mut walk| {
+                        let mut seen = 0;
+                        while stepped.walk_more(&mut walk, window)? {
+                            // A window adds series and never changes those before it.
+                            assert!(stepped.len() >= seen);
+                            seen = stepped.len();
+                        }
+                        Ok(owned(&stepped))
+                    });
+                assert_eq!(got, expected, "request {k}, round {round}, window {window}");
+                if got.is_err() {
+                    assert!(stepped.is_empty(), "a failed walk leaves the batch cleared");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_body_that_goes_on_past_its_declared_length_is_refused() {
+    let req = WorkloadSpec {
+        series: 20,
+        ..Default::default()
+    }
+    .request(0);
+    let mut body = proto::encode_snappy(&req);
+    body.extend_from_slice(&[0x00, b'x']); // one more literal byte
+    let err = SeriesBatch::new()
+        .decode_snappy(&body, DecodeLimits::default())
+        .unwrap_err();
+    assert_eq!(err.reason(), "snappy", "{err}");
+    // An empty request with something after it.
+    let err = SeriesBatch::new()
+        .decode_snappy(&[0x00, 0x00, b'x'], DecodeLimits::default())
+        .unwrap_err();
+    assert_eq!(err.reason(), "snappy", "{err}");
+    assert!(
+        SeriesBatch::new()
+            .decode_snappy(&[0x00], DecodeLimits::default())
+            .is_ok()
+    );
+}
+
+#[test]
+fn four_label_sets_hashed_together_hash_as_each_alone() {
+    let mut rng = Rng::new(5);
+    let bytes: Vec<u8> = (0..400).map(|_| rng.below(256) as u8).collect();
+    for _ in 0..2000 {
+        let sets: [&[u8]; 4] = std::array::from_fn(|_| {
+            let a = rng.below(100) as usize;
+            &bytes[a..a + rng.below(300) as usize]
+        });
+        assert_eq!(label_set_hash_x4(sets), sets.map(label_set_hash));
+    }
+}
+
+#[test]
+fn resolved_hashes_are_the_hashes_asked_for_one_by_one() {
+    let req = WorkloadSpec {
+        series: 103,
+        ..Default::default()
+    }
+    .request(0);
+    let body = proto::encode_snappy(&req);
+    let mut batch = SeriesBatch::new();
+    batch.decode_snappy(&body, DecodeLimits::default()).unwrap();
+    let one_by_one: Vec<u64> = batch.iter().map(|s| s.hash()).collect();
+    // Some, in an order of their own, then all (those already resolved are left alone).
+    batch.resolve_hashes(&[7, 3, 101, 50, 51, 52, 9]);
+    batch.resolve_hashes(&(0..103).collect::<Vec<u32>>());
+    let resolved: Vec<u64> = batch.iter().map(|s| s.hash()).collect();
+    assert_eq!(resolved, one_by_one);
+}

@@ -90,3 +90,56 @@ fn the_task_index_matches_exactly_what_every_filter_would() {
     }
     assert!(together.iter().any(|&(m, _)| m > 0) && together.iter().any(|&(m, _)| m == 0));
 }
+
+/// Series are routed a window at a time while the body is decoded (`process_in`): a request
+/// found invalid after several windows were delivered into the targets' scratch must still be
+/// refused whole, with nothing queued or counted, and leave nothing behind for the next one;
+/// and routing by windows must queue exactly what routing the whole decoded batch queues.
+#[test]
+fn a_body_found_invalid_after_routed_windows_is_refused_whole() {
+    let filters = vec!["[]".to_owned(), "[\"__name__=node_.*\"]".to_owned()];
+    let names = ["t0".to_owned(), "t1".to_owned()];
+    let valid = WorkloadSpec::default().request(0);
+    let mut invalid = valid.clone();
+    // Valid series first (many windows of them), then one with an empty label name.
+    invalid.timeseries.push(crate::proto::TimeSeries {
+        labels: vec![crate::proto::Label::new("", "x")],
+        ..Default::default()
+    });
+    let valid = crate::proto::encode_snappy(&valid);
+    let invalid = crate::proto::encode_snappy(&invalid);
+
+    let metrics = Metrics::new();
+    let p = Pipeline::new(config(&filters), &metrics).unwrap();
+    let err = p.process(0, &invalid).unwrap_err();
+    assert!(matches!(err, IngestError::Decode(_)), "{err}");
+    for t in p.targets() {
+        assert_eq!(t.queue.memory_held(), 0, "nothing queued");
+    }
+    for n in &names {
+        assert_eq!(metrics.task(n).matched.get(), 0, "nothing counted");
+    }
+    assert_eq!(metrics.source("default").series.get(), 0);
+    let after_refusal = run(&p, &metrics, &names, std::slice::from_ref(&valid));
+
+    // The same valid request on a fresh pipeline, routed whole (decoded before any routing).
+    let m = Metrics::new();
+    let whole = Pipeline::new(config(&filters), &m).unwrap();
+    whole
+        .process_with(0, Protocol::V1, &mut Vec::new(), |batch, limits| {
+            batch.decode_snappy(&valid, limits)
+        })
+        .unwrap();
+    let bytes: Vec<usize> = whole
+        .targets()
+        .iter()
+        .map(|t| t.queue.memory_held())
+        .collect();
+    let routed_whole: Vec<(u64, usize)> = names
+        .iter()
+        .zip(bytes)
+        .map(|(n, b)| (m.task(n).matched.get(), b))
+        .collect();
+    assert_eq!(after_refusal, routed_whole);
+    assert_eq!(after_refusal[0].0, 2000);
+}
