@@ -162,17 +162,23 @@ pub fn label_set_hash(bytes: &[u8]) -> u64 {
 /// routing cost of a relay forwarding everything.
 #[inline]
 pub fn label_set_hash_x4(sets: [&[u8]; 4]) -> [u64; 4] {
-    let mut h = [SeriesHasher::new(); 4];
-    let common = sets.iter().map(|b| b.len() / 8).min().unwrap_or(0);
-    let heads = sets.map(|b| &b[..8 * common]);
-    for i in (0..8 * common).step_by(8) {
-        for (h, b) in h.iter_mut().zip(heads) {
-            h.add(u64::from_le_bytes(
-                *b[i..].first_chunk::<8>().unwrap_or(&[0; 8]),
-            ));
-        }
+    let common = 8 * sets.iter().map(|b| b.len() / 8).min().unwrap_or(0);
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+    let [mut a, mut b, mut c, mut d] = [SeriesHasher::new(); 4];
+    // Zipped word iterators: no bounds check in the loop, four chains in registers.
+    let words = sets[0][..common]
+        .chunks_exact(8)
+        .zip(sets[1][..common].chunks_exact(8))
+        .zip(sets[2][..common].chunks_exact(8))
+        .zip(sets[3][..common].chunks_exact(8));
+    for (((wa, wb), wc), wd) in words {
+        a.add(word(wa));
+        b.add(word(wb));
+        c.add(word(wc));
+        d.add(word(wd));
     }
-    [0, 1, 2, 3].map(|k| hash_rest(h[k], &sets[k][8 * common..], sets[k].len()))
+    let h = [a, b, c, d];
+    [0, 1, 2, 3].map(|k| hash_rest(h[k], &sets[k][common..], sets[k].len()))
 }
 
 /// Go on hashing with `rest`, the last bytes of a set of `len` bytes: whole words, then the
