@@ -246,15 +246,7 @@ impl SeriesBatch {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = SeriesView<'_>> + '_ {
-        self.iter_range(0..self.series.len())
-    }
-
-    /// The series `range` (indices in decode order).
-    pub fn iter_range(
-        &self,
-        range: std::ops::Range<usize>,
-    ) -> impl Iterator<Item = SeriesView<'_>> + '_ {
-        self.series[range].iter().map(move |series| SeriesView {
+        self.series.iter().map(move |series| SeriesView {
             batch: self,
             series,
         })

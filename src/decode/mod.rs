@@ -31,7 +31,7 @@
 
 use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span, Splice};
 use crate::encode::varint::varint_len;
-pub use labels::{SeriesHasher, cmp_bytes, label_set_hash, label_set_hash_x4};
+pub use labels::{SeriesHasher, cmp_bytes, label_set_hash};
 
 /// What the decoder refuses. [`DecodeError::status`] maps each to its HTTP answer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -132,28 +132,10 @@ impl SeriesBatch {
         limits: DecodeLimits,
         protocol: Protocol,
     ) -> Result<(), DecodeError> {
-        let mut walk = self.begin_snappy(body, limits, protocol)?;
-        while self.walk_more(&mut walk, usize::MAX)? {}
-        Ok(())
-    }
-
-    /// Clear the batch and start decoding a snappy-compressed body of `protocol`: a 2.0 body
-    /// is decoded whole here (its symbols come after its series), a 1.0 body series by series
-    /// by [`SeriesBatch::walk_more`], decompressed a window ahead of the walk.
-    ///
-    /// # Errors
-    /// As [`SeriesBatch::decode_snappy_as`]: here the header's declared length and, for 2.0,
-    /// the whole body. On error the batch is left cleared and reusable.
-    pub fn begin_snappy<'a>(
-        &mut self,
-        body: &'a [u8],
-        limits: DecodeLimits,
-        protocol: Protocol,
-    ) -> Result<Walk<'a>, DecodeError> {
         self.clear();
         self.limits = limits;
-        let (declared, header) =
-            snappy::declared_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
+        let declared =
+            snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
         // Snappy's densest element is a 3-byte copy of 64 bytes, so no valid body of n bytes
         // decodes to more than 64n/3. A header claiming more is a lie that would otherwise
         // make a few hundred bytes of junk allocate up to max_decoded_bytes. Checked before
@@ -173,46 +155,11 @@ impl SeriesBatch {
         if self.buf.len() < declared {
             self.buf.resize(declared, 0);
         }
-        self.len = declared;
-        let mut walk = Walk {
-            inflate: Some(Inflating {
-                body,
-                state: snappy::Inflate::new(header),
-            }),
-            pos: 0,
-            done: false,
-        };
-        if protocol == Protocol::V2 {
-            let result = walk.finish(&mut self.buf[..declared]);
-            self.decode_whole(result, protocol, &mut walk)?;
-        }
-        Ok(walk)
-    }
-
-    /// Decode the next series of `walk`, about `bytes` of the decoded body (at least one
-    /// field); `Ok(false)` once the body is done (then every series is in the batch, and
-    /// the whole body was found valid: nothing after the last series is left unchecked).
-    ///
-    /// # Errors
-    /// As [`SeriesBatch::decode_snappy_as`]. On error the batch is left cleared and reusable,
-    /// and `walk` is done.
-    pub fn walk_more(&mut self, walk: &mut Walk<'_>, bytes: usize) -> Result<bool, DecodeError> {
-        if walk.done {
-            return Ok(false);
-        }
-        let stop = walk.pos.saturating_add(bytes);
-        let mut result = self.walk_write_request(walk, stop);
-        if result.is_ok() && walk.pos >= self.len {
-            // The body must end where the decoded length does.
-            result = walk.finish(&mut self.buf[..self.len]);
-            walk.done = true;
-        }
-        if let Err(e) = result {
-            walk.done = true;
-            self.clear();
-            return Err(e);
-        }
-        Ok(!walk.done)
+        let n = snap::raw::Decoder::new()
+            .decompress(body, &mut self.buf[..declared])
+            .map_err(|e| DecodeError::Snappy(e.to_string()))?;
+        self.len = n;
+        self.decode_buffer(protocol)
     }
 
     /// Clear the batch and decode an uncompressed `WriteRequest`.
@@ -262,42 +209,20 @@ impl SeriesBatch {
     }
 
     fn decode_buffer(&mut self, protocol: Protocol) -> Result<(), DecodeError> {
-        let mut walk = Walk {
-            inflate: None,
-            pos: 0,
-            done: false,
-        };
-        self.decode_whole(Ok(()), protocol, &mut walk)
-    }
-
-    /// Walk the whole of `buf[..len]` (`ready`: whether it is all there), as `protocol`.
-    fn decode_whole(
-        &mut self,
-        ready: Result<(), DecodeError>,
-        protocol: Protocol,
-        walk: &mut Walk<'_>,
-    ) -> Result<(), DecodeError> {
-        walk.done = true;
-        let result = ready.and_then(|()| match protocol {
-            Protocol::V1 => self.walk_write_request(walk, usize::MAX),
+        let result = match protocol {
+            Protocol::V1 => self.walk_write_request(),
             Protocol::V2 => self.walk_request_v2(),
-        });
+        };
         if result.is_err() {
             self.clear();
         }
         result
     }
 
-    /// Walk the fields of a 1.0 `WriteRequest` in `buf[..len]` from `walk.pos` until past
-    /// `stop`; with an inflater, decompressing the body as the walk goes, a window ahead of
-    /// what it reads (module docs of `snappy.rs`: the walk then reads what was just
-    /// decompressed, still in L1/L2, instead of a 550 KB request from L3).
-    fn walk_write_request(&mut self, walk: &mut Walk<'_>, stop: usize) -> Result<(), DecodeError> {
+    fn walk_write_request(&mut self) -> Result<(), DecodeError> {
         let end = self.len;
-        let mut pos = walk.pos;
-        while pos < end && pos < stop {
-            // A field's key and length (or a whole varint or fixed field) are within 16 bytes.
-            walk.ready(&mut self.buf[..end], pos + 16)?;
+        let mut pos = 0usize;
+        while pos < end {
             let field_start = pos;
             let (field, wire) = read_key(&self.buf[..end], &mut pos)?;
             match (field, wire) {
@@ -310,17 +235,14 @@ impl SeriesBatch {
                         });
                     }
                     let (start, stop) = read_len(&self.buf[..end], &mut pos)?;
-                    walk.ready(&mut self.buf[..end], stop)?;
                     self.walk_series(field_start, start, stop)?;
                 }
                 (3, WIRE_LEN) => {
                     let (a, b) = read_len(&self.buf[..end], &mut pos)?;
-                    walk.ready(&mut self.buf[..end], b)?;
                     self.read_metadata_v1(a, b)?;
                 }
                 _ => skip_unknown(&self.buf[..end], &mut pos, field, wire, &[1, 3])?,
             }
-            walk.pos = pos;
         }
         Ok(())
     }
@@ -430,73 +352,6 @@ impl SeriesBatch {
             },
             splice,
         });
-        Ok(())
-    }
-}
-
-/// A decode in progress: where the walk stands and, for a compressed body, how far it is
-/// decompressed. From [`SeriesBatch::begin_snappy`], advanced by [`SeriesBatch::walk_more`].
-pub struct Walk<'a> {
-    inflate: Option<Inflating<'a>>,
-    pos: usize,
-    done: bool,
-}
-
-impl Walk<'_> {
-    /// Make sure `dst[..at]` is there to read (clamped to `dst`'s length).
-    #[inline(always)]
-    fn ready(&mut self, dst: &mut [u8], at: usize) -> Result<(), DecodeError> {
-        match &mut self.inflate {
-            Some(inflate) => inflate.ready(dst, at),
-            None => Ok(()),
-        }
-    }
-
-    /// Decompress the rest and check that the body ends exactly where its declared length
-    /// does.
-    fn finish(&mut self, dst: &mut [u8]) -> Result<(), DecodeError> {
-        let Some(inflate) = &mut self.inflate else {
-            return Ok(());
-        };
-        let snappy = |e: snappy::SnappyError| DecodeError::Snappy(e.to_string());
-        inflate
-            .state
-            .run(inflate.body, dst, usize::MAX)
-            .map_err(snappy)?;
-        if !inflate.state.finished(inflate.body, dst) {
-            return Err(snappy(snappy::SnappyError::Trailing {
-                declared: dst.len(),
-            }));
-        }
-        Ok(())
-    }
-}
-
-/// A body being decompressed as the walk reads it.
-struct Inflating<'a> {
-    body: &'a [u8],
-    state: snappy::Inflate,
-}
-
-impl Inflating<'_> {
-    /// How far ahead of the walk decompression runs: a few series at a time would stop and
-    /// start it too often, the whole request would leave the walk reading from L3.
-    const WINDOW: usize = 32 << 10;
-
-    /// Make sure `dst[..at]` (clamped to its length) is decompressed.
-    #[inline(always)]
-    fn ready(&mut self, dst: &mut [u8], at: usize) -> Result<(), DecodeError> {
-        if self.state.written() >= at.min(dst.len()) {
-            return Ok(());
-        }
-        self.more(dst, at)
-    }
-
-    #[inline(never)]
-    fn more(&mut self, dst: &mut [u8], at: usize) -> Result<(), DecodeError> {
-        self.state
-            .run(self.body, dst, at.saturating_add(Self::WINDOW))
-            .map_err(|e| DecodeError::Snappy(e.to_string()))?;
         Ok(())
     }
 }
@@ -957,7 +812,6 @@ fn is_utf8(bytes: &[u8]) -> bool {
 
 mod labels;
 mod metadata;
-pub mod snappy;
 mod v2;
 
 pub(crate) use v2::histogram_start;

@@ -13,7 +13,7 @@
 
 use crate::batch::{SeriesBatch, SeriesView};
 use crate::config::{Ack, Config, ServerConfig};
-use crate::decode::{DecodeError, DecodeLimits, Protocol, Walk};
+use crate::decode::{DecodeError, DecodeLimits, Protocol};
 use crate::encode::remote_write::SpliceLabels;
 use crate::filter::Filter;
 use crate::relabel::{LabelSet, merge};
@@ -22,7 +22,6 @@ use crate::targets::{Output, SinkError, Target};
 use crate::telemetry::{Metrics, SourceMetrics, TaskMetrics};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -51,9 +50,6 @@ struct TaskRuntime {
     metrics: TaskMetrics,
     /// Who listens to what this task delivers (see [`tap`]).
     tap: Arc<TaskTap>,
-    /// Some target of the task reads a series' label hash: the series the task keeps in a
-    /// window are hashed together (`SeriesBatch::resolve_hashes`) before they are delivered.
-    hashes: bool,
 }
 
 /// One of a task's targets: which, and the labels it adds (they belong to the config, not to
@@ -147,10 +143,8 @@ pub struct Scratch {
     batch: SeriesBatch,
     targets: Vec<TargetScratch>,
     touched: Vec<usize>,
-    /// Matched samples per task of the source.
+    /// Matched samples per task of the source (with a task index).
     matched: Vec<usize>,
-    /// The series of a window one task keeps.
-    kept: Vec<u32>,
 }
 
 /// What a successful request did.
@@ -289,11 +283,7 @@ impl Pipeline {
                 ordered.push(target.clone());
             }
             if let Some(&si) = source_index.get(&task.source) {
-                let hashes = task_targets
-                    .iter()
-                    .any(|t| ordered[t.index].encoder.uses_series_hash());
                 sources[si].tasks.push(TaskRuntime {
-                    hashes,
                     name: task.name.clone(),
                     filter: task.filter.clone(),
                     labels: task.labels.clone(),
@@ -443,8 +433,8 @@ impl Pipeline {
         protocol: Protocol,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
-        self.process_filled(source, protocol, waits, |batch, limits| {
-            batch.begin_snappy(body, limits, protocol).map(Some)
+        self.process_with(source, protocol, waits, |batch, limits| {
+            batch.decode_snappy_as(body, limits, protocol)
         })
     }
 
@@ -464,20 +454,6 @@ impl Pipeline {
         waits: &mut Vec<AckWait>,
         fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<(), DecodeError>,
     ) -> Result<IngestStats, IngestError> {
-        self.process_filled(source, protocol, waits, |batch, limits| {
-            fill(batch, limits).map(|()| None)
-        })
-    }
-
-    /// [`Pipeline::process_with`] for a `fill` that fills the batch whole (`None`) or starts
-    /// a walk of a body (`Some`) that the series loop then advances a window at a time.
-    fn process_filled<'b>(
-        &self,
-        source: usize,
-        protocol: Protocol,
-        waits: &mut Vec<AckWait>,
-        fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<Option<Walk<'b>>, DecodeError>,
-    ) -> Result<IngestStats, IngestError> {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) => {
                 let (owner, scratch) = &mut *slot;
@@ -495,12 +471,12 @@ impl Pipeline {
         })
     }
 
-    fn process_in<'b>(
+    fn process_in(
         &self,
         scratch: &mut Scratch,
         source: usize,
         protocol: Protocol,
-        fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<Option<Walk<'b>>, DecodeError>,
+        fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<(), DecodeError>,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
         let Scratch {
@@ -508,44 +484,9 @@ impl Pipeline {
             targets: outs,
             touched,
             matched,
-            kept,
         } = scratch;
-        let mut walk = fill(batch, self.limits)?;
+        fill(batch, self.limits)?;
         let route = &self.sources[source];
-        let tapping = route.tasks.iter().any(|t| t.tap.active());
-        matched.clear();
-        matched.resize(route.tasks.len(), 0);
-        // Series are routed a window at a time as the walk decodes them, while their bytes and
-        // label references are still in the cache the walk (and the decompression just ahead
-        // of it) warmed: a 2,000-series request is larger than a core's L2. What a window
-        // delivers stays in the targets' scratch, so a body found invalid further on is still
-        // refused whole (`reset` drops it; nothing was admitted or counted yet).
-        let mut routed = 0;
-        loop {
-            let more = match &mut walk {
-                Some(w) if !tapping => batch.walk_more(w, ROUTE_WINDOW_BYTES)?,
-                Some(w) => {
-                    while batch.walk_more(w, usize::MAX)? {}
-                    false
-                }
-                None => false,
-            };
-            if !tapping {
-                self.route(
-                    route,
-                    batch,
-                    routed..batch.len(),
-                    outs,
-                    touched,
-                    matched,
-                    kept,
-                );
-                routed = batch.len();
-            }
-            if !more {
-                break;
-            }
-        }
         let received = batch.sample_count() + batch.histogram_count();
         route.metrics.series.inc_by(batch.len() as u64);
         route.metrics.samples.inc_by(batch.sample_count() as u64);
@@ -559,9 +500,8 @@ impl Pipeline {
         let mut tapped: Vec<(&TaskRuntime, TapBatch)> = Vec::new();
         // The one check a tap costs when idle: a load per task. Someone listening (debugging
         // a task) takes the slower task-by-task loop below, which also writes what it taps,
-        // up to the listeners' rates (see [`tap`]). Decided once, above: a tap that starts
-        // listening meanwhile must not see (and deliver) the routed windows again.
-        if tapping {
+        // up to the listeners' rates (see [`tap`]).
+        if route.tasks.iter().any(|t| t.tap.active()) {
             for task in &route.tasks {
                 let mut matched = 0usize;
                 let mut tap = task
@@ -584,9 +524,39 @@ impl Pipeline {
                 }
             }
         } else {
-            for (task, &m) in route.tasks.iter().zip(matched.iter()) {
-                task.metrics.matched.inc_by(m as u64);
-                task.metrics.filtered.inc_by((received - m) as u64);
+            match &route.index {
+                // Few tasks: task by task, each filter over the whole batch (cache-friendly).
+                None => {
+                    for task in &route.tasks {
+                        let mut matched = 0usize;
+                        for series in batch.iter() {
+                            if task.filter.matches(&series) {
+                                matched += deliver(task, &series, &self.targets, outs, touched);
+                            }
+                        }
+                        task.metrics.matched.inc_by(matched as u64);
+                        task.metrics.filtered.inc_by((received - matched) as u64);
+                    }
+                }
+                // Many tasks: series by series, each meeting only the tasks its name can match.
+                Some(index) => {
+                    matched.clear();
+                    matched.resize(route.tasks.len(), 0);
+                    for series in batch.iter() {
+                        let name = series.label(b"__name__").unwrap_or_default();
+                        for ti in index.candidates(name) {
+                            let task = &route.tasks[ti as usize];
+                            if task.filter.matches(&series) {
+                                matched[ti as usize] +=
+                                    deliver(task, &series, &self.targets, outs, touched);
+                            }
+                        }
+                    }
+                    for (task, &m) in route.tasks.iter().zip(matched.iter()) {
+                        task.metrics.matched.inc_by(m as u64);
+                        task.metrics.filtered.inc_by((received - m) as u64);
+                    }
+                }
             }
         }
 
@@ -680,61 +650,6 @@ impl Pipeline {
         })
     }
 }
-
-impl Pipeline {
-    /// Run the series `range` of `batch` through the tasks of `route` (no tap listening),
-    /// adding each task's matched samples to `matched`.
-    #[allow(clippy::too_many_arguments)]
-    fn route(
-        &self,
-        route: &SourceRoute,
-        batch: &mut SeriesBatch,
-        range: Range<usize>,
-        outs: &mut [TargetScratch],
-        touched: &mut Vec<usize>,
-        matched: &mut [usize],
-        kept: &mut Vec<u32>,
-    ) {
-        match &route.index {
-            // Few tasks: task by task, each filter over the window (cache-friendly); the
-            // series a task keeps are hashed together, then delivered.
-            None => {
-                for (task, m) in route.tasks.iter().zip(matched.iter_mut()) {
-                    kept.clear();
-                    kept.extend(
-                        (range.start..range.end)
-                            .filter(|&i| task.filter.matches(&batch.series(i)))
-                            .map(|i| i as u32),
-                    );
-                    if task.hashes {
-                        batch.resolve_hashes(kept);
-                    }
-                    for &i in kept.iter() {
-                        let series = batch.series(i as usize);
-                        *m += deliver(task, &series, &self.targets, outs, touched);
-                    }
-                }
-            }
-            // Many tasks: series by series, each meeting only the tasks its name can match.
-            Some(index) => {
-                for series in batch.iter_range(range) {
-                    let name = series.label(b"__name__").unwrap_or_default();
-                    for ti in index.candidates(name) {
-                        let task = &route.tasks[ti as usize];
-                        if task.filter.matches(&series) {
-                            matched[ti as usize] +=
-                                deliver(task, &series, &self.targets, outs, touched);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Decoded bytes of a request routed at a time (see `process_in`): well inside a core's L2,
-/// large enough that the per-window work (a loop per task) is noise.
-const ROUTE_WINDOW_BYTES: usize = 32 << 10;
 
 /// Write a series that matched `task` for each of its targets; returns the samples it carries.
 #[inline]

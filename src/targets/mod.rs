@@ -194,14 +194,6 @@ macro_rules! target_kinds {
                 }
             }
 
-            /// Whether writing a series reads its label hash (to pick a lane or a key), so
-            /// the data path computes the hashes of the series it hands over in one go.
-            pub fn uses_series_hash(&self) -> bool {
-                match self {
-                    $(Encoder::$variant(e) => e.uses_series_hash(),)+
-                }
-            }
-
             /// Write a request's metadata `entries` (spans into `buf`) that the task keeps;
             /// `per_series`: they came attached to series (remote-write 2.0), and the series
             /// carry them too. Once per request and target, never per series.

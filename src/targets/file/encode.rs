@@ -27,11 +27,6 @@ impl FileConfig {
 }
 
 impl FileEncoder {
-    /// One lane: the series hash is never read.
-    pub fn uses_series_hash(&self) -> bool {
-        false
-    }
-
     /// Write one series (its delivered `labels`): a line per sample.
     #[inline]
     pub fn write_series(

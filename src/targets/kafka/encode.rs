@@ -60,11 +60,6 @@ impl KafkaLayout {
         }
     }
 
-    /// `key: series` and `key: none` spread series over lanes by their label hash.
-    pub fn uses_series_hash(&self) -> bool {
-        matches!(self.key, KafkaKey::Series | KafkaKey::None)
-    }
-
     /// Write one series (its delivered `labels`) as a record into the lane its key picks.
     /// JSON cannot carry native histograms: they are counted as unsupported.
     #[inline]

@@ -86,11 +86,6 @@ fn choose(key: u64, receivers: usize, replicas: usize, out: &mut [usize; MAX_URL
 }
 
 impl RemoteWriteEncoder {
-    /// The series hash picks the lane (and the receivers).
-    pub fn uses_series_hash(&self) -> bool {
-        true
-    }
-
     /// Write one series (its delivered `labels`), samples, exemplars and histograms included.
     #[inline]
     pub fn write_series(
