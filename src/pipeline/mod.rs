@@ -90,8 +90,7 @@ struct TaskIndex {
 
 impl TaskIndex {
     fn new(tasks: &[TaskRuntime]) -> TaskIndex {
-        let mut by_name: HashMap<Box<[u8]>, Vec<u32>, foldhash::fast::RandomState> =
-            HashMap::default();
+        let mut by_name = HashMap::<_, Vec<u32>, _>::default();
         let mut always = Vec::new();
         for (i, t) in tasks.iter().enumerate() {
             match t.filter.metric_names() {
