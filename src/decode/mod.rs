@@ -31,7 +31,7 @@
 
 use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span, Splice};
 use crate::encode::varint::varint_len;
-pub use labels::{SeriesHasher, cmp_bytes, label_set_hash};
+pub use labels::{SeriesHasher, cmp_bytes, label_set_hash, label_set_hash_x4};
 
 /// What the decoder refuses. [`DecodeError::status`] maps each to its HTTP answer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

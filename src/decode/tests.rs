@@ -1137,3 +1137,52 @@ fn a_timestamp_varint_must_end_where_its_sample_ends() {
 fn prost_decodes_not(body: &[u8]) -> bool {
     WriteRequest::decode(body).is_err()
 }
+
+#[test]
+fn four_label_sets_hashed_together_hash_as_each_alone() {
+    let mut rng = Rng::new(5);
+    let bytes: Vec<u8> = (0..400).map(|_| rng.below(256) as u8).collect();
+    for _ in 0..2000 {
+        // Lengths from 0 to 299: the common words, each set's own rest, and the padded last.
+        let sets: [&[u8]; 4] = std::array::from_fn(|_| {
+            let a = rng.below(100) as usize;
+            &bytes[a..a + rng.below(300) as usize]
+        });
+        assert_eq!(label_set_hash_x4(sets), sets.map(label_set_hash));
+    }
+}
+
+#[test]
+fn resolved_hashes_are_the_hashes_asked_for_one_by_one() {
+    let req = WorkloadSpec {
+        series: 103,
+        ..Default::default()
+    }
+    .request(0);
+    let body = proto::encode_snappy(&req);
+    let mut batch = SeriesBatch::new();
+    batch.decode_snappy(&body, DecodeLimits::default()).unwrap();
+    // The workload's series take the one-pass path: their hashes are deferred.
+    assert!(
+        batch
+            .series
+            .iter()
+            .all(|s| s.hash_region.start < s.hash_region.end)
+    );
+    let one_by_one: Vec<u64> = batch.iter().map(|s| s.hash()).collect();
+    // Some, repeated and in an order of their own (as several tasks' pairs come), then all
+    // (those already resolved are left alone).
+    batch.resolve_hashes([7, 7, 3, 101, 50, 50, 50, 51, 52, 9]);
+    assert_eq!(batch.series[50].hash, one_by_one[50]);
+    assert!(batch.series[50].hash_region.start == batch.series[50].hash_region.end);
+    assert!(batch.series[0].hash_region.start < batch.series[0].hash_region.end);
+    batch.resolve_hashes(0..103);
+    assert!(
+        batch
+            .series
+            .iter()
+            .all(|s| s.hash_region.start == s.hash_region.end)
+    );
+    let resolved: Vec<u64> = batch.iter().map(|s| s.hash()).collect();
+    assert_eq!(resolved, one_by_one);
+}

@@ -90,3 +90,63 @@ fn the_task_index_matches_exactly_what_every_filter_would() {
     }
     assert!(together.iter().any(|&(m, _)| m > 0) && together.iter().any(|&(m, _)| m == 0));
 }
+
+/// Every series a target receives sits in the lane its own hash picks (the hash computed for
+/// it alone), through the grouped, four-wide hashing: for one task (task by task) and for
+/// many (the index), with more matched pairs than a group holds.
+#[tokio::test]
+async fn delivered_series_sit_in_the_lanes_their_own_hashes_pick() {
+    let spec = WorkloadSpec {
+        series: 3 * GROUP + 7,
+        ..Default::default()
+    };
+    let body = crate::proto::encode_snappy(&spec.request(0));
+    let one = "  - name: t0\n    targets: [{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\", queue: {capacity: 100000000, shards: 4}}]\n".to_owned();
+    let many: String = METRIC_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                "  - name: t{i}\n    filter: [\"__name__={n}|{}\"]\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\", queue: {{capacity: 100000000, shards: 3}}}}]\n",
+                METRIC_NAMES[(i + 1) % METRIC_NAMES.len()]
+            )
+        })
+        .collect();
+    for (tasks, indexed) in [(one, false), (many, true)] {
+        let metrics = Metrics::new();
+        let p = Pipeline::new(
+            Config::from_yaml(&format!("tasks:\n{tasks}"), Path::new(".")).unwrap(),
+            &metrics,
+        )
+        .unwrap();
+        assert_eq!(p.sources[0].index.is_some(), indexed);
+        let stats = p.process(0, &body).unwrap();
+        let mut series = 0;
+        for t in p.targets().iter().filter(|t| t.queue.lanes() > 1) {
+            for lane in 0..t.queue.lanes() {
+                t.queue.flush(lane);
+                // Every batch the lane holds (a short wait answers "no more").
+                while let Ok(Some(batch)) = tokio::time::timeout(
+                    std::time::Duration::from_millis(50),
+                    t.queue.next_batch(lane),
+                )
+                .await
+                {
+                    let mut got = SeriesBatch::new();
+                    got.decode_protobuf(&batch.body).unwrap();
+                    for s in got.iter() {
+                        assert_eq!(s.hash() % t.queue.lanes() as u64, lane as u64);
+                    }
+                    series += got.len();
+                }
+            }
+        }
+        // One task keeps every series; the indexed tasks keep each name twice.
+        let expected = if indexed {
+            2 * stats.series
+        } else {
+            stats.series
+        };
+        assert_eq!(series, expected, "indexed: {indexed}");
+    }
+}

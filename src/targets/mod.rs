@@ -48,7 +48,9 @@ use std::path::Path;
 ///   the checked config, with `fn encoder(&self) -> Encoder` and
 ///   `fn services(&self, lanes: usize) -> Result<Vec<Service>, String>`;
 /// - `Encoder` (`Debug + Clone`): `fn write_series(&self, out: &mut Output, series:
-///   &SeriesView, labels: MergedLabels)`, called once per matching series on the data path;
+///   &SeriesView, labels: MergedLabels)`, called once per matching series on the data path,
+///   and `fn uses_series_hash(&self) -> bool` (whether it asks [`SeriesView::hash`]: the
+///   pipeline then hashes a task's kept series four at a time before delivering them);
 /// - `Service`: `fn prepare(&mut self, batch: &Batch) -> Payload` (once per batch) and
 ///   `async fn send(&self, payload: &mut Payload, dropped: &mut usize) -> SendResult`.
 ///
@@ -191,6 +193,13 @@ macro_rules! target_kinds {
             ) {
                 match self {
                     $(Encoder::$variant(e) => e.write_series(out, series, labels),)+
+                }
+            }
+
+            /// Whether [`Encoder::write_series`] reads the series hash (to pick a lane).
+            pub fn uses_series_hash(&self) -> bool {
+                match self {
+                    $(Encoder::$variant(e) => e.uses_series_hash(),)+
                 }
             }
 

@@ -27,6 +27,11 @@ impl FileConfig {
 }
 
 impl FileEncoder {
+    /// One file, one lane: no hash.
+    pub fn uses_series_hash(&self) -> bool {
+        false
+    }
+
     /// Write one series (its delivered `labels`): a line per sample.
     #[inline]
     pub fn write_series(

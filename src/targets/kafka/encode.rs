@@ -60,6 +60,12 @@ impl KafkaLayout {
         }
     }
 
+    /// `key: series` and `key: none` pick the lane by the series hash; `key: metric` by the
+    /// name.
+    pub fn uses_series_hash(&self) -> bool {
+        !matches!(self.key, KafkaKey::Metric)
+    }
+
     /// Write one series (its delivered `labels`) as a record into the lane its key picks.
     /// JSON cannot carry native histograms: they are counted as unsupported.
     #[inline]

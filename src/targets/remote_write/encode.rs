@@ -86,6 +86,11 @@ fn choose(key: u64, receivers: usize, replicas: usize, out: &mut [usize; MAX_URL
 }
 
 impl RemoteWriteEncoder {
+    /// The series hash picks the lane (and, with several URLs, the receivers).
+    pub fn uses_series_hash(&self) -> bool {
+        true
+    }
+
     /// Write one series (its delivered `labels`), samples, exemplars and histograms included.
     #[inline]
     pub fn write_series(
