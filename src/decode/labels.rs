@@ -211,7 +211,8 @@ impl SeriesBatch {
         for i in indices {
             let i = i as usize;
             let r = self.series[i].hash_region;
-            // A series kept by several tasks comes once per task, one after the other.
+            // A series kept by several tasks comes once per task: in the index's order one
+            // after the other (skipped here), task by task apart.
             if r.start == r.end || (n > 0 && group[n - 1] == i) {
                 continue;
             }
@@ -227,10 +228,15 @@ impl SeriesBatch {
                 n = 0;
             }
         }
+        // One by one, a series can come twice (kept by two tasks, apart): hashed the first
+        // time, left alone the second (its region is gone). A group of four reads all four
+        // regions before it writes.
         for &i in &group[..n] {
             let s = &mut self.series[i];
-            s.hash = label_set_hash(&self.buf[s.hash_region.range()]);
-            s.hash_region = Span::default();
+            if s.hash_region.start < s.hash_region.end {
+                s.hash = label_set_hash(&self.buf[s.hash_region.range()]);
+                s.hash_region = Span::default();
+            }
         }
     }
 }

@@ -1185,4 +1185,19 @@ fn resolved_hashes_are_the_hashes_asked_for_one_by_one() {
     );
     let resolved: Vec<u64> = batch.iter().map(|s| s.hash()).collect();
     assert_eq!(resolved, one_by_one);
+
+    // Any order, any repeats (several tasks' pairs, task by task), any count against the
+    // four-wide groups: each series' own hash, never that of an emptied region.
+    let mut rng = Rng::new(11);
+    for _ in 0..300 {
+        batch.decode_snappy(&body, DecodeLimits::default()).unwrap();
+        let picks: Vec<u32> = (0..rng.below(200)).map(|_| rng.below(103) as u32).collect();
+        batch.resolve_hashes(picks.iter().copied());
+        for &i in &picks {
+            let s = &batch.series[i as usize];
+            assert!(s.hash_region.start == s.hash_region.end);
+        }
+        let resolved: Vec<u64> = batch.iter().map(|s| s.hash()).collect();
+        assert_eq!(resolved, one_by_one, "{picks:?}");
+    }
 }
