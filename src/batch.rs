@@ -76,8 +76,10 @@ pub struct SeriesRef {
     pub hash: u64,
     /// Non-empty when the series took the decoder's one-pass path (label fields in their
     /// canonical encoding, sorted, ASCII, within the limits): the hash is then that of these
-    /// bytes, computed when a target asks for it (a series no task keeps is never hashed;
-    /// hashing was 40 % of the label check). Any other series is hashed at decode.
+    /// bytes, computed later (a series no task keeps is never hashed; hashing was 40 % of the
+    /// label check): by `SeriesBatch::resolve_hashes` for the series a task delivers, which
+    /// keeps it in `hash` and empties this, or else by [`SeriesView::hash`] when asked. Any
+    /// other series is hashed at decode.
     pub hash_region: Span,
     /// When the series can be spliced (see [`Splice`]): its bytes as received.
     pub splice: Option<Splice>,

@@ -161,7 +161,7 @@ pub fn label_set_hash(bytes: &[u8]) -> u64 {
 /// about the time of one. Hand-written for that reason: it was most of the cost of delivering
 /// a series.
 #[inline]
-pub fn label_set_hash_x4(sets: [&[u8]; 4]) -> [u64; 4] {
+pub(crate) fn label_set_hash_x4(sets: [&[u8]; 4]) -> [u64; 4] {
     let common = 8 * sets.iter().map(|b| b.len() / 8).min().unwrap_or(0);
     let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
     let [mut a, mut b, mut c, mut d] = [SeriesHasher::new(); 4];
@@ -205,7 +205,7 @@ impl SeriesBatch {
     ///
     /// [`SeriesRef::hash_region`]: crate::batch::SeriesRef::hash_region
     /// [`SeriesView::hash`]: crate::batch::SeriesView::hash
-    pub fn resolve_hashes(&mut self, indices: impl IntoIterator<Item = u32>) {
+    pub(crate) fn resolve_hashes(&mut self, indices: impl IntoIterator<Item = u32>) {
         let mut group = [0usize; 4];
         let mut n = 0;
         for i in indices {

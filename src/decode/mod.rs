@@ -31,7 +31,9 @@
 
 use crate::batch::{LabelRef, Sample, SeriesBatch, SeriesRef, Span, Splice};
 use crate::encode::varint::varint_len;
-pub use labels::{SeriesHasher, cmp_bytes, label_set_hash, label_set_hash_x4};
+#[cfg(test)]
+use labels::label_set_hash_x4;
+pub use labels::{SeriesHasher, cmp_bytes, label_set_hash};
 
 /// What the decoder refuses. [`DecodeError::status`] maps each to its HTTP answer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

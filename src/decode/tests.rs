@@ -1200,4 +1200,31 @@ fn resolved_hashes_are_the_hashes_asked_for_one_by_one() {
         let resolved: Vec<u64> = batch.iter().map(|s| s.hash()).collect();
         assert_eq!(resolved, one_by_one, "{picks:?}");
     }
+
+    // Series hashed at decode (labels unsorted: every third one here) among deferred ones:
+    // left as they are, and the others' groups of four unaffected.
+    let mut mixed = req.clone();
+    for ts in mixed.timeseries.iter_mut().step_by(3) {
+        ts.labels.reverse();
+    }
+    let body = proto::encode_snappy(&mixed);
+    batch.decode_snappy(&body, DecodeLimits::default()).unwrap();
+    let at_decode = |b: &SeriesBatch| {
+        b.series
+            .iter()
+            .filter(|s| s.hash_region.start == s.hash_region.end)
+            .count()
+    };
+    assert_eq!(at_decode(&batch), 35);
+    // Sorted by the decoder: the same label sets, the same hashes.
+    assert_eq!(
+        batch.iter().map(|s| s.hash()).collect::<Vec<_>>(),
+        one_by_one
+    );
+    batch.resolve_hashes((0..103).rev());
+    assert_eq!(at_decode(&batch), 103);
+    assert_eq!(
+        batch.iter().map(|s| s.hash()).collect::<Vec<_>>(),
+        one_by_one
+    );
 }

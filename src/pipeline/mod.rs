@@ -1,10 +1,11 @@
-//! The data path of one request: decode → per task: match → relabel → encode → queue.
+//! The data path of one request: decode → match (per task, or through the task index) →
+//! per group of matched series: hash → relabel → encode → queue.
 //!
 //! All per-request state lives in a [`Scratch`] owned by the thread that runs the request (one
 //! per runtime worker: the pipeline shards), so a steady stream of requests reuses the same
 //! buffers: the decode buffer, the batch vectors and
 //! one encode buffer per target lane. The per-series loop does no allocation, logging or metric
-//! updates; counts are kept in locals and published once per request.
+//! updates; counts are kept in the scratch and published once per request.
 //!
 //! Admission is all or nothing: every task's output is encoded into scratch first, then room is
 //! reserved in every target's queue, and only if all reservations succeed is anything appended.
@@ -53,7 +54,7 @@ struct TaskRuntime {
     /// A target of the task picks lanes by the series hash ([`Encoder::uses_series_hash`]).
     ///
     /// [`Encoder::uses_series_hash`]: crate::targets::Encoder::uses_series_hash
-    hashes: bool,
+    uses_series_hash: bool,
 }
 
 /// One of a task's targets: which, and the labels it adds (they belong to the config, not to
@@ -292,7 +293,7 @@ impl Pipeline {
                 });
                 ordered.push(target.clone());
             }
-            let hashes = task_targets
+            let uses_series_hash = task_targets
                 .iter()
                 .any(|t| ordered[t.index].encoder.uses_series_hash());
             if let Some(&si) = source_index.get(&task.source) {
@@ -303,7 +304,7 @@ impl Pipeline {
                     targets: task_targets,
                     metrics: metrics.task(&task.name),
                     tap: taps.task(&task.name),
-                    hashes,
+                    uses_series_hash,
                 });
             }
         }
@@ -386,7 +387,16 @@ impl Pipeline {
     }
 
     fn new_scratch(&self) -> Scratch {
+        // Sized once for the most tasks a source has, so no request grows them later.
+        let tasks = self
+            .sources
+            .iter()
+            .map(|r| r.tasks.len())
+            .max()
+            .unwrap_or(0);
         Scratch {
+            matched: Vec::with_capacity(tasks),
+            pairs: Vec::with_capacity(GROUP_PAIRS + tasks),
             targets: self
                 .targets
                 .iter()
@@ -540,7 +550,7 @@ impl Pipeline {
             }
         } else {
             // Matched (series, task) pairs are delivered a group at a time, so that a group's
-            // series can be hashed four at a time first (see `deliver_group`).
+            // series can be hashed four at a time first (see `Group::deliver`).
             matched.clear();
             matched.resize(route.tasks.len(), 0);
             pairs.clear();
@@ -558,7 +568,7 @@ impl Pipeline {
                         for i in 0..n {
                             if task.filter.matches(&batch.series(i)) {
                                 group.pairs.push((i as u32, ti as u32));
-                                if group.pairs.len() == GROUP {
+                                if group.pairs.len() == GROUP_PAIRS {
                                     group.deliver(batch, outs, touched);
                                 }
                             }
@@ -575,7 +585,7 @@ impl Pipeline {
                                 group.pairs.push((i as u32, ti));
                             }
                         }
-                        if group.pairs.len() >= GROUP {
+                        if group.pairs.len() >= GROUP_PAIRS {
                             group.deliver(batch, outs, touched);
                         }
                     }
@@ -707,7 +717,9 @@ fn deliver(
 
 /// Matched pairs a group holds before it is delivered: small enough that a group's series are
 /// still in cache when they are written out, large enough that the hashing runs four wide.
-const GROUP: usize = 256;
+/// (Through the task index a group can go past it by the candidates of one series: the
+/// pipeline checks after each series.)
+const GROUP_PAIRS: usize = 256;
 
 /// The (series, task) pairs of a request that matched and are not yet delivered, with what
 /// delivering them needs.
@@ -736,7 +748,7 @@ impl Group<'_> {
         batch.resolve_hashes(
             self.pairs
                 .iter()
-                .filter(|&&(_, ti)| tasks[ti as usize].hashes)
+                .filter(|&&(_, ti)| tasks[ti as usize].uses_series_hash)
                 .map(|&(i, _)| i),
         );
         for &(i, ti) in self.pairs.iter() {

@@ -98,10 +98,23 @@ fn the_task_index_matches_exactly_what_every_filter_would() {
 #[tokio::test]
 async fn delivered_series_sit_in_the_lanes_their_own_hashes_pick() {
     let spec = WorkloadSpec {
-        series: 3 * GROUP + 7,
+        series: 3 * GROUP_PAIRS + 7,
         ..Default::default()
     };
     let body = crate::proto::encode_snappy(&spec.request(0));
+    // Each series' place in the request, by its labels.
+    let key = |s: &crate::batch::SeriesView<'_>| -> Vec<Vec<u8>> {
+        s.labels()
+            .flat_map(|(n, v)| [n.to_vec(), v.to_vec()])
+            .collect()
+    };
+    let mut request = SeriesBatch::new();
+    request.decode_snappy(&body, Default::default()).unwrap();
+    let place: HashMap<Vec<Vec<u8>>, usize> = request
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (key(&s), i))
+        .collect();
     let task = |i: usize, names: &[&str], shards: usize| {
         let filter = if names.is_empty() {
             "[]".to_owned()
@@ -151,8 +164,13 @@ async fn delivered_series_sit_in_the_lanes_their_own_hashes_pick() {
                 {
                     let mut got = SeriesBatch::new();
                     got.decode_protobuf(&batch.body).unwrap();
+                    let mut last = None;
                     for s in got.iter() {
                         assert_eq!(s.hash() % t.queue.lanes() as u64, lane as u64);
+                        // In a lane, series keep the request's order.
+                        let at = Some(place[&key(&s)]);
+                        assert!(at > last, "{at:?} after {last:?}");
+                        last = at;
                     }
                     delivered += got.sample_count();
                 }

@@ -103,8 +103,8 @@ impl KafkaLayout {
             }
         }
         let name = series.label(b"__name__").unwrap_or_default();
-        // The series hash is computed on demand (see `SeriesRef::hash_region`): only when it
-        // picks the lane.
+        // The series hash (see `SeriesRef::hash_region`) only when it picks the lane: computed
+        // before delivery when `uses_series_hash` says so, or else on demand here.
         let hash = match self.key {
             KafkaKey::Metric => 0,
             KafkaKey::Series | KafkaKey::None => series.hash(),

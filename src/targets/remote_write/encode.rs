@@ -124,7 +124,8 @@ impl RemoteWriteEncoder {
             }
         }
         let internal = (!out.scratch.is_empty()).then_some(&out.scratch[..]);
-        // Computed on demand from the label bytes (see `SeriesRef::hash_region`): once here.
+        // Computed before delivery, four series at a time, or else on demand from the label
+        // bytes (see `SeriesRef::hash_region`).
         let hash = series.hash();
         if self.receivers == 1 {
             let lane = (hash % out.lanes.len() as u64) as usize;
