@@ -12,12 +12,12 @@
 //! Otherwise the request is refused (503/429 + `Retry-After`) and the sender retries it whole,
 //! so no target gets a duplicate and none is skipped.
 
-use crate::batch::{SeriesBatch, SeriesView};
+use crate::batch::SeriesBatch;
 use crate::config::{Ack, Config, ServerConfig};
 use crate::decode::{DecodeError, DecodeLimits, Protocol};
 use crate::encode::remote_write::SpliceLabels;
 use crate::filter::Filter;
-use crate::relabel::{LabelSet, merge};
+use crate::relabel::LabelSet;
 use crate::targets::queue::Span;
 use crate::targets::{Output, SinkError, Target};
 use crate::telemetry::{Metrics, SourceMetrics, TaskMetrics};
@@ -26,8 +26,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod deliver;
+mod index;
 mod metadata;
 pub mod tap;
+
+use deliver::{GROUP_PAIRS, Group, deliver};
+use index::{INDEX_FROM, TaskIndex};
 
 use tap::{TapBatch, TapHub, TaskTap};
 
@@ -76,46 +81,6 @@ struct SourceRoute {
     auth: Option<String>,
     /// A Kafka source: it reads its topics, HTTP writes to it are refused.
     kafka: bool,
-}
-
-/// From this many tasks on a source, series meet only the tasks their name can match.
-const INDEX_FROM: usize = 4;
-
-/// The tasks of a source by the metric names their filters list literally (`__name__=a|b`):
-/// a series meets the tasks listed under its name and those whose filter may keep any name.
-/// Built once per pipeline; a lookup per series replaces a filter run per task.
-///
-/// The map hashes with foldhash, not std's SipHash: a name is hashed once per series (SipHash
-/// was 8 % of a 10-task pipeline's time). Its seed is random per process, and the keys are
-/// the configured names only, so a sender cannot grow the map or aim at its collisions.
-struct TaskIndex {
-    by_name: HashMap<Box<[u8]>, Vec<u32>, foldhash::fast::RandomState>,
-    always: Vec<u32>,
-}
-
-impl TaskIndex {
-    fn new(tasks: &[TaskRuntime]) -> TaskIndex {
-        let mut by_name = HashMap::<_, Vec<u32>, _>::default();
-        let mut always = Vec::new();
-        for (i, t) in tasks.iter().enumerate() {
-            match t.filter.metric_names() {
-                Some(names) => {
-                    for n in names {
-                        by_name.entry(n.into()).or_default().push(i as u32);
-                    }
-                }
-                None => always.push(i as u32),
-            }
-        }
-        TaskIndex { by_name, always }
-    }
-
-    /// The tasks a series named `name` can match (those for any name first).
-    #[inline]
-    fn candidates<'a>(&'a self, name: &[u8]) -> impl Iterator<Item = u32> + 'a {
-        let named = self.by_name.get(name).map_or(&[][..], Vec::as_slice);
-        self.always.iter().chain(named).copied()
-    }
 }
 
 /// The targets a pipeline is assembled from, by (task, target) name.
@@ -686,77 +651,6 @@ impl Pipeline {
             exemplars: batch.exemplar_count(),
             queued,
         })
-    }
-}
-
-/// Write a series that matched `task` for each of its targets; returns the samples it carries.
-#[inline]
-fn deliver(
-    task: &TaskRuntime,
-    series: &SeriesView<'_>,
-    targets: &[Arc<Target>],
-    outs: &mut [TargetScratch],
-    touched: &mut Vec<usize>,
-) -> usize {
-    let newest = series.newest_timestamp_ms();
-    for tt in &task.targets {
-        let ti = tt.index;
-        let out = TargetScratch::touch(outs, touched, ti);
-        let labels = merge(
-            series.buf(),
-            series.label_refs(),
-            &task.labels,
-            &tt.external_labels,
-        )
-        .with_splice(&tt.splice);
-        targets[ti].encoder.write_series(out, series, labels);
-        out.newest_timestamp_ms = out.newest_timestamp_ms.max(newest);
-    }
-    series.samples().len() + series.histogram_count() as usize
-}
-
-/// Matched pairs a group holds before it is delivered: small enough that a group's series are
-/// still in cache when they are written out, large enough that the hashing runs four wide.
-/// (Through the task index a group can go past it by the candidates of one series: the
-/// pipeline checks after each series.)
-const GROUP_PAIRS: usize = 256;
-
-/// The (series, task) pairs of a request that matched and are not yet delivered, with what
-/// delivering them needs.
-struct Group<'a> {
-    tasks: &'a [TaskRuntime],
-    targets: &'a [Arc<Target>],
-    /// (series index, task index), in the order they are delivered.
-    pairs: &'a mut Vec<(u32, u32)>,
-    /// Samples delivered per task.
-    matched: &'a mut [usize],
-}
-
-impl Group<'_> {
-    /// Deliver the pairs held and empty the group. The series hash (a chain of dependent
-    /// multiplies over the label bytes, which a remote-write or Kafka target asks for to pick
-    /// a lane) is computed first for the group's series, four at a time
-    /// ([`SeriesBatch::resolve_hashes`]): one series at a time it was most of the cost of
-    /// delivering a series.
-    fn deliver(
-        &mut self,
-        batch: &mut SeriesBatch,
-        outs: &mut [TargetScratch],
-        touched: &mut Vec<usize>,
-    ) {
-        let tasks = self.tasks;
-        batch.resolve_hashes(
-            self.pairs
-                .iter()
-                .filter(|&&(_, ti)| tasks[ti as usize].uses_series_hash)
-                .map(|&(i, _)| i),
-        );
-        for &(i, ti) in self.pairs.iter() {
-            let task = &tasks[ti as usize];
-            self.matched[ti as usize] +=
-                deliver(task, &batch.series(i as usize), self.targets, outs, touched);
-        }
-        self.pairs.clear();
     }
 }
 
