@@ -130,6 +130,12 @@ impl SeriesBatch {
     }
 }
 
+/// An 8-byte chunk (from `chunks_exact(8)`) as a little-endian word.
+#[inline(always)]
+fn word(w: &[u8]) -> u64 {
+    u64::from_le_bytes(w.try_into().unwrap_or([0; 8]))
+}
+
 /// Whether every byte is ASCII: an OR of 8-byte words with no early exit, which the compiler
 /// turns into wide vector ORs (the label regions it checks are a few hundred bytes, valid in
 /// all but hostile requests).
@@ -138,7 +144,7 @@ fn is_ascii(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
     let mut high = 0u64;
     for w in &mut words {
-        high |= u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        high |= word(w);
     }
     for &b in words.remainder() {
         high |= u64::from(b);
@@ -163,7 +169,6 @@ pub fn label_set_hash(bytes: &[u8]) -> u64 {
 #[inline]
 pub(crate) fn label_set_hash_x4(sets: [&[u8]; 4]) -> [u64; 4] {
     let common = 8 * sets.iter().map(|b| b.len() / 8).min().unwrap_or(0);
-    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
     let [mut a, mut b, mut c, mut d] = [SeriesHasher::new(); 4];
     // Zipped word iterators: no bounds check in the loop, the four chains in registers.
     let words = sets[0][..common]
@@ -187,7 +192,7 @@ pub(crate) fn label_set_hash_x4(sets: [&[u8]; 4]) -> [u64; 4] {
 fn hash_rest(mut h: SeriesHasher, rest: &[u8], len: usize) -> u64 {
     let mut words = rest.chunks_exact(8);
     for w in &mut words {
-        h.add(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+        h.add(word(w));
     }
     let rest = words.remainder();
     let mut last = [0u8; 8];
