@@ -311,10 +311,19 @@ fn kafka(c: &mut Criterion) {
 
 /// Cost in the number of tasks on one source: N tasks, each keeping one metric name (the
 /// workload's names first, then names nothing carries) and one more condition, over the same
-/// 2,000-series requests. Per-sample time at N tasks over 1 task is the figure.
+/// 2,000-series requests. Per-sample time at N tasks over 1 task is the figure. `tasks/` names
+/// the metric literally (`__name__=NAME`: the index's hash lookup), `tasks_regex/` by a regex
+/// (`__name__=NAME(_sum|_count)?`: the index's combined DFA).
 fn tasks(c: &mut Criterion) {
+    tasks_with(c, "tasks", |name| format!("__name__={name}"));
+    tasks_with(c, "tasks_regex", |name| {
+        format!("__name__={name}(_sum|_count)?")
+    });
+}
+
+fn tasks_with(c: &mut Criterion, group: &str, condition: impl Fn(&str) -> String) {
     let (_, snappy, samples) = workload();
-    let mut g = c.benchmark_group("tasks");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(samples as u64));
     for n in [1usize, 10, 100, 1000] {
         let names = promrelay::tools::workload::METRIC_NAMES;
@@ -324,7 +333,8 @@ fn tasks(c: &mut Criterion) {
                     .get(i)
                     .map_or_else(|| format!("metric_{i}"), |s| s.to_string());
                 format!(
-                    "  - name: t{i}\n    filter: [\"__name__={name}\", \"id=i-.*\"]\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\", queue: {{capacity: 100000000}}}}]\n"
+                    "  - name: t{i}\n    filter: [{:?}, \"id=i-.*\"]\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\", queue: {{capacity: 100000000}}}}]\n",
+                    condition(&name)
                 )
             })
             .collect();

@@ -51,15 +51,21 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-/// Twenty tasks, each keeping one metric name (and one more condition): the source's task index
-/// path of the data path.
+/// Twenty tasks, each keeping one metric name or one namespace (and one more condition): the
+/// source's task index path of the data path, through each of its lookups (a literal name, a
+/// name regex in the combined DFA, another label's literal value).
 fn many_tasks() -> String {
     let tasks: String = (0..20)
         .map(|i| {
             let name = promrelay::tools::workload::METRIC_NAMES
                 [i % promrelay::tools::workload::METRIC_NAMES.len()];
+            let key = match i % 3 {
+                0 => format!("__name__={name}"),
+                1 => format!("__name__={name}(_sum|_count)?"),
+                _ => ["namespace=default", "namespace=kube-system|search"][i % 2].to_owned(),
+            };
             format!(
-                "  - name: t{i}\n    filter: [\"__name__={name}\", \"id!=nothing\"]\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\", queue: {{capacity: 100000000, max_samples_per_send: 1000000}}}}]\n"
+                "  - name: t{i}\n    filter: [\"{key}\", \"id!=nothing\"]\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\", queue: {{capacity: 100000000, max_samples_per_send: 1000000}}}}]\n"
             )
         })
         .collect();

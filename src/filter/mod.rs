@@ -144,6 +144,26 @@ impl Matcher {
         self.predicate.strategy()
     }
 
+    /// How an index can find the values this condition accepts: `None` when it is negated
+    /// or accepts nearly anything (`.*`), or when its regex needs the meta engine (a DFA
+    /// could not be built for it alone, so it would not join a combined one either).
+    pub fn index_key(&self) -> Option<IndexKey<'_>> {
+        if self.op.negated() {
+            return None;
+        }
+        if let Some(values) = self.predicate.literals() {
+            return Some(IndexKey::Values(values));
+        }
+        match self.predicate {
+            Predicate::Prefix(_)
+            | Predicate::Suffix(_)
+            | Predicate::Contains(_)
+            | Predicate::NonEmpty
+            | Predicate::Dfa(..) => Some(IndexKey::Pattern(&self.pattern)),
+            _ => None,
+        }
+    }
+
     /// Does the label value (`b""` when the series lacks the label) satisfy the condition?
     #[inline]
     pub fn matches_value(&self, value: &[u8]) -> bool {
@@ -189,6 +209,15 @@ fn unquote(value: &str) -> Option<String> {
     Some(out)
 }
 
+/// What a positive condition accepts, in a form the task index can look up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IndexKey<'a> {
+    /// Exactly these values (a literal, or an alternation of literals).
+    Values(Vec<&'a [u8]>),
+    /// The values this regex matches whole (anchored at both ends, as every condition is).
+    Pattern(&'a str),
+}
+
 /// All conditions of one task, ANDed. An empty filter keeps everything.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -224,14 +253,22 @@ impl Filter {
         &self.matchers
     }
 
-    /// The metric names this filter can keep, when a positive `__name__` condition lists them
-    /// literally (`__name__=a|b`, `__name__==a`): a series named otherwise never matches, so
-    /// the pipeline need not run the filter on it. `None` when any name may match.
-    pub fn metric_names(&self) -> Option<Vec<&[u8]>> {
+    /// The one condition the task index files this filter under: a series whose value of
+    /// that label fails it never matches, so the pipeline need not run the filter on it.
+    /// Chosen by how cheaply and narrowly it can be looked up: literal values before a
+    /// pattern (a hash lookup before a DFA run), `__name__` before other labels (it is first
+    /// in every series, and most selective in practice). `None` when no condition can be
+    /// looked up: the filter runs on every series.
+    ///
+    /// Also returns the condition's place, for [`Filter::matches_except`].
+    pub fn index_key(&self) -> Option<(usize, &[u8], IndexKey<'_>)> {
         self.matchers
             .iter()
-            .filter(|m| &*m.name == b"__name__" && !m.op.negated())
-            .find_map(|m| m.predicate.literals())
+            .enumerate()
+            .filter_map(|(i, m)| Some((i, &*m.name, m.index_key()?)))
+            .min_by_key(|(_, name, key)| {
+                (matches!(key, IndexKey::Pattern(_)), *name != b"__name__")
+            })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -254,6 +291,16 @@ impl Filter {
         self.matchers
             .iter()
             .all(|m| m.matches_value(series.label(&m.name).unwrap_or(b"")))
+    }
+
+    /// Does the series satisfy every condition but the one at `known` (from
+    /// [`Filter::index_key`]), which the caller has already found it satisfies?
+    #[inline]
+    pub fn matches_except(&self, series: &SeriesView<'_>, known: usize) -> bool {
+        self.matchers
+            .iter()
+            .enumerate()
+            .all(|(i, m)| i == known || m.matches_value(series.label(&m.name).unwrap_or(b"")))
     }
 }
 

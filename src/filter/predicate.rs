@@ -9,7 +9,8 @@
 //! exactly as the full regex would.
 
 use regex_automata::dfa::{Automaton, StartKind, dense};
-use regex_automata::{Anchored, Input, meta};
+use regex_automata::util::{primitives::StateID, start};
+use regex_automata::{Anchored, meta};
 
 /// A predicate over one label value.
 #[derive(Debug, Clone)]
@@ -24,8 +25,40 @@ pub enum Predicate {
     Any,
     /// `.+`: every non-empty value.
     NonEmpty,
-    Dfa(Box<dense::DFA<Vec<u32>>>, Box<meta::Regex>),
+    Dfa(Box<Dfa>, Box<meta::Regex>),
     Meta(Box<meta::Regex>),
+}
+
+/// A dense DFA for an anchored pattern, walked by hand (see [`Dfa::is_match`]).
+#[derive(Debug, Clone)]
+pub struct Dfa {
+    dfa: dense::DFA<Vec<u32>>,
+    /// Anchored at the start of a value: always the same state.
+    start: StateID,
+}
+
+impl Dfa {
+    /// Does the whole value match? The pattern is anchored at both ends, so the state after
+    /// the last byte says. A byte loop rather than regex-automata's `try_search_fwd`, which
+    /// sets a search up (start state, prefilter, match bookkeeping) on every call: label
+    /// values are short, and the walk is about a fifth faster (criterion `filter/dfa_dfa`).
+    #[inline]
+    fn is_match(&self, value: &[u8]) -> Option<bool> {
+        let dfa = &self.dfa;
+        let mut sid = self.start;
+        for &b in value {
+            sid = dfa.next_state(sid, b);
+            if dfa.is_special_state(sid) {
+                if dfa.is_dead_state(sid) {
+                    return Some(false);
+                }
+                if dfa.is_quit_state(sid) {
+                    return None;
+                }
+            }
+        }
+        Some(dfa.is_match_state(dfa.next_eoi_state(sid)))
+    }
 }
 
 /// Upper bound on one matcher's DFA; larger patterns use the meta regex (lazy DFA).
@@ -70,9 +103,15 @@ impl Predicate {
                     .determinize_size_limit(Some(DFA_SIZE_LIMIT)),
             )
             .build(&anchored);
+        let dfa = dfa.ok().and_then(|dfa| {
+            let start = dfa
+                .start_state(&start::Config::new().anchored(Anchored::Yes))
+                .ok()?;
+            Some(Dfa { dfa, start })
+        });
         Ok(match dfa {
-            Ok(dfa) => Predicate::Dfa(Box::new(dfa), Box::new(meta)),
-            Err(_) => Predicate::Meta(Box::new(meta)),
+            Some(dfa) => Predicate::Dfa(Box::new(dfa), Box::new(meta)),
+            None => Predicate::Meta(Box::new(meta)),
         })
     }
 
@@ -120,12 +159,9 @@ impl Predicate {
             Predicate::Contains(f) => f.find(value).is_some(),
             Predicate::Any => true,
             Predicate::NonEmpty => !value.is_empty(),
+            // A dense DFA built without quit bytes cannot stop early; stay correct anyway.
             Predicate::Dfa(dfa, meta) => {
-                match dfa.try_search_fwd(&Input::new(value).anchored(Anchored::Yes)) {
-                    Ok(found) => found.is_some(),
-                    // A dense DFA built without quit bytes cannot fail; stay correct anyway.
-                    Err(_) => meta.is_match(value),
-                }
+                dfa.is_match(value).unwrap_or_else(|| meta.is_match(value))
             }
             Predicate::Meta(meta) => meta.is_match(value),
         }

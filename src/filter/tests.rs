@@ -69,6 +69,12 @@ const REGEX_TABLE: &[(&str, &str, bool, &str)] = &[
     ("foo\\d", "foo1", true, "dfa"),
     ("a|b.*", "bxx", true, "dfa"),
     ("a|b.*", "axx", false, "dfa"),
+    ("(a|b)?", "", true, "dfa"),
+    ("(a|b)?", "ab", false, "dfa"),
+    ("x[^y]z", "x\u{1F600}z", true, "dfa"),
+    ("x[^y]z", "x\u{1F600}\u{1F600}z", false, "dfa"),
+    ("caf[é]+", "caféé", true, "dfa"),
+    ("caf[é]+", "cafe", false, "dfa"),
     ("\\bfoo\\b", "foo", true, "meta"), // Unicode word boundary: no dense DFA
 ];
 
@@ -279,25 +285,51 @@ fn name_condition_runs_first_and_errors_carry_the_line() {
 }
 
 #[test]
-fn metric_names_are_the_literal_names_a_filter_can_keep() {
-    let cases: &[(&[&str], Option<&[&str]>)] = &[
-        (&["__name__=up"], Some(&["up"])),
-        (&["__name__==up"], Some(&["up"])),
-        (&["__name__=a|b", "job=x"], Some(&["a", "b"])),
-        (&["job=x", "__name__=~c"], Some(&["c"])),
-        (&["__name__=node_.*"], None),
+fn the_index_key_is_the_narrowest_condition_a_lookup_can_find() {
+    use super::IndexKey::{Pattern, Values};
+    type Want = Option<(&'static str, IndexKey<'static>)>;
+    let v = |vs: &[&'static str]| Values(vs.iter().map(|s| s.as_bytes()).collect());
+    let cases: Vec<(&[&str], Want)> = vec![
+        (&["__name__=up"], Some(("__name__", v(&["up"])))),
+        (&["__name__==up"], Some(("__name__", v(&["up"])))),
+        (
+            &["__name__=a|b", "job=x"],
+            Some(("__name__", v(&["a", "b"]))),
+        ),
+        (&["job=x", "__name__=~c"], Some(("__name__", v(&["c"])))),
+        // Literal values before a pattern, even on another label.
+        (&["__name__=node_.*", "job=x"], Some(("job", v(&["x"])))),
+        // `__name__` before other labels, among patterns.
+        (
+            &["job=a.*", "__name__=node_.*"],
+            Some(("__name__", Pattern("node_.*"))),
+        ),
+        (
+            &["__name__=node_[a-z]+"],
+            Some(("__name__", Pattern("node_[a-z]+"))),
+        ),
+        (&["job=.+"], Some(("job", Pattern(".+")))),
+        (&["job=.*api.*"], Some(("job", Pattern(".*api.*")))),
+        // Negations and `.*` accept nearly anything: nothing to look up.
         (&["__name__!=up"], None),
         (&["__name__!~a|b"], None),
-        (&["job=x"], None),
+        (&["job=.*"], None),
         (&[], None),
     ];
     for (lines, want) in cases {
         let f = Filter::parse(lines.iter().copied()).unwrap();
-        let mut got: Option<Vec<&[u8]>> = f.metric_names();
-        if let Some(g) = &mut got {
-            g.sort();
-        }
-        let want: Option<Vec<&[u8]>> = want.map(|w| w.iter().map(|s| s.as_bytes()).collect());
+        let got = f.index_key().map(|(at, label, key)| {
+            assert_eq!(f.matchers()[at].name(), label);
+            let key = match key {
+                Values(mut vs) => {
+                    vs.sort();
+                    Values(vs)
+                }
+                p => p,
+            };
+            (String::from_utf8_lossy(label).into_owned(), key)
+        });
+        let want = want.map(|(l, k)| (l.to_owned(), k));
         assert_eq!(got, want, "{lines:?}");
     }
 }

@@ -1,44 +1,339 @@
-//! The task index: which tasks of a source a series can match, by its metric name.
+//! The task index: which tasks of a source a series can match, by the values of a few labels.
 
 use super::TaskRuntime;
+use crate::batch::SeriesView;
+use crate::filter::IndexKey;
+use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::util::{primitives::StateID, start};
+use regex_automata::{Anchored, MatchKind};
 use std::collections::HashMap;
 
-/// From this many tasks on a source, series meet only the tasks their name can match.
+/// From this many tasks on a source, series meet only the tasks their labels can match.
 pub(super) const INDEX_FROM: usize = 4;
 
-/// The tasks of a source by the metric names their filters list literally (`__name__=a|b`):
-/// a series meets the tasks listed under its name and those whose filter may keep any name.
-/// Built once per pipeline; a lookup per series replaces a filter run per task.
+/// Upper bound on one label's combined DFA. Past it, that label's pattern tasks run their
+/// filters on every series, as without an index.
+const PATTERNS_DFA_LIMIT: usize = 16 << 20;
+
+/// The tasks of a source, each filed under one of its conditions ([`Filter::index_key`]):
+/// a series meets the tasks whose filed condition its labels satisfy, and those filed under
+/// none. Built once per pipeline; a lookup or two per series replaces a filter run per task.
 ///
-/// The map hashes with foldhash, not std's SipHash: a name is hashed once per series (SipHash
+/// Per indexed label (usually `__name__` alone):
+/// - conditions that list literal values (`__name__=a|b`, `job==api`) are one hash map from
+///   value to tasks;
+/// - the other positive regexes (`__name__=~node_.*`, `job=~api-[0-9]+`) are one dense DFA
+///   built from all of them, which reports every pattern a value matches in one pass.
+///
+/// The map hashes with foldhash, not std's SipHash: a value is hashed once per series (SipHash
 /// was 8 % of a 10-task pipeline's time). Its seed is random per process, and the keys are
-/// the configured names only, so a sender cannot grow the map or aim at its collisions.
+/// the configured values only, so a sender can neither grow the map nor aim at its collisions.
+///
+/// [`Filter::index_key`]: crate::filter::Filter::index_key
 pub(super) struct TaskIndex {
-    by_name: HashMap<Box<[u8]>, Vec<u32>, foldhash::fast::RandomState>,
+    /// `__name__` first when indexed: it is the first label of every series.
+    labels: Vec<LabelIndex>,
+    /// Tasks with no condition the index can look up.
     always: Vec<u32>,
+    /// Per task, the place of the condition it is filed under (`usize::MAX`: none): a
+    /// candidate found through it satisfies it, and its filter need not test it again.
+    known: Vec<usize>,
+}
+
+struct LabelIndex {
+    label: Box<[u8]>,
+    values: HashMap<Box<[u8]>, Vec<u32>, foldhash::fast::RandomState>,
+    patterns: Option<Patterns>,
+}
+
+/// Every pattern condition filed under one label, as one automaton.
+struct Patterns {
+    /// Anchored at both ends, [`MatchKind::All`]: every pattern that matches the whole value.
+    dfa: dense::DFA<Vec<u32>>,
+    /// The task of each pattern, by pattern id.
+    tasks: Vec<u32>,
+    /// Where every walk starts (anchored, at the start of a value: always the same state).
+    start: StateID,
+}
+
+/// A thread's reusable state for [`TaskIndex::candidates`], sized by [`IndexScratch::fit`].
+#[derive(Default)]
+pub(super) struct IndexScratch {
+    candidates: Vec<u32>,
+}
+
+impl IndexScratch {
+    /// Room for any lookup on a source of `tasks` tasks (each is a candidate at most once),
+    /// so that no request allocates.
+    pub(super) fn fit(&mut self, tasks: usize) {
+        self.candidates
+            .reserve(tasks.saturating_sub(self.candidates.len()));
+    }
 }
 
 impl TaskIndex {
     pub(super) fn new(tasks: &[TaskRuntime]) -> TaskIndex {
-        let mut by_name = HashMap::<_, Vec<u32>, _>::default();
+        let mut labels: Vec<(LabelIndex, Vec<(String, u32)>)> = Vec::new();
         let mut always = Vec::new();
+        let mut known = vec![usize::MAX; tasks.len()];
         for (i, t) in tasks.iter().enumerate() {
-            match t.filter.metric_names() {
-                Some(names) => {
-                    for n in names {
-                        by_name.entry(n.into()).or_default().push(i as u32);
+            let Some((at, label, key)) = t.filter.index_key() else {
+                always.push(i as u32);
+                continue;
+            };
+            known[i] = at;
+            let at = match labels.iter().position(|(l, _)| *l.label == *label) {
+                Some(at) => at,
+                None => {
+                    labels.push((
+                        LabelIndex {
+                            label: label.into(),
+                            values: HashMap::default(),
+                            patterns: None,
+                        },
+                        Vec::new(),
+                    ));
+                    labels.len() - 1
+                }
+            };
+            let (index, patterns) = &mut labels[at];
+            match key {
+                IndexKey::Values(values) => {
+                    for v in values {
+                        index.values.entry(v.into()).or_default().push(i as u32);
                     }
                 }
-                None => always.push(i as u32),
+                IndexKey::Pattern(p) => patterns.push((format!("^(?s:{p})$"), i as u32)),
             }
         }
-        TaskIndex { by_name, always }
+        let labels = labels
+            .into_iter()
+            .map(|(mut index, patterns)| {
+                if !patterns.is_empty() {
+                    index.patterns = Patterns::build(&patterns);
+                    if index.patterns.is_none() {
+                        tracing::warn!(
+                            label = %String::from_utf8_lossy(&index.label),
+                            patterns = patterns.len(),
+                            "the task index could not combine these tasks' regexes into one \
+                             automaton under its size limit; their filters run on every series"
+                        );
+                        for &(_, t) in &patterns {
+                            always.push(t);
+                            known[t as usize] = usize::MAX;
+                        }
+                    }
+                }
+                index
+            })
+            .collect::<Vec<_>>();
+        always.sort_unstable();
+        let mut labels = labels;
+        labels.sort_by_key(|l| &*l.label != b"__name__");
+        TaskIndex {
+            labels,
+            always,
+            known,
+        }
     }
 
-    /// The tasks a series named `name` can match (those for any name first).
+    /// The place of the condition task `task` is filed under, for
+    /// [`Filter::matches_except`](crate::filter::Filter::matches_except), when
+    /// [`TaskIndex::candidates`] said its candidates are verified.
     #[inline]
-    pub(super) fn candidates<'a>(&'a self, name: &[u8]) -> impl Iterator<Item = u32> + 'a {
-        let named = self.by_name.get(name).map_or(&[][..], Vec::as_slice);
-        self.always.iter().chain(named).copied()
+    pub(super) fn known(&self, task: u32) -> usize {
+        self.known[task as usize]
+    }
+
+    /// The tasks `series` can match, each once: those filed under no condition first, then
+    /// those whose filed condition the series' labels satisfy (a missing label is the empty
+    /// value, as in every filter). With `true` when every candidate is known to satisfy the
+    /// condition it is filed under; `false` only if a DFA stopped early, which one built
+    /// without quit bytes never does.
+    #[inline]
+    pub(super) fn candidates<'s>(
+        &self,
+        series: &SeriesView<'_>,
+        scratch: &'s mut IndexScratch,
+    ) -> (&'s [u32], bool) {
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        candidates.extend_from_slice(&self.always);
+        let mut verified = true;
+        for index in &self.labels {
+            let value = series.label(&index.label).unwrap_or_default();
+            if let Some(tasks) = index.values.get(value) {
+                candidates.extend_from_slice(tasks);
+            }
+            if let Some(p) = &index.patterns {
+                verified &= p.matches(value, candidates);
+            }
+        }
+        (candidates, verified)
+    }
+}
+
+impl Patterns {
+    /// Append the task of every pattern that matches `value` whole.
+    ///
+    /// The DFA is walked by hand, a byte at a time to the end of the value (or to the dead
+    /// state), and the state after the end lists the patterns that matched. Every pattern is
+    /// anchored at both ends, so no match ends anywhere else, and that state names each
+    /// matching pattern once. Not regex-automata's `which_overlapping_matches`: its
+    /// `PatternSet` is cleared and scanned whole on every call, a cost in the number of
+    /// patterns paid on every series (it made the index at 1,000 regex tasks 1.8 times
+    /// slower), and each search call sets a search up again (see docs/performance.md).
+    /// `false` if the walk stopped early (a quit state: never, for a DFA built without quit
+    /// bytes); then every pattern's task is appended, unverified.
+    #[inline]
+    fn matches(&self, value: &[u8], candidates: &mut Vec<u32>) -> bool {
+        let dfa = &self.dfa;
+        let mut sid = self.start;
+        for &b in value {
+            sid = dfa.next_state(sid, b);
+            if dfa.is_special_state(sid) {
+                if dfa.is_dead_state(sid) {
+                    return true;
+                }
+                if dfa.is_quit_state(sid) {
+                    candidates.extend_from_slice(&self.tasks);
+                    return false;
+                }
+            }
+        }
+        sid = dfa.next_eoi_state(sid);
+        if dfa.is_match_state(sid) {
+            for i in 0..dfa.match_len(sid) {
+                candidates.push(self.tasks[dfa.match_pattern(sid, i).as_usize()]);
+            }
+        }
+        true
+    }
+
+    /// `None` when the combined automaton would pass [`PATTERNS_DFA_LIMIT`].
+    fn build(patterns: &[(String, u32)]) -> Option<Patterns> {
+        let dfa = dense::Builder::new()
+            .configure(
+                dense::Config::new()
+                    .match_kind(MatchKind::All)
+                    .start_kind(StartKind::Anchored)
+                    .dfa_size_limit(Some(PATTERNS_DFA_LIMIT))
+                    .determinize_size_limit(Some(PATTERNS_DFA_LIMIT)),
+            )
+            .build_many(&patterns.iter().map(|(p, _)| p).collect::<Vec<_>>())
+            .ok()?;
+        let start = dfa
+            .start_state(&start::Config::new().anchored(Anchored::Yes))
+            .ok()?;
+        Some(Patterns {
+            dfa,
+            tasks: patterns.iter().map(|&(_, t)| t).collect(),
+            start,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::SeriesBatch;
+    use crate::config::Config;
+    use crate::proto::{Label, Sample, TimeSeries, WriteRequest};
+    use crate::telemetry::Metrics;
+    use std::path::Path;
+
+    /// Each task is filed under the condition its filter names, and a series meets exactly
+    /// the tasks whose filed condition it satisfies (`pipeline::tests` checks that what the
+    /// index keeps is what every filter would keep; this checks that it prunes).
+    #[test]
+    fn tasks_are_filed_under_values_and_patterns_and_series_meet_only_theirs() {
+        let filters = [
+            r#"["__name__=up|node_load1"]"#,
+            r#"["__name__=node_.*"]"#,
+            r#"["job=api"]"#,
+            r#"["__name__!=up"]"#,
+            r#"["job=~api-[0-9]+"]"#,
+            r#"["__name__=.*_total"]"#,
+        ];
+        let tasks: String = filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                format!(
+                    "  - name: t{i}\n    filter: {f}\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\"}}]\n"
+                )
+            })
+            .collect();
+        let config = Config::from_yaml(&format!("tasks:\n{tasks}"), Path::new(".")).unwrap();
+        let p = super::super::Pipeline::new(config, &Metrics::new()).unwrap();
+        let index = p.sources[0].index.as_ref().expect("6 tasks are indexed");
+        assert_eq!(index.always, [3]);
+        let filed: Vec<_> = index
+            .labels
+            .iter()
+            .map(|l| {
+                let mut values: Vec<_> = l
+                    .values
+                    .iter()
+                    .map(|(v, t)| (v.to_vec(), t.clone()))
+                    .collect();
+                values.sort();
+                (
+                    l.label.to_vec(),
+                    values,
+                    l.patterns.as_ref().map(|p| p.tasks.clone()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            filed,
+            [
+                (
+                    b"__name__".to_vec(),
+                    vec![(b"node_load1".to_vec(), vec![0]), (b"up".to_vec(), vec![0])],
+                    Some(vec![1, 5]),
+                ),
+                (
+                    b"job".to_vec(),
+                    vec![(b"api".to_vec(), vec![2])],
+                    Some(vec![4])
+                ),
+            ]
+        );
+
+        let mut scratch = IndexScratch::default();
+        scratch.fit(filters.len());
+        // A series' labels, and the candidates it should meet.
+        type Case = (&'static [(&'static str, &'static str)], &'static [u32]);
+        let cases: &[Case] = &[
+            (&[("__name__", "up")], &[3, 0]),
+            (&[("__name__", "node_load1"), ("job", "api")], &[3, 0, 1, 2]),
+            (
+                &[("__name__", "node_x_total"), ("job", "api-7")],
+                &[3, 1, 5, 4],
+            ),
+            (&[("__name__", "http_total"), ("job", "api-x")], &[3, 5]),
+            (&[("__name__", "other")], &[3]),
+        ];
+        for (labels, want) in cases {
+            let request = WriteRequest {
+                timeseries: vec![TimeSeries {
+                    labels: labels.iter().map(|(n, v)| Label::new(n, v)).collect(),
+                    samples: vec![Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let mut batch = SeriesBatch::new();
+            batch
+                .decode_snappy(&crate::proto::encode_snappy(&request), Default::default())
+                .unwrap();
+            let (got, verified) = index.candidates(&batch.series(0), &mut scratch);
+            assert_eq!(got, *want, "{labels:?}");
+            assert!(verified);
+        }
     }
 }

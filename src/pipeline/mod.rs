@@ -32,7 +32,7 @@ mod metadata;
 pub mod tap;
 
 use deliver::{GROUP_PAIRS, Group, deliver};
-use index::{INDEX_FROM, TaskIndex};
+use index::{INDEX_FROM, IndexScratch, TaskIndex};
 
 use tap::{TapBatch, TapHub, TaskTap};
 
@@ -121,6 +121,8 @@ pub struct Scratch {
     matched: Vec<usize>,
     /// Matched (series, task) pairs not yet delivered (see [`Group`]).
     pairs: Vec<(u32, u32)>,
+    /// A series' candidate tasks, from the task index.
+    index: IndexScratch,
 }
 
 /// What a successful request did.
@@ -359,7 +361,14 @@ impl Pipeline {
             .map(|r| r.tasks.len())
             .max()
             .unwrap_or(0);
+        let mut index = IndexScratch::default();
+        for route in &self.sources {
+            if route.index.is_some() {
+                index.fit(route.tasks.len());
+            }
+        }
         Scratch {
+            index,
             matched: Vec::with_capacity(tasks),
             pairs: Vec::with_capacity(GROUP_PAIRS + tasks),
             targets: self
@@ -474,6 +483,7 @@ impl Pipeline {
             touched,
             matched,
             pairs,
+            index: index_scratch,
         } = scratch;
         fill(batch, self.limits)?;
         let route = &self.sources[source];
@@ -540,13 +550,19 @@ impl Pipeline {
                         }
                     }
                 }
-                // Many tasks: series by series, each meeting only the tasks its name can match.
+                // Many tasks: series by series, each meeting only the tasks its labels can match.
                 Some(index) => {
                     for i in 0..n {
                         let series = batch.series(i);
-                        let name = series.label(b"__name__").unwrap_or_default();
-                        for ti in index.candidates(name) {
-                            if route.tasks[ti as usize].filter.matches(&series) {
+                        let (candidates, verified) = index.candidates(&series, index_scratch);
+                        for &ti in candidates {
+                            let known = if verified {
+                                index.known(ti)
+                            } else {
+                                usize::MAX
+                            };
+                            let filter = &route.tasks[ti as usize].filter;
+                            if filter.matches_except(&series, known) {
                                 group.pairs.push((i as u32, ti));
                             }
                         }

@@ -4,8 +4,10 @@ use super::*;
 use crate::tools::workload::{METRIC_NAMES, WorkloadSpec};
 use std::path::Path;
 
-/// Tasks of every kind of filter the index treats differently: literal names, sets, regexes,
-/// negations, no name condition at all, and a name nothing carries.
+/// Tasks of every kind of filter the index treats differently: literal names and sets, name
+/// patterns of each strategy (prefix, suffix, substring, DFA, non-empty), literal values and
+/// patterns of other labels, values a missing label has (the empty one), a regex no DFA can
+/// run, negations, no condition at all, and a name nothing carries.
 fn filters() -> Vec<String> {
     let mut f: Vec<String> = METRIC_NAMES
         .iter()
@@ -17,6 +19,22 @@ fn filters() -> Vec<String> {
         METRIC_NAMES[0], METRIC_NAMES[6]
     ));
     f.push("[\"__name__=node_.*\"]".into());
+    for f_ in [
+        r#"["__name__=~.*_total"]"#,
+        r#"["__name__=.*memory.*", "regionId=cn-.*"]"#,
+        r#"["__name__=(node|container)_cpu_.+"]"#,
+        r#"["__name__=container_.*", "namespace=default"]"#,
+        r#"["__name__=.+"]"#,
+        r#"["job=~node-.*"]"#,
+        r#"["job=node-exporter|kubernetes-pods", "mode=mode-1.*"]"#,
+        r#"["absent=|x", "__name__!~node_.*"]"#,
+        r#"["absent=(x.*)?", "namespace!=default"]"#,
+        r#"["absent=x.*"]"#,
+        r#"["__name__=.*\\bcpu\\b.*"]"#,
+        r#"["__name__=.*"]"#,
+    ] {
+        f.push(f_.to_owned());
+    }
     f.push(format!("[\"__name__!={}\"]", METRIC_NAMES[1]));
     f.push("[\"namespace=kube-system|default\"]".into());
     f.push("[]".into());
