@@ -145,8 +145,8 @@ impl Matcher {
     }
 
     /// How an index can find the values this condition accepts: `None` when it is negated
-    /// or accepts nearly anything (`.*`), or when its regex needs the meta engine (a DFA
-    /// could not be built for it alone, so it would not join a combined one either).
+    /// or accepts anything (`.*`), or when its regex needs the meta engine (a DFA could not
+    /// be built for it alone: a Unicode word boundary, or one past the size limit).
     pub fn index_key(&self) -> Option<IndexKey<'_>> {
         if self.op.negated() {
             return None;

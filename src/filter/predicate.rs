@@ -212,8 +212,10 @@ fn plain_literal(pattern: &str) -> Option<String> {
         match c {
             '\\' => {
                 let next = chars.next()?;
-                if !next.is_ascii_punctuation() {
-                    return None; // \d, \w, \b, \n …: a class or an assertion
+                // \d, \w, \b, \n …: a class or an assertion; so are \< and \> (the start
+                // and end of a word), though `<` and `>` are punctuation.
+                if !next.is_ascii_punctuation() || matches!(next, '<' | '>') {
+                    return None;
                 }
                 out.push(next);
             }

@@ -75,6 +75,10 @@ const REGEX_TABLE: &[(&str, &str, bool, &str)] = &[
     ("x[^y]z", "x\u{1F600}\u{1F600}z", false, "dfa"),
     ("caf[é]+", "caféé", true, "dfa"),
     ("caf[é]+", "cafe", false, "dfa"),
+    // `\<` and `\>` are word boundaries, not the punctuation they escape.
+    ("a\\<.*", "a<x", false, "meta"),
+    ("x\\>", "x", true, "meta"),
+    ("node\\_.*", "node_x", true, "prefix"),
     ("\\bfoo\\b", "foo", true, "meta"), // Unicode word boundary: no dense DFA
 ];
 

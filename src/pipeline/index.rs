@@ -11,9 +11,14 @@ use std::collections::HashMap;
 /// From this many tasks on a source, series meet only the tasks their labels can match.
 pub(super) const INDEX_FROM: usize = 4;
 
-/// Upper bound on one label's combined DFA. Past it, that label's pattern tasks run their
+/// Upper bound on one combined DFA. A label's patterns that do not fit in one are split in
+/// halves, each its own DFA, down to single patterns. (Patterns like `.*abc.*` make the
+/// automaton remember which of them it has seen so far: 2^n states for n of them.)
+const PATTERNS_DFA_LIMIT: usize = 4 << 20;
+
+/// Upper bound on all of one index's DFAs together. Patterns left over run their tasks'
 /// filters on every series, as without an index.
-const PATTERNS_DFA_LIMIT: usize = 16 << 20;
+const PATTERNS_BUDGET: usize = 32 << 20;
 
 /// The tasks of a source, each filed under one of its conditions ([`Filter::index_key`]):
 /// a series meets the tasks whose filed condition its labels satisfy, and those filed under
@@ -43,10 +48,11 @@ pub(super) struct TaskIndex {
 struct LabelIndex {
     label: Box<[u8]>,
     values: HashMap<Box<[u8]>, Vec<u32>, foldhash::fast::RandomState>,
-    patterns: Option<Patterns>,
+    /// One DFA in the common case; several when one would pass [`PATTERNS_DFA_LIMIT`].
+    patterns: Vec<Patterns>,
 }
 
-/// Every pattern condition filed under one label, as one automaton.
+/// Pattern conditions filed under one label, as one automaton.
 struct Patterns {
     /// Anchored at both ends, [`MatchKind::All`]: every pattern that matches the whole value.
     dfa: dense::DFA<Vec<u32>>,
@@ -89,7 +95,7 @@ impl TaskIndex {
                         LabelIndex {
                             label: label.into(),
                             values: HashMap::default(),
-                            patterns: None,
+                            patterns: Vec::new(),
                         },
                         Vec::new(),
                     ));
@@ -106,29 +112,36 @@ impl TaskIndex {
                 IndexKey::Pattern(p) => patterns.push((format!("^(?s:{p})$"), i as u32)),
             }
         }
-        let labels = labels
+        let mut budget = PATTERNS_BUDGET;
+        let mut labels = labels
             .into_iter()
             .map(|(mut index, patterns)| {
-                if !patterns.is_empty() {
-                    index.patterns = Patterns::build(&patterns);
-                    if index.patterns.is_none() {
-                        tracing::warn!(
-                            label = %String::from_utf8_lossy(&index.label),
-                            patterns = patterns.len(),
-                            "the task index could not combine these tasks' regexes into one \
-                             automaton under its size limit; their filters run on every series"
-                        );
-                        for &(_, t) in &patterns {
-                            always.push(t);
-                            known[t as usize] = usize::MAX;
-                        }
-                    }
+                let mut unindexed = Vec::new();
+                Patterns::build_split(
+                    &patterns,
+                    PATTERNS_DFA_LIMIT,
+                    &mut budget,
+                    &mut index.patterns,
+                    &mut unindexed,
+                );
+                if !unindexed.is_empty() {
+                    tracing::warn!(
+                        label = %String::from_utf8_lossy(&index.label),
+                        tasks = unindexed.len(),
+                        "the task index could not fit these tasks' regexes in its automata \
+                         (each at most {} MiB, {} MiB in all); their filters run on every series",
+                        PATTERNS_DFA_LIMIT >> 20,
+                        PATTERNS_BUDGET >> 20,
+                    );
+                }
+                for t in unindexed {
+                    always.push(t);
+                    known[t as usize] = usize::MAX;
                 }
                 index
             })
             .collect::<Vec<_>>();
         always.sort_unstable();
-        let mut labels = labels;
         labels.sort_by_key(|l| &*l.label != b"__name__");
         TaskIndex {
             labels,
@@ -165,7 +178,7 @@ impl TaskIndex {
             if let Some(tasks) = index.values.get(value) {
                 candidates.extend_from_slice(tasks);
             }
-            if let Some(p) = &index.patterns {
+            for p in &index.patterns {
                 verified &= p.matches(value, candidates);
             }
         }
@@ -210,22 +223,53 @@ impl Patterns {
         true
     }
 
-    /// `None` when the combined automaton would pass [`PATTERNS_DFA_LIMIT`].
-    fn build(patterns: &[(String, u32)]) -> Option<Patterns> {
+    /// One automaton for `patterns` (anchored regexes, each with its task) if it fits in
+    /// `limit` bytes and the `budget` left, which it then takes from; otherwise each half
+    /// on its own, down to single patterns, whose tasks go to `unindexed` when even they do
+    /// not fit (or do not build: every pattern here is one a DFA ran alone at config load,
+    /// so only the size can refuse it).
+    fn build_split(
+        patterns: &[(String, u32)],
+        limit: usize,
+        budget: &mut usize,
+        out: &mut Vec<Patterns>,
+        unindexed: &mut Vec<u32>,
+    ) {
+        if patterns.is_empty() {
+            return;
+        }
+        match Patterns::build(patterns, limit.min(*budget)) {
+            Ok(p) => {
+                *budget -= p.dfa.memory_usage().min(*budget);
+                out.push(p);
+            }
+            Err(e) if patterns.len() == 1 => {
+                tracing::debug!(pattern = %patterns[0].0, error = %e, "not indexed");
+                unindexed.push(patterns[0].1);
+            }
+            Err(_) => {
+                let (a, b) = patterns.split_at(patterns.len() / 2);
+                Patterns::build_split(a, limit, budget, out, unindexed);
+                Patterns::build_split(b, limit, budget, out, unindexed);
+            }
+        }
+    }
+
+    fn build(patterns: &[(String, u32)], limit: usize) -> Result<Patterns, String> {
         let dfa = dense::Builder::new()
             .configure(
                 dense::Config::new()
                     .match_kind(MatchKind::All)
                     .start_kind(StartKind::Anchored)
-                    .dfa_size_limit(Some(PATTERNS_DFA_LIMIT))
-                    .determinize_size_limit(Some(PATTERNS_DFA_LIMIT)),
+                    .dfa_size_limit(Some(limit))
+                    .determinize_size_limit(Some(limit)),
             )
             .build_many(&patterns.iter().map(|(p, _)| p).collect::<Vec<_>>())
-            .ok()?;
+            .map_err(|e| e.to_string())?;
         let start = dfa
             .start_state(&start::Config::new().anchored(Anchored::Yes))
-            .ok()?;
-        Some(Patterns {
+            .map_err(|e| e.to_string())?;
+        Ok(Patterns {
             dfa,
             tasks: patterns.iter().map(|&(_, t)| t).collect(),
             start,
@@ -281,7 +325,10 @@ mod tests {
                 (
                     l.label.to_vec(),
                     values,
-                    l.patterns.as_ref().map(|p| p.tasks.clone()),
+                    l.patterns
+                        .iter()
+                        .map(|p| p.tasks.clone())
+                        .collect::<Vec<_>>(),
                 )
             })
             .collect();
@@ -291,12 +338,12 @@ mod tests {
                 (
                     b"__name__".to_vec(),
                     vec![(b"node_load1".to_vec(), vec![0]), (b"up".to_vec(), vec![0])],
-                    Some(vec![1, 5]),
+                    vec![vec![1, 5]],
                 ),
                 (
                     b"job".to_vec(),
                     vec![(b"api".to_vec(), vec![2])],
-                    Some(vec![4])
+                    vec![vec![4]]
                 ),
             ]
         );
@@ -335,5 +382,48 @@ mod tests {
             assert_eq!(got, *want, "{labels:?}");
             assert!(verified);
         }
+    }
+
+    /// Twelve `.*kNx.*` patterns make one automaton remember which it has seen (2^12 states):
+    /// too large for a small limit, so they are split into several, which together find
+    /// exactly the patterns a value contains; with no budget left, none is indexed.
+    #[test]
+    fn patterns_too_large_for_one_automaton_are_split_and_past_the_budget_left_out() {
+        let patterns: Vec<(String, u32)> = (0..12)
+            .map(|i| (format!("^(?s:.*k{i}x.*)$"), 100 + i))
+            .collect();
+        let limit = 64 << 10;
+        assert!(Patterns::build(&patterns, limit).is_err());
+        assert!(Patterns::build(&patterns, 16 << 20).is_ok());
+
+        let mut budget = usize::MAX;
+        let (mut out, mut unindexed) = (Vec::new(), Vec::new());
+        Patterns::build_split(&patterns, limit, &mut budget, &mut out, &mut unindexed);
+        assert!(out.len() > 1, "{} automata", out.len());
+        assert!(unindexed.is_empty());
+        assert_eq!(out.iter().map(|p| p.tasks.len()).sum::<usize>(), 12);
+        for (value, want) in [
+            (&b"a k3x b k11x k3x"[..], &[103, 111][..]),
+            (
+                b"k0xk1xk2xk3xk4xk5xk6xk7xk8xk9xk10xk11x",
+                &(100..112).collect::<Vec<_>>(),
+            ),
+            (b"k12x", &[]),
+            (b"", &[]),
+        ] {
+            let mut got = Vec::new();
+            for p in &out {
+                assert!(p.matches(value, &mut got));
+            }
+            got.sort();
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(value));
+        }
+
+        let mut budget = 0;
+        let (mut out, mut unindexed) = (Vec::new(), Vec::new());
+        Patterns::build_split(&patterns, limit, &mut budget, &mut out, &mut unindexed);
+        assert!(out.is_empty());
+        unindexed.sort();
+        assert_eq!(unindexed, (100..112).collect::<Vec<_>>());
     }
 }

@@ -26,7 +26,12 @@ fn filters() -> Vec<String> {
         r#"["__name__=container_.*", "namespace=default"]"#,
         r#"["__name__=.+"]"#,
         r#"["job=~node-.*"]"#,
-        r#"["job=node-exporter|kubernetes-pods", "mode=mode-1.*"]"#,
+        r#"["job=node-exporter|kubernetes-pods", "cpu=cpu-1.*"]"#,
+        r#"["__name__=(?i)NODE_.*"]"#,
+        r#"["__name__=(?i)NODE_.*", "namespace=~(?-u:\\b)kube.*"]"#,
+        r#"["__name__=node\\_(cpu|memory)_.*"]"#,
+        r#"["__name__=\\<node.*"]"#,
+        r#"["id=i-2ze0mxp0000[0-9a-f]+", "instance=~.*\\.[0-9]*1:9100"]"#,
         r#"["absent=|x", "__name__!~node_.*"]"#,
         r#"["absent=(x.*)?", "namespace!=default"]"#,
         r#"["absent=x.*"]"#,
@@ -106,7 +111,10 @@ fn the_task_index_matches_exactly_what_every_filter_would() {
         let got = run(&alone, &m, &["t0".to_owned()], &requests);
         assert_eq!(got[0], together[i], "task {i} ({f}): alone vs indexed");
     }
-    assert!(together.iter().any(|&(m, _)| m > 0) && together.iter().any(|&(m, _)| m == 0));
+    // Every task keeps something but three (`absent=x.*`, `\bcpu\b`, a name nothing has), so
+    // no case passes by matching nothing on both paths.
+    let empty = together.iter().filter(|&&(m, _)| m == 0).count();
+    assert_eq!(empty, 3, "{together:?}");
 }
 
 /// Every series a target receives sits in the lane its own hash picks (the hash computed for
