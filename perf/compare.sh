@@ -3,7 +3,8 @@
 # perf/cases.tsv (or only the case named in $1):
 #   the same generated remote-write bodies (promrelay bench --url), doing the same work (the
 #   case's mode in perf/cases.tsv: a 2-condition filter as promrelay conditions and vmagent
-#   `keep` rules, everything forwarded, labels added, or N tasks as N vmagent URLs), both
+#   `keep` rules, everything forwarded, labels added, or N tasks, with literal or regex names,
+#   as N vmagent URLs), both
 #   forwarding remote_write to the same local blackhole that answers 204; runs alternate
 #   (ROUNDS of each); each case starts its own pair of relays.
 # Prints samples/s, samples per CPU-second of the relay process (/proc/PID/stat) and its peak
@@ -39,6 +40,13 @@ NAMES=(AliyunEcs_CPUUtilization AliyunEcs_memory_usedutilization node_cpu_second
   container_cpu_usage_seconds_total container_memory_working_set_bytes kube_pod_status_phase
   http_requests_total apiserver_request_duration_seconds_bucket process_resident_memory_bytes)
 
+# Task i's metric-name regex in the tasksN / rtasksN modes: name i mod 12, as a literal or as
+# a regex that is not one (`NAME(_sum|_count)?`).
+name_condition() { # MODE I
+  local name=${NAMES[$(($2 % 12))]}
+  if [ "${1#r}" != "$1" ]; then printf '%s(_sum|_count)?' "$name"; else printf '%s' "$name"; fi
+}
+
 # Start both relays configured for one mode (see perf/cases.tsv); sets PR, VM, PR_PID, VM_PID.
 start_relays() {
   local mode=$1 spool="" ack="" i
@@ -62,11 +70,11 @@ start_relays() {
         if [ "$mode" = labels ]; then printf '        external_labels: {source_cluster: cluster-01}\n'; fi
         [ -z "$spool" ] || printf '%s\n' "$spool"
         ;;
-      tasks*)
-        for i in $(seq 0 $((${mode#tasks} - 1))); do
+      tasks*|rtasks*)
+        for i in $(seq 0 $((${mode#*tasks} - 1))); do
           printf '  - name: t%s\n' "$i"
           [ -z "$ack" ] || printf '%s\n' "$ack"
-          printf '    filter: ["__name__=%s", "id=i-2ze0mxp.*"]\n' "${NAMES[$((i % 12))]}"
+          printf '    filter: ["__name__=%s", "id=i-2ze0mxp.*"]\n' "$(name_condition "$mode" "$i")"
           printf '    targets:\n      - name: blackhole\n        type: remote_write\n        url: http://127.0.0.1:%s/api/v1/write\n' "$BH"
           [ -z "$spool" ] || printf '%s\n' "${spool/spool-$mode/spool-$mode-$i}"
         done
@@ -84,9 +92,9 @@ start_relays() {
     labels)
       vm_args+=(-remoteWrite.url="http://127.0.0.1:$BH/api/v1/write" -remoteWrite.label=deliver_test_key1=ssss -remoteWrite.label=source_cluster=cluster-01)
       ;;
-    tasks*)
-      for i in $(seq 0 $((${mode#tasks} - 1))); do
-        printf -- '- action: keep\n  source_labels: [__name__]\n  regex: %s\n- action: keep\n  source_labels: [id]\n  regex: i-2ze0mxp.*\n' "${NAMES[$((i % 12))]}" >"$work/relabel-$mode-$i.yml"
+    tasks*|rtasks*)
+      for i in $(seq 0 $((${mode#*tasks} - 1))); do
+        printf -- '- action: keep\n  source_labels: [__name__]\n  regex: %s\n- action: keep\n  source_labels: [id]\n  regex: i-2ze0mxp.*\n' "$(name_condition "$mode" "$i")" >"$work/relabel-$mode-$i.yml"
         vm_args+=(-remoteWrite.url="http://127.0.0.1:$BH/api/v1/write?task=$i" -remoteWrite.urlRelabelConfig="$work/relabel-$mode-$i.yml")
       done
       ;;
