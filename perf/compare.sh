@@ -4,9 +4,8 @@
 #   the same generated remote-write bodies (promrelay bench --url), doing the same work (the
 #   case's mode in perf/cases.tsv: a 2-condition filter as promrelay conditions and vmagent
 #   `keep` rules, everything forwarded, labels added, or N tasks, with literal or regex names,
-#   as N vmagent URLs), both
-#   forwarding remote_write to the same local blackhole that answers 204; runs alternate
-#   (ROUNDS of each); each case starts its own pair of relays.
+#   as N vmagent URLs), both forwarding remote_write to the same local blackhole that answers
+#   204; runs alternate (ROUNDS of each); each case starts its own pair of relays.
 # Prints samples/s, samples per CPU-second of the relay process (/proc/PID/stat) and its peak
 # RSS, with the ratio, and appends each figure to perf/results.tsv with the git revision.
 # Everything listens on 127.0.0.1 and every run is bounded by its duration.
