@@ -145,8 +145,9 @@ impl Matcher {
     }
 
     /// How an index can find the values this condition accepts: `None` when it is negated
-    /// or accepts anything (`.*`), or when its regex needs the meta engine (a DFA could not
-    /// be built for it alone: a Unicode word boundary, or one past the size limit).
+    /// or accepts anything (`.*`), when it is a substring test (`.*lit.*`), or when its regex
+    /// needs the meta engine (a DFA could not be built for it alone: a Unicode word
+    /// boundary, or one past the size limit).
     pub fn index_key(&self) -> Option<IndexKey<'_>> {
         if self.op.negated() {
             return None;
@@ -157,9 +158,11 @@ impl Matcher {
         match self.predicate {
             Predicate::Prefix(_)
             | Predicate::Suffix(_)
-            | Predicate::Contains(_)
             | Predicate::NonEmpty
             | Predicate::Dfa(..) => Some(IndexKey::Pattern(&self.pattern)),
+            // `.*lit.*`: an automaton running several must remember which it has seen, 2^n
+            // states for n of them. memchr's finder on every series costs less.
+            Predicate::Contains(_) => None,
             _ => None,
         }
     }

@@ -20,6 +20,23 @@ const PATTERNS_DFA_LIMIT: usize = 4 << 20;
 /// filters on every series, as without an index.
 const PATTERNS_BUDGET: usize = 32 << 20;
 
+/// Upper bound on the builds that fail (each runs until its automaton passes the limit) in
+/// one index, and on the time spent building, so that a config of patterns no automaton can
+/// hold (`.*a.*b` by the hundred) costs a reload a fraction of a second, not many (a failed
+/// build of 1,000 such patterns takes about 0.4 s here): the patterns left go unindexed. The
+/// time bound makes which patterns those are depend on the machine; what a task keeps never
+/// does.
+const PATTERNS_FAILED_BUILDS: usize = 8;
+const PATTERNS_BUILD_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What is left for building one index's automata.
+struct Budget {
+    bytes: usize,
+    failures: usize,
+    /// No build starts after it.
+    until: std::time::Instant,
+}
+
 /// The tasks of a source, each filed under one of its conditions ([`Filter::index_key`]):
 /// a series meets the tasks whose filed condition its labels satisfy, and those filed under
 /// none. Built once per pipeline; a lookup or two per series replaces a filter run per task.
@@ -112,7 +129,11 @@ impl TaskIndex {
                 IndexKey::Pattern(p) => patterns.push((format!("^(?s:{p})$"), i as u32)),
             }
         }
-        let mut budget = PATTERNS_BUDGET;
+        let mut budget = Budget {
+            bytes: PATTERNS_BUDGET,
+            failures: PATTERNS_FAILED_BUILDS,
+            until: std::time::Instant::now() + PATTERNS_BUILD_TIME,
+        };
         let mut labels = labels
             .into_iter()
             .map(|(mut index, patterns)| {
@@ -129,9 +150,12 @@ impl TaskIndex {
                         label = %String::from_utf8_lossy(&index.label),
                         tasks = unindexed.len(),
                         "the task index could not fit these tasks' regexes in its automata \
-                         (each at most {} MiB, {} MiB in all); their filters run on every series",
+                         (each at most {} MiB, {} MiB in all, {} failed tries, {} ms); their \
+                         filters run on every series",
                         PATTERNS_DFA_LIMIT >> 20,
                         PATTERNS_BUDGET >> 20,
+                        PATTERNS_FAILED_BUILDS,
+                        PATTERNS_BUILD_TIME.as_millis(),
                     );
                 }
                 for t in unindexed {
@@ -227,27 +251,34 @@ impl Patterns {
     /// `limit` bytes and the `budget` left, which it then takes from; otherwise each half
     /// on its own, down to single patterns, whose tasks go to `unindexed` when even they do
     /// not fit (or do not build: every pattern here is one a DFA ran alone at config load,
-    /// so only the size can refuse it).
+    /// so only the size can refuse it). Once the budget's failed builds or time are spent,
+    /// every pattern not yet built goes to `unindexed` without a try.
     fn build_split(
         patterns: &[(String, u32)],
         limit: usize,
-        budget: &mut usize,
+        budget: &mut Budget,
         out: &mut Vec<Patterns>,
         unindexed: &mut Vec<u32>,
     ) {
         if patterns.is_empty() {
             return;
         }
-        match Patterns::build(patterns, limit.min(*budget)) {
+        if budget.failures == 0 || budget.bytes == 0 || std::time::Instant::now() >= budget.until {
+            unindexed.extend(patterns.iter().map(|&(_, t)| t));
+            return;
+        }
+        match Patterns::build(patterns, limit.min(budget.bytes)) {
             Ok(p) => {
-                *budget -= p.dfa.memory_usage().min(*budget);
+                budget.bytes -= p.dfa.memory_usage().min(budget.bytes);
                 out.push(p);
             }
             Err(e) if patterns.len() == 1 => {
+                budget.failures -= 1;
                 tracing::debug!(pattern = %patterns[0].0, error = %e, "not indexed");
                 unindexed.push(patterns[0].1);
             }
             Err(_) => {
+                budget.failures -= 1;
                 let (a, b) = patterns.split_at(patterns.len() / 2);
                 Patterns::build_split(a, limit, budget, out, unindexed);
                 Patterns::build_split(b, limit, budget, out, unindexed);
@@ -396,7 +427,12 @@ mod tests {
         assert!(Patterns::build(&patterns, limit).is_err());
         assert!(Patterns::build(&patterns, 16 << 20).is_ok());
 
-        let mut budget = usize::MAX;
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let mut budget = Budget {
+            bytes: usize::MAX,
+            failures: usize::MAX,
+            until: later,
+        };
         let (mut out, mut unindexed) = (Vec::new(), Vec::new());
         Patterns::build_split(&patterns, limit, &mut budget, &mut out, &mut unindexed);
         assert!(out.len() > 1, "{} automata", out.len());
@@ -419,11 +455,31 @@ mod tests {
             assert_eq!(got, want, "{:?}", String::from_utf8_lossy(value));
         }
 
-        let mut budget = 0;
+        let now = std::time::Instant::now();
+        for (bytes, failures, until) in [
+            (0, usize::MAX, later),
+            (usize::MAX, 0, later),
+            (usize::MAX, usize::MAX, now),
+        ] {
+            let mut budget = Budget {
+                bytes,
+                failures,
+                until,
+            };
+            let (mut out, mut unindexed) = (Vec::new(), Vec::new());
+            Patterns::build_split(&patterns, limit, &mut budget, &mut out, &mut unindexed);
+            assert!(out.is_empty());
+            unindexed.sort();
+            assert_eq!(unindexed, (100..112).collect::<Vec<_>>());
+        }
+        // One failed build left: the whole set fails, and both halves go unindexed untried.
+        let mut budget = Budget {
+            bytes: usize::MAX,
+            failures: 1,
+            until: later,
+        };
         let (mut out, mut unindexed) = (Vec::new(), Vec::new());
         Patterns::build_split(&patterns, limit, &mut budget, &mut out, &mut unindexed);
-        assert!(out.is_empty());
-        unindexed.sort();
-        assert_eq!(unindexed, (100..112).collect::<Vec<_>>());
+        assert!(out.is_empty() && unindexed.len() == 12);
     }
 }
