@@ -20,7 +20,7 @@
 
 mod predicate;
 
-pub use predicate::Predicate;
+pub use predicate::{Dfa, Predicate, Walk};
 
 use crate::batch::SeriesView;
 

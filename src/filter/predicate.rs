@@ -29,7 +29,8 @@ pub enum Predicate {
     Meta(Box<meta::Regex>),
 }
 
-/// A dense DFA for an anchored pattern, walked by hand (see [`Dfa::is_match`]).
+/// A dense DFA for anchored patterns, walked by hand (see [`Dfa::walk`]): a filter
+/// condition's, or the task index's for many conditions at once.
 #[derive(Debug, Clone)]
 pub struct Dfa {
     dfa: dense::DFA<Vec<u32>>,
@@ -37,27 +38,60 @@ pub struct Dfa {
     start: StateID,
 }
 
+/// Where a walk over a whole value ended.
+pub enum Walk {
+    /// No pattern can match.
+    Dead,
+    /// The DFA gave up (a quit byte): never, for one built without quit bytes.
+    Quit,
+    /// The state after the end of the value: a match state when a pattern matched the value
+    /// whole (every pattern is anchored at both ends, so no match ends anywhere else).
+    End(StateID),
+}
+
 impl Dfa {
-    /// Does the whole value match? The pattern is anchored at both ends, so the state after
-    /// the last byte says. A byte loop rather than regex-automata's `try_search_fwd`, which
-    /// sets a search up (start state, prefilter, match bookkeeping) on every call: label
-    /// values are short, and the walk is about a fifth faster (criterion `filter/dfa_dfa`).
+    /// `None` if the DFA has no anchored start state (it was built without one).
+    pub fn new(dfa: dense::DFA<Vec<u32>>) -> Option<Dfa> {
+        let start = dfa
+            .start_state(&start::Config::new().anchored(Anchored::Yes))
+            .ok()?;
+        Some(Dfa { dfa, start })
+    }
+
+    pub fn automaton(&self) -> &dense::DFA<Vec<u32>> {
+        &self.dfa
+    }
+
+    /// Walk the DFA a byte at a time to the end of `value` (or to the dead state). A byte loop
+    /// rather than regex-automata's searches, which set a search up (start state, prefilter,
+    /// match bookkeeping) on every call: label values are short, and the walk made a DFA
+    /// condition about a fifth faster (criterion `filter/dfa_dfa`).
     #[inline]
-    fn is_match(&self, value: &[u8]) -> Option<bool> {
+    pub fn walk(&self, value: &[u8]) -> Walk {
         let dfa = &self.dfa;
         let mut sid = self.start;
         for &b in value {
             sid = dfa.next_state(sid, b);
             if dfa.is_special_state(sid) {
                 if dfa.is_dead_state(sid) {
-                    return Some(false);
+                    return Walk::Dead;
                 }
                 if dfa.is_quit_state(sid) {
-                    return None;
+                    return Walk::Quit;
                 }
             }
         }
-        Some(dfa.is_match_state(dfa.next_eoi_state(sid)))
+        Walk::End(dfa.next_eoi_state(sid))
+    }
+
+    /// Does the whole value match? `None` if the walk quit.
+    #[inline]
+    fn is_match(&self, value: &[u8]) -> Option<bool> {
+        match self.walk(value) {
+            Walk::Dead => Some(false),
+            Walk::Quit => None,
+            Walk::End(sid) => Some(self.dfa.is_match_state(sid)),
+        }
     }
 }
 
@@ -103,12 +137,7 @@ impl Predicate {
                     .determinize_size_limit(Some(DFA_SIZE_LIMIT)),
             )
             .build(&anchored);
-        let dfa = dfa.ok().and_then(|dfa| {
-            let start = dfa
-                .start_state(&start::Config::new().anchored(Anchored::Yes))
-                .ok()?;
-            Some(Dfa { dfa, start })
-        });
+        let dfa = dfa.ok().and_then(Dfa::new);
         Ok(match dfa {
             Some(dfa) => Predicate::Dfa(Box::new(dfa), Box::new(meta)),
             None => Predicate::Meta(Box::new(meta)),

@@ -3,9 +3,9 @@
 use super::TaskRuntime;
 use crate::batch::SeriesView;
 use crate::filter::IndexKey;
+use crate::filter::{Dfa, Walk};
+use regex_automata::MatchKind;
 use regex_automata::dfa::{Automaton, StartKind, dense};
-use regex_automata::util::{primitives::StateID, start};
-use regex_automata::{Anchored, MatchKind};
 use std::collections::HashMap;
 
 /// From this many tasks on a source, series meet only the tasks their labels can match.
@@ -72,11 +72,9 @@ struct LabelIndex {
 /// Pattern conditions filed under one label, as one automaton.
 struct Patterns {
     /// Anchored at both ends, [`MatchKind::All`]: every pattern that matches the whole value.
-    dfa: dense::DFA<Vec<u32>>,
+    dfa: Dfa,
     /// The task of each pattern, by pattern id.
     tasks: Vec<u32>,
-    /// Where every walk starts (anchored, at the start of a value: always the same state).
-    start: StateID,
 }
 
 /// A thread's reusable state for [`TaskIndex::candidates`], sized by [`IndexScratch::fit`].
@@ -213,38 +211,34 @@ impl TaskIndex {
 impl Patterns {
     /// Append the task of every pattern that matches `value` whole.
     ///
-    /// The DFA is walked by hand, a byte at a time to the end of the value (or to the dead
-    /// state), and the state after the end lists the patterns that matched. Every pattern is
+    /// The DFA is walked by hand ([`Dfa::walk`]), and the state after the end of the value
+    /// lists the patterns that matched. Every pattern is
     /// anchored at both ends, so no match ends anywhere else, and that state names each
     /// matching pattern once. Not regex-automata's `which_overlapping_matches`: its
     /// `PatternSet` is cleared and scanned whole on every call, a cost in the number of
     /// patterns paid on every series (it made the index at 1,000 regex tasks 1.8 times
     /// slower), and each search call sets a search up again (see docs/performance.md).
+    ///
     /// `false` if the walk stopped early (a quit state: never, for a DFA built without quit
     /// bytes); then every pattern's task is appended, unverified.
     #[inline]
     fn matches(&self, value: &[u8], candidates: &mut Vec<u32>) -> bool {
-        let dfa = &self.dfa;
-        let mut sid = self.start;
-        for &b in value {
-            sid = dfa.next_state(sid, b);
-            if dfa.is_special_state(sid) {
-                if dfa.is_dead_state(sid) {
-                    return true;
+        match self.dfa.walk(value) {
+            Walk::Dead => true,
+            Walk::Quit => {
+                candidates.extend_from_slice(&self.tasks);
+                false
+            }
+            Walk::End(sid) => {
+                let dfa = self.dfa.automaton();
+                if dfa.is_match_state(sid) {
+                    for i in 0..dfa.match_len(sid) {
+                        candidates.push(self.tasks[dfa.match_pattern(sid, i).as_usize()]);
+                    }
                 }
-                if dfa.is_quit_state(sid) {
-                    candidates.extend_from_slice(&self.tasks);
-                    return false;
-                }
+                true
             }
         }
-        sid = dfa.next_eoi_state(sid);
-        if dfa.is_match_state(sid) {
-            for i in 0..dfa.match_len(sid) {
-                candidates.push(self.tasks[dfa.match_pattern(sid, i).as_usize()]);
-            }
-        }
-        true
     }
 
     /// One automaton for `patterns` (anchored regexes, each with its task) if it fits in
@@ -269,7 +263,7 @@ impl Patterns {
         }
         match Patterns::build(patterns, limit.min(budget.bytes)) {
             Ok(p) => {
-                budget.bytes -= p.dfa.memory_usage().min(budget.bytes);
+                budget.bytes -= p.dfa.automaton().memory_usage().min(budget.bytes);
                 out.push(p);
             }
             Err(e) if patterns.len() == 1 => {
@@ -297,13 +291,9 @@ impl Patterns {
             )
             .build_many(&patterns.iter().map(|(p, _)| p).collect::<Vec<_>>())
             .map_err(|e| e.to_string())?;
-        let start = dfa
-            .start_state(&start::Config::new().anchored(Anchored::Yes))
-            .map_err(|e| e.to_string())?;
         Ok(Patterns {
-            dfa,
+            dfa: Dfa::new(dfa).ok_or("no anchored start state")?,
             tasks: patterns.iter().map(|&(_, t)| t).collect(),
-            start,
         })
     }
 }
