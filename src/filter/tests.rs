@@ -79,6 +79,9 @@ const REGEX_TABLE: &[(&str, &str, bool, &str)] = &[
     ("a\\<.*", "a<x", false, "meta"),
     ("x\\>", "x", true, "meta"),
     ("node\\_.*", "node_x", true, "prefix"),
+    // Their ASCII forms, which a DFA runs.
+    ("(?-u:\\<)node.*", "node_x", true, "dfa"),
+    ("x(?-u:\\<)node.*", "xnode_x", false, "dfa"),
     ("\\bfoo\\b", "foo", true, "meta"), // Unicode word boundary: no dense DFA
 ];
 

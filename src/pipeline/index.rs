@@ -11,27 +11,38 @@ use std::collections::HashMap;
 /// From this many tasks on a source, series meet only the tasks their labels can match.
 pub(super) const INDEX_FROM: usize = 4;
 
-/// Upper bound on one combined DFA. A label's patterns that do not fit in one are split in
-/// halves, each its own DFA, down to single patterns. (Patterns like `.*abc.*` make the
-/// automaton remember which of them it has seen so far: 2^n states for n of them.)
-const PATTERNS_DFA_LIMIT: usize = 4 << 20;
-
-/// Upper bound on all of one index's DFAs together. Patterns left over run their tasks'
-/// filters on every series, as without an index.
-const PATTERNS_BUDGET: usize = 32 << 20;
-
-/// Upper bound on the builds that fail (each runs until its automaton passes the limit) in
-/// one index, and on the time spent building, so that a config of patterns no automaton can
-/// hold (`.*a.*b` by the hundred) costs a reload a fraction of a second, not many (a failed
-/// build of 1,000 such patterns takes about 0.4 s here): the patterns left go unindexed. The
-/// time bound makes which patterns those are depend on the machine; what a task keeps never
-/// does.
-const PATTERNS_FAILED_BUILDS: usize = 8;
-const PATTERNS_BUILD_TIME: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// What is left for building one index's automata.
-struct Budget {
+/// How much building a source's automata may take. Patterns left over run their tasks'
+/// filters on every series, as without an index (and a warning names their label).
+#[derive(Clone, Copy)]
+struct Limits {
+    /// One combined DFA. A label's patterns that do not fit in one are split in halves, each
+    /// its own DFA, down to single patterns. (Patterns like `.*a.*b` make the automaton
+    /// remember which of them it has seen so far: 2^n states for n of them.)
+    dfa_bytes: usize,
+    /// All of the source's DFAs together.
     bytes: usize,
+    /// Per label, the builds that may fail (each runs until its automaton passes the limit)
+    /// and the time spent building, so that patterns no automaton can hold (`.*a.*b` by
+    /// the hundred) cost a reload a fraction of a second, not many: 1,000 of them took 26 s
+    /// to split and build before these bounds, 0.29 s with them (a build started inside the
+    /// time runs to its end: 50 of them took 0.55 s). Per label, so that one label's set
+    /// cannot leave another's untried. The time bound makes which patterns go unindexed
+    /// depend on the machine; what a task keeps never does.
+    failures: usize,
+    time: std::time::Duration,
+}
+
+const LIMITS: Limits = Limits {
+    dfa_bytes: 4 << 20,
+    bytes: 32 << 20,
+    failures: 8,
+    time: std::time::Duration::from_millis(250),
+};
+
+/// What is left for building the automata of one label.
+struct Budget<'a> {
+    /// Shared by the source's labels.
+    bytes: &'a mut usize,
     failures: usize,
     /// No build starts after it.
     until: std::time::Instant,
@@ -94,6 +105,10 @@ impl IndexScratch {
 
 impl TaskIndex {
     pub(super) fn new(tasks: &[TaskRuntime]) -> TaskIndex {
+        TaskIndex::with_limits(tasks, LIMITS)
+    }
+
+    fn with_limits(tasks: &[TaskRuntime], limits: Limits) -> TaskIndex {
         let mut labels: Vec<(LabelIndex, Vec<(String, u32)>)> = Vec::new();
         let mut always = Vec::new();
         let mut known = vec![usize::MAX; tasks.len()];
@@ -127,18 +142,19 @@ impl TaskIndex {
                 IndexKey::Pattern(p) => patterns.push((format!("^(?s:{p})$"), i as u32)),
             }
         }
-        let mut budget = Budget {
-            bytes: PATTERNS_BUDGET,
-            failures: PATTERNS_FAILED_BUILDS,
-            until: std::time::Instant::now() + PATTERNS_BUILD_TIME,
-        };
+        let mut bytes = limits.bytes;
         let mut labels = labels
             .into_iter()
             .map(|(mut index, patterns)| {
                 let mut unindexed = Vec::new();
+                let mut budget = Budget {
+                    bytes: &mut bytes,
+                    failures: limits.failures,
+                    until: std::time::Instant::now() + limits.time,
+                };
                 Patterns::build_split(
                     &patterns,
-                    PATTERNS_DFA_LIMIT,
+                    limits.dfa_bytes,
                     &mut budget,
                     &mut index.patterns,
                     &mut unindexed,
@@ -148,12 +164,12 @@ impl TaskIndex {
                         label = %String::from_utf8_lossy(&index.label),
                         tasks = unindexed.len(),
                         "the task index could not fit these tasks' regexes in its automata \
-                         (each at most {} MiB, {} MiB in all, {} failed tries, {} ms); their \
-                         filters run on every series",
-                        PATTERNS_DFA_LIMIT >> 20,
-                        PATTERNS_BUDGET >> 20,
-                        PATTERNS_FAILED_BUILDS,
-                        PATTERNS_BUILD_TIME.as_millis(),
+                         (each at most {} MiB, {} MiB for the source, {} failed tries and {} ms \
+                         per label); their filters run on every series",
+                        limits.dfa_bytes >> 20,
+                        limits.bytes >> 20,
+                        limits.failures,
+                        limits.time.as_millis(),
                     );
                 }
                 for t in unindexed {
@@ -244,9 +260,9 @@ impl Patterns {
     /// One automaton for `patterns` (anchored regexes, each with its task) if it fits in
     /// `limit` bytes and the `budget` left, which it then takes from; otherwise each half
     /// on its own, down to single patterns, whose tasks go to `unindexed` when even they do
-    /// not fit (or do not build: every pattern here is one a DFA ran alone at config load,
-    /// so only the size can refuse it). Once the budget's failed builds or time are spent,
-    /// every pattern not yet built goes to `unindexed` without a try.
+    /// not fit (every pattern here is a prefix, suffix or `.+`, or one a DFA ran alone at
+    /// config load, so only the size can refuse it). Once the budget's failed builds or
+    /// time are spent, every pattern not yet built goes to `unindexed` without a try.
     fn build_split(
         patterns: &[(String, u32)],
         limit: usize,
@@ -257,13 +273,13 @@ impl Patterns {
         if patterns.is_empty() {
             return;
         }
-        if budget.failures == 0 || budget.bytes == 0 || std::time::Instant::now() >= budget.until {
+        if budget.failures == 0 || *budget.bytes == 0 || std::time::Instant::now() >= budget.until {
             unindexed.extend(patterns.iter().map(|&(_, t)| t));
             return;
         }
-        match Patterns::build(patterns, limit.min(budget.bytes)) {
+        match Patterns::build(patterns, limit.min(*budget.bytes)) {
             Ok(p) => {
-                budget.bytes -= p.dfa.automaton().memory_usage().min(budget.bytes);
+                *budget.bytes -= p.dfa.automaton().memory_usage().min(*budget.bytes);
                 out.push(p);
             }
             Err(e) if patterns.len() == 1 => {
@@ -418,8 +434,9 @@ mod tests {
         assert!(Patterns::build(&patterns, 16 << 20).is_ok());
 
         let later = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let mut bytes = usize::MAX;
         let mut budget = Budget {
-            bytes: usize::MAX,
+            bytes: &mut bytes,
             failures: usize::MAX,
             until: later,
         };
@@ -446,13 +463,13 @@ mod tests {
         }
 
         let now = std::time::Instant::now();
-        for (bytes, failures, until) in [
+        for (mut bytes, failures, until) in [
             (0, usize::MAX, later),
             (usize::MAX, 0, later),
             (usize::MAX, usize::MAX, now),
         ] {
             let mut budget = Budget {
-                bytes,
+                bytes: &mut bytes,
                 failures,
                 until,
             };
@@ -463,13 +480,93 @@ mod tests {
             assert_eq!(unindexed, (100..112).collect::<Vec<_>>());
         }
         // One failed build left: the whole set fails, and both halves go unindexed untried.
+        let mut bytes = usize::MAX;
         let mut budget = Budget {
-            bytes: usize::MAX,
+            bytes: &mut bytes,
             failures: 1,
             until: later,
         };
         let (mut out, mut unindexed) = (Vec::new(), Vec::new());
         Patterns::build_split(&patterns, limit, &mut budget, &mut out, &mut unindexed);
         assert!(out.is_empty() && unindexed.len() == 12);
+    }
+
+    /// Through the whole index: the byte budget holds the first label's automaton and not the
+    /// second's, whose tasks then meet every series with their whole filter (none of their
+    /// conditions is taken as proved); and one label spending its failed builds leaves the
+    /// next label's to be tried.
+    #[test]
+    fn tasks_whose_patterns_do_not_fit_meet_every_series_and_run_their_whole_filter() {
+        let filters = [
+            r#"["__name__=node_.*"]"#,
+            r#"["__name__=http_.*"]"#,
+            r#"["job=~api-[0-9]+", "__name__!=x"]"#,
+            r#"["job=~web-[0-9]+"]"#,
+        ];
+        let tasks: String = filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                format!(
+                    "  - name: t{i}\n    filter: {f}\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\"}}]\n"
+                )
+            })
+            .collect();
+        let config = Config::from_yaml(&format!("tasks:\n{tasks}"), Path::new(".")).unwrap();
+        let p = super::super::Pipeline::new(config, &Metrics::new()).unwrap();
+        let tasks = &p.sources[0].tasks;
+        let whole = TaskIndex::with_limits(tasks, LIMITS);
+        let one = whole.labels[0].patterns[0].dfa.automaton().memory_usage();
+
+        // Room for `__name__`'s automaton only.
+        let index = TaskIndex::with_limits(
+            tasks,
+            Limits {
+                bytes: one + 1,
+                ..LIMITS
+            },
+        );
+        assert_eq!(index.labels[0].patterns.len(), 1);
+        assert!(index.labels[1].patterns.is_empty());
+        assert_eq!(index.always, [2, 3]);
+        assert_eq!(index.known(0), 0);
+        assert_eq!((index.known(2), index.known(3)), (usize::MAX, usize::MAX));
+
+        // One failed build per label: `__name__`'s pair does not fit the limit, fails once
+        // and is left out untried; `job`'s, smaller, is still tried and fits.
+        let job = whole.labels[1].patterns[0].dfa.automaton().memory_usage();
+        assert!(job < one, "{job} < {one}");
+        let index = TaskIndex::with_limits(
+            tasks,
+            Limits {
+                dfa_bytes: job + 1,
+                failures: 1,
+                ..LIMITS
+            },
+        );
+        assert_eq!(index.always, [0, 1]);
+        assert_eq!(index.labels[1].patterns.len(), 1);
+        // With a limit below any automaton, each label fails once and is left out.
+        let index = TaskIndex::with_limits(
+            tasks,
+            Limits {
+                dfa_bytes: 16,
+                failures: 1,
+                ..LIMITS
+            },
+        );
+        assert_eq!(index.always, [0, 1, 2, 3]);
+        let index = TaskIndex::with_limits(
+            tasks,
+            Limits {
+                failures: 1,
+                ..LIMITS
+            },
+        );
+        assert!(index.always.is_empty());
+        assert_eq!(
+            index.labels.iter().map(|l| l.patterns.len()).sum::<usize>(),
+            2
+        );
     }
 }

@@ -29,6 +29,7 @@ fn filters() -> Vec<String> {
         r#"["job=node-exporter|kubernetes-pods", "cpu=cpu-1.*"]"#,
         r#"["__name__=(?i)NODE_.*"]"#,
         r#"["__name__=(?i)NODE_.*", "namespace=~(?-u:\\b)kube.*"]"#,
+        r#"["namespace=~(?-u:\\b)kube.*|(?-u:\\<)mon.*"]"#,
         r#"["__name__=node\\_(cpu|memory)_.*"]"#,
         r#"["__name__=\\<node.*"]"#,
         r#"["id=i-2ze0mxp0000[0-9a-f]+", "instance=~.*\\.[0-9]*1:9100"]"#,
