@@ -318,10 +318,14 @@ impl Patterns {
 mod tests {
     use super::*;
     use crate::batch::SeriesBatch;
-    use crate::config::Config;
     use crate::proto::{Label, Sample, TimeSeries, WriteRequest};
     use crate::telemetry::Metrics;
-    use std::path::Path;
+
+    /// A pipeline of one task per filter (`["cond", …]`), named `t0`, `t1`, ….
+    fn pipeline(filters: &[&str]) -> super::super::Pipeline {
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        super::super::Pipeline::new(super::super::tests::config(&filters), &Metrics::new()).unwrap()
+    }
 
     /// Each task is filed under the condition its filter names, and a series meets exactly
     /// the tasks whose filed condition it satisfies (`pipeline::tests` checks that what the
@@ -336,17 +340,7 @@ mod tests {
             r#"["job=~api-[0-9]+"]"#,
             r#"["__name__=.*_total"]"#,
         ];
-        let tasks: String = filters
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                format!(
-                    "  - name: t{i}\n    filter: {f}\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\"}}]\n"
-                )
-            })
-            .collect();
-        let config = Config::from_yaml(&format!("tasks:\n{tasks}"), Path::new(".")).unwrap();
-        let p = super::super::Pipeline::new(config, &Metrics::new()).unwrap();
+        let p = pipeline(&filters);
         let index = p.sources[0].index.as_ref().expect("6 tasks are indexed");
         assert_eq!(index.always, [3]);
         let filed: Vec<_> = index
@@ -503,17 +497,7 @@ mod tests {
             r#"["job=~api-[0-9]+", "__name__!=x"]"#,
             r#"["job=~web-[0-9]+"]"#,
         ];
-        let tasks: String = filters
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                format!(
-                    "  - name: t{i}\n    filter: {f}\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\"}}]\n"
-                )
-            })
-            .collect();
-        let config = Config::from_yaml(&format!("tasks:\n{tasks}"), Path::new(".")).unwrap();
-        let p = super::super::Pipeline::new(config, &Metrics::new()).unwrap();
+        let p = pipeline(&filters);
         let tasks = &p.sources[0].tasks;
         let whole = TaskIndex::with_limits(tasks, LIMITS);
         let one = whole.labels[0].patterns[0].dfa.automaton().memory_usage();

@@ -48,7 +48,7 @@ fn filters() -> Vec<String> {
     f
 }
 
-fn config(filters: &[String]) -> Config {
+pub(super) fn config(filters: &[String]) -> Config {
     let tasks: String = filters
         .iter()
         .enumerate()
