@@ -2,8 +2,7 @@
 
 use super::TaskRuntime;
 use crate::batch::SeriesView;
-use crate::filter::IndexKey;
-use crate::filter::{Dfa, Walk};
+use crate::filter::{Dfa, IndexKey, Walk};
 use regex_automata::MatchKind;
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use std::collections::HashMap;
@@ -76,7 +75,7 @@ pub(super) struct TaskIndex {
 struct LabelIndex {
     label: Box<[u8]>,
     values: HashMap<Box<[u8]>, Vec<u32>, foldhash::fast::RandomState>,
-    /// One DFA in the common case; several when one would pass [`PATTERNS_DFA_LIMIT`].
+    /// One DFA in the common case; several when one would pass [`Limits::dfa_bytes`].
     patterns: Vec<Patterns>,
 }
 
