@@ -162,8 +162,9 @@ impl Matcher {
             | Predicate::Dfa(..) => Some(IndexKey::Pattern(&self.pattern)),
             // `.*lit.*`: an automaton running several must remember which it has seen, 2^n
             // states for n of them. memchr's finder on every series costs less.
-            Predicate::Contains(_) => None,
-            _ => None,
+            Predicate::Contains(_) | Predicate::Any | Predicate::Meta(_) => None,
+            // Handed out as values above.
+            Predicate::Literal(_) | Predicate::Set(_) => None,
         }
     }
 
