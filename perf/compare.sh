@@ -4,7 +4,7 @@
 #   the same generated remote-write bodies (promrelay bench --url), doing the same work (the
 #   case's mode in perf/cases.tsv: a 2-condition filter as promrelay conditions and vmagent
 #   `keep` rules, everything forwarded, labels added, or N tasks, with literal or regex names,
-#   as N vmagent URLs), both forwarding remote_write to the same local blackhole that answers
+#   as N vmagent URLs, or one sending lane each), both forwarding remote_write to the same local blackhole that answers
 #   204; runs alternate (ROUNDS of each); each case starts its own pair of relays.
 # Prints samples/s, samples per CPU-second of the relay process (/proc/PID/stat) and its peak
 # RSS, with the ratio, and appends each figure to perf/results.tsv with the git revision.
@@ -58,7 +58,7 @@ start_relays() {
   {
     printf 'server:\n  listen: "127.0.0.1:%s"\ntasks:\n' "$PR"
     case $mode in
-      filter|all|labels)
+      filter|all|all1|labels)
         printf '  - name: race\n'
         [ -z "$ack" ] || printf '%s\n' "$ack"
         if [ "$mode" = filter ]; then
@@ -67,6 +67,7 @@ start_relays() {
         if [ "$mode" = labels ]; then printf '    labels: {deliver_test_key1: ssss}\n'; fi
         printf '    targets:\n      - name: blackhole\n        type: remote_write\n        url: http://127.0.0.1:%s/api/v1/write\n' "$BH"
         if [ "$mode" = labels ]; then printf '        external_labels: {source_cluster: cluster-01}\n'; fi
+        if [ "$mode" = all1 ]; then printf '        queue: {shards: 1}\n'; fi
         [ -z "$spool" ] || printf '%s\n' "$spool"
         ;;
       tasks*|rtasks*)
@@ -87,6 +88,9 @@ start_relays() {
       ;;
     all)
       vm_args+=(-remoteWrite.url="http://127.0.0.1:$BH/api/v1/write")
+      ;;
+    all1)
+      vm_args+=(-remoteWrite.url="http://127.0.0.1:$BH/api/v1/write" -remoteWrite.queues=1)
       ;;
     labels)
       vm_args+=(-remoteWrite.url="http://127.0.0.1:$BH/api/v1/write" -remoteWrite.label=deliver_test_key1=ssss -remoteWrite.label=source_cluster=cluster-01)

@@ -29,10 +29,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 mod deliver;
 mod index;
 mod metadata;
+mod pass_through;
 pub mod tap;
 
 use deliver::{GROUP_PAIRS, Group, deliver};
 use index::{INDEX_FROM, IndexScratch, TaskIndex};
+use pass_through::passes_through;
 
 use tap::{TapBatch, TapHub, TaskTap};
 
@@ -260,9 +262,10 @@ impl Pipeline {
                 });
                 ordered.push(target.clone());
             }
-            let uses_series_hash = task_targets
-                .iter()
-                .any(|t| ordered[t.index].encoder.uses_series_hash());
+            let uses_series_hash = task_targets.iter().any(|t| {
+                let target = &ordered[t.index];
+                target.encoder.uses_series_hash(target.queue.lanes())
+            });
             if let Some(&si) = source_index.get(&task.source) {
                 sources[si].tasks.push(TaskRuntime {
                     name: task.name.clone(),
@@ -431,7 +434,9 @@ impl Pipeline {
         protocol: Protocol,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
-        self.process_with(source, protocol, waits, |batch, limits| {
+        // A 1.0 body may be passed through as it came (see `queue_for`); a 2.0 body never is.
+        let raw = (protocol == Protocol::V1).then_some(body);
+        self.process_raw(source, protocol, waits, raw, |batch, limits| {
             batch.decode_snappy_as(body, limits, protocol)
         })
     }
@@ -452,6 +457,19 @@ impl Pipeline {
         waits: &mut Vec<AckWait>,
         fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<(), DecodeError>,
     ) -> Result<IngestStats, IngestError> {
+        self.process_raw(source, protocol, waits, None, fill)
+    }
+
+    /// [`Pipeline::process_with`], with the snappy body `fill` decodes when it is a 1.0
+    /// `WriteRequest` (`raw`), for targets that can send it on as it came.
+    fn process_raw(
+        &self,
+        source: usize,
+        protocol: Protocol,
+        waits: &mut Vec<AckWait>,
+        raw: Option<&[u8]>,
+        fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<(), DecodeError>,
+    ) -> Result<IngestStats, IngestError> {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) => {
                 let (owner, scratch) = &mut *slot;
@@ -460,12 +478,12 @@ impl Pipeline {
                     *scratch = self.new_scratch();
                     *owner = self.id;
                 }
-                let result = self.process_in(scratch, source, protocol, fill, waits);
+                let result = self.process_in(scratch, source, protocol, raw, fill, waits);
                 Self::reset(scratch);
                 result
             }
             // Not reachable (process never calls itself), but never worth a panic.
-            Err(_) => self.process_in(&mut self.new_scratch(), source, protocol, fill, waits),
+            Err(_) => self.process_in(&mut self.new_scratch(), source, protocol, raw, fill, waits),
         })
     }
 
@@ -474,6 +492,7 @@ impl Pipeline {
         scratch: &mut Scratch,
         source: usize,
         protocol: Protocol,
+        raw: Option<&[u8]>,
         fill: impl FnOnce(&mut SeriesBatch, DecodeLimits) -> Result<(), DecodeError>,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
@@ -605,11 +624,19 @@ impl Pipeline {
             let target = &self.targets[ti];
             let out = &outs[ti].out;
             let mut lost = 0;
+            let whole = raw.filter(|_| passes_through(target, out, batch.bytes()));
             for (lane, chunk) in out.lanes.iter().enumerate() {
                 if chunk.is_empty() {
                     continue;
                 }
-                match target.queue.append(lane, chunk) {
+                let appended = match whole {
+                    Some(compressed) => {
+                        target.metrics.passed_through.inc();
+                        target.queue.append_compressed(lane, chunk, compressed)
+                    }
+                    None => target.queue.append(lane, chunk),
+                };
+                match appended {
                     Ok(span) => {
                         target.clock.queued(lane, span.end, out.newest_timestamp_ms);
                         let delivered = match target.ack {

@@ -49,8 +49,10 @@ use std::path::Path;
 ///   `fn services(&self, lanes: usize) -> Result<Vec<Service>, String>`;
 /// - `Encoder` (`Debug + Clone`): `fn write_series(&self, out: &mut Output, series:
 ///   &SeriesView, labels: MergedLabels)`, called once per matching series on the data path,
-///   and `fn uses_series_hash(&self) -> bool` (whether it asks [`SeriesView::hash`]: the
-///   pipeline then hashes a task's kept series four at a time before delivering them);
+///   `fn uses_series_hash(&self, lanes: usize) -> bool` (whether it asks [`SeriesView::hash`]: the
+///   pipeline then hashes a task's kept series four at a time before delivering them) and
+///   `fn passes_requests_through(&self) -> bool` (whether its sender takes a remote-write 1.0
+///   request's own snappy bytes, [`queue::Batch::snappy`]);
 /// - `Service`: `fn prepare(&mut self, batch: &Batch) -> Payload` (once per batch) and
 ///   `async fn send(&self, payload: &mut Payload, dropped: &mut usize) -> SendResult`.
 ///
@@ -196,10 +198,20 @@ macro_rules! target_kinds {
                 }
             }
 
-            /// Whether [`Encoder::write_series`] reads the series hash (to pick a lane).
-            pub fn uses_series_hash(&self) -> bool {
+            /// Whether [`Encoder::write_series`] reads the series hash (to pick one of
+            /// `lanes`, or a message key).
+            pub fn uses_series_hash(&self, lanes: usize) -> bool {
                 match self {
-                    $(Encoder::$variant(e) => e.uses_series_hash(),)+
+                    $(Encoder::$variant(e) => e.uses_series_hash(lanes),)+
+                }
+            }
+
+            /// Whether a remote-write 1.0 request this target would queue byte for byte can be
+            /// queued as its sender's compressed bytes instead (see
+            /// [`queue::SinkQueue::append_compressed`]); the target must also have one lane.
+            pub fn passes_requests_through(&self) -> bool {
+                match self {
+                    $(Encoder::$variant(e) => e.passes_requests_through(),)+
                 }
             }
 

@@ -146,6 +146,10 @@ pub struct Target {
     pub clock: TargetClock,
     /// Each receiver's health and metrics, when the target sends to several.
     pub receivers: Receivers,
+    /// A remote-write 1.0 request this target takes unchanged is queued as its sender's
+    /// compressed bytes ([`SinkQueue::append_compressed`]): a 1.0 sender, one receiver, one
+    /// lane (so the whole request is one lane's, in order) and no spool.
+    pub pass_through: bool,
 }
 
 impl Target {
@@ -227,11 +231,15 @@ impl Target {
             metrics.received_timestamp.clone(),
             metrics.sent_timestamp.clone(),
         );
+        let encoder = cfg.kind.encoder();
+        let pass_through =
+            encoder.passes_requests_through() && queue_lanes == 1 && queue.spool().is_none();
         Ok(Target {
             clock,
             task: task.to_owned(),
             name: cfg.name.clone(),
-            encoder: cfg.kind.encoder(),
+            encoder,
+            pass_through,
             queue: Arc::new(queue),
             metrics,
             queue_config: q.clone(),

@@ -76,6 +76,7 @@ pub struct Metrics {
     target_queued: Family<Labels, Counter>,
     target_delivered: Family<Labels, Counter>,
     target_batches: Family<Labels, Counter>,
+    target_passed_through: Family<Labels, Counter>,
     target_messages: Family<Labels, Counter>,
     target_retries: Family<Labels, Counter>,
     target_dropped: Family<Labels, Counter>,
@@ -224,6 +225,7 @@ impl Metrics {
         let target_queued = Family::default();
         let target_delivered = Family::default();
         let target_batches = Family::default();
+        let target_passed_through = Family::default();
         let target_messages = Family::default();
         let target_retries = Family::default();
         let target_dropped = Family::default();
@@ -304,6 +306,12 @@ impl Metrics {
             "target_sent_batches",
             "Batches the target acknowledged",
             target_batches.clone(),
+        );
+        registry.register(
+            "target_passed_through_requests",
+            "Requests queued as their sender compressed them (taken unchanged by a one-lane \
+             remote-write 1.0 target), not encoded and compressed again",
+            target_passed_through.clone(),
         );
         registry.register(
             "target_sent_messages",
@@ -399,6 +407,7 @@ impl Metrics {
             target_queued,
             target_delivered,
             target_batches,
+            target_passed_through,
             target_messages,
             target_retries,
             target_dropped,
@@ -500,6 +509,7 @@ impl Metrics {
             queued: self.target_queued.get_or_create(&l).clone(),
             delivered: self.target_delivered.get_or_create(&l).clone(),
             batches: self.target_batches.get_or_create(&l).clone(),
+            passed_through: self.target_passed_through.get_or_create(&l).clone(),
             messages: self.target_messages.get_or_create(&l).clone(),
             bytes: self.target_sent_bytes.get_or_create(&l).clone(),
             retries: self.target_retries.get_or_create(&l).clone(),
@@ -565,6 +575,7 @@ impl Metrics {
             &self.target_queued,
             &self.target_delivered,
             &self.target_batches,
+            &self.target_passed_through,
             &self.target_messages,
             &self.target_retries,
             &self.target_sent_bytes,
@@ -650,6 +661,8 @@ pub struct TargetMetrics {
     pub queued: Counter,
     pub delivered: Counter,
     pub batches: Counter,
+    /// Requests queued as their sender compressed them ([`crate::targets::Target::pass_through`]).
+    pub passed_through: Counter,
     pub messages: Counter,
     pub bytes: Counter,
     pub retries: Counter,

@@ -28,7 +28,12 @@ impl FileConfig {
 
 impl FileEncoder {
     /// One file, one lane: no hash.
-    pub fn uses_series_hash(&self) -> bool {
+    pub fn uses_series_hash(&self, _lanes: usize) -> bool {
+        false
+    }
+
+    /// JSON lines, never a request's own bytes.
+    pub fn passes_requests_through(&self) -> bool {
         false
     }
 

@@ -60,10 +60,15 @@ impl KafkaLayout {
         }
     }
 
-    /// `key: series` and `key: none` pick the lane by the series hash; `key: metric` by the
-    /// name.
-    pub fn uses_series_hash(&self) -> bool {
+    /// `key: series` and `key: none` pick the lane by the series hash (and `key: series` is
+    /// the hash, whatever the lanes); `key: metric` by the name.
+    pub fn uses_series_hash(&self, _lanes: usize) -> bool {
         !matches!(self.key, KafkaKey::Metric)
+    }
+
+    /// JSON messages, never a request's own bytes.
+    pub fn passes_requests_through(&self) -> bool {
+        false
     }
 
     /// Write one series (its delivered `labels`) as a record into the lane its key picks.

@@ -217,3 +217,35 @@ fn arrival_marks_stay_bounded_and_never_understate_the_oldest() {
     a.finish(2 * MAX_MARKS);
     assert!(a.marks.is_empty());
 }
+
+/// A request passed through as its sender compressed it stays so only in memory: once memory
+/// is full, and while the lane spills, it goes to disk as the usual uncompressed chunk, and
+/// the lane keeps its order.
+#[tokio::test]
+async fn a_passed_through_request_goes_to_disk_uncompressed_when_memory_is_full() {
+    let d = Dir::new("passed");
+    let (q, _) = queue(&d, 10, 1 << 20, OnFull::Block);
+    let pass = |tag: u8, samples: usize| {
+        let mut chunks = request(tag, 1, samples);
+        assert!(q.admit(&mut chunks));
+        q.append_compressed(0, &chunks[0], &[b'z', tag]).unwrap();
+    };
+    pass(1, 8);
+    pass(2, 8); // memory is full: to disk
+    pass(3, 1); // the lane spills: to disk too, after 2
+    assert!(q.spilling());
+    let first = tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.snappy && !first.from_disk);
+    assert_eq!(first.body, [b'z', 1]);
+    q.finish(0, first, true);
+    let b = tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!b.snappy && b.from_disk);
+    assert_eq!(b.body, [2, 3], "the chunks' own bytes, in order");
+    q.finish(0, b, true);
+}

@@ -130,3 +130,34 @@ async fn delivery_waiters_hear_of_delivery_and_of_refusal() {
     assert!(!wait_b.await.unwrap(), "b was refused");
     assert_eq!(q.held(), 0);
 }
+
+#[tokio::test]
+async fn a_passed_through_request_is_a_batch_of_its_own_after_what_was_batching() {
+    let q = SinkQueue::new(1, 100, 10, Duration::from_secs(3600), None);
+    assert!(q.try_reserve(10));
+    q.append(0, &chunk(&[(1, 2)])).unwrap();
+    let span = q
+        .append_compressed(0, &chunk(&[(2, 3), (3, 4)]), b"snappy")
+        .unwrap();
+    assert_eq!(span, Span { start: 2, end: 9 });
+    q.append(0, &chunk(&[(4, 1)])).unwrap();
+    let b = q.next_batch(0).await.unwrap();
+    assert_eq!(
+        (b.body.as_slice(), b.samples, b.snappy),
+        (&[1u8][..], 2, false)
+    );
+    assert_eq!((b.start, b.end), (0, 2));
+    q.finish(0, b, true);
+    let b = q.next_batch(0).await.unwrap();
+    assert_eq!(
+        (b.body.as_slice(), b.samples, b.snappy),
+        (&b"snappy"[..], 7, true)
+    );
+    assert_eq!((b.start, b.end, b.metadata), (2, 9, false));
+    q.finish(0, b, true);
+    q.flush(0);
+    let b = q.next_batch(0).await.unwrap();
+    assert_eq!((b.body.as_slice(), b.start, b.end), (&[4u8][..], 9, 10));
+    q.finish(0, b, true);
+    assert_eq!(q.held(), 0);
+}

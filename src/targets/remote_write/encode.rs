@@ -86,9 +86,17 @@ fn choose(key: u64, receivers: usize, replicas: usize, out: &mut [usize; MAX_URL
 }
 
 impl RemoteWriteEncoder {
-    /// The series hash picks the lane (and, with several URLs, the receivers).
-    pub fn uses_series_hash(&self) -> bool {
-        true
+    /// The series hash picks the lane (and, with several URLs, the receivers): not needed for
+    /// one receiver through one lane.
+    pub fn uses_series_hash(&self, lanes: usize) -> bool {
+        self.receivers > 1 || lanes > 1
+    }
+
+    /// A 1.0 target with one receiver sends what it queued as a 1.0 `WriteRequest`: a 1.0
+    /// request it took unchanged can go as its sender compressed it (the pipeline checks the
+    /// bytes, and that the target has one lane).
+    pub fn passes_requests_through(&self) -> bool {
+        !self.v2 && self.receivers == 1
     }
 
     /// Write one series (its delivered `labels`), samples, exemplars and histograms included.
@@ -124,17 +132,22 @@ impl RemoteWriteEncoder {
             }
         }
         let internal = (!out.scratch.is_empty()).then_some(&out.scratch[..]);
-        // Computed before delivery, four series at a time, or else on demand from the label
-        // bytes (see `SeriesRef::hash_region`).
-        let hash = series.hash();
         if self.receivers == 1 {
-            let lane = (hash % out.lanes.len() as u64) as usize;
+            // Computed before delivery, four series at a time, or else on demand from the
+            // label bytes (see `SeriesRef::hash_region`); one lane needs none.
+            let lanes = out.lanes.len() as u64;
+            let lane = if lanes == 1 {
+                0
+            } else {
+                (series.hash() % lanes) as usize
+            };
             let chunk = &mut out.lanes[lane];
             write_series_field(&mut chunk.bytes, series, labels, rewritten, internal);
             chunk.end_series(carried);
             out.samples += carried;
             return;
         }
+        let hash = series.hash();
         let lanes = out.lanes.len();
         let per = (lanes / self.receivers).max(1);
         let within = (hash % per as u64) as usize;

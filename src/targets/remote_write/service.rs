@@ -112,9 +112,22 @@ impl RemoteWriteService {
     /// Snappy (block format) through a reused buffer; for a 2.0 target, the queued 1.0 body
     /// converted to a 2.0 `Request` first; for a 1.0 target, a batch holding metadata split
     /// into a series request and a metadata request ([`Payload::Split`]).
+    ///
+    /// A batch passed through as its sender compressed it (`batch.snappy`, 1.0 targets only)
+    /// goes as it is.
     pub fn prepare(&mut self, batch: &Batch) -> Payload {
         self.convert_error = None;
         let body = &batch.body[..];
+        if batch.snappy {
+            if self.v2.is_some() {
+                // The pipeline passes requests through to 1.0 targets only: a bug if reached.
+                self.convert_error = Some(
+                    "internal error: a passed-through 1.0 request reached a 2.0 sender".into(),
+                );
+                return Payload::Bytes(Bytes::new());
+            }
+            return Payload::Bytes(Bytes::copy_from_slice(body));
+        }
         if let Some((mut writer, mut out)) = self.v2.take() {
             let payload = match writer.convert(body, &mut out) {
                 Ok(()) => Payload::Bytes(self.compress(&out)),

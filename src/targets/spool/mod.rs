@@ -690,6 +690,7 @@ impl Spool {
             bytes: taken_bytes as usize,
             from_disk: true,
             metadata: true,
+            snappy: false,
         }
     }
 
