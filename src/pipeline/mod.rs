@@ -434,7 +434,7 @@ impl Pipeline {
         protocol: Protocol,
         waits: &mut Vec<AckWait>,
     ) -> Result<IngestStats, IngestError> {
-        // A 1.0 body may be passed through as it came (see `queue_for`); a 2.0 body never is.
+        // A 1.0 body may be passed through as it came (see `pass_through.rs`); a 2.0 body never is.
         let raw = (protocol == Protocol::V1).then_some(body);
         self.process_raw(source, protocol, waits, raw, |batch, limits| {
             batch.decode_snappy_as(body, limits, protocol)
@@ -630,10 +630,15 @@ impl Pipeline {
                     continue;
                 }
                 let appended = match whole {
-                    Some(compressed) => {
-                        target.metrics.passed_through.inc();
-                        target.queue.append_compressed(lane, chunk, compressed)
-                    }
+                    Some(compressed) => target
+                        .queue
+                        .append_compressed(lane, chunk, compressed)
+                        .map(|(span, passed)| {
+                            if passed {
+                                target.metrics.passed_through.inc();
+                            }
+                            span
+                        }),
                     None => target.queue.append(lane, chunk),
                 };
                 match appended {

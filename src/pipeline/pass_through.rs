@@ -119,7 +119,9 @@ mod tests {
     #[tokio::test]
     async fn anything_else_takes_the_usual_path() {
         let whole = request(2000);
-        let mut with_metadata = whole.clone();
+        // A metadata entry takes a sample's room: 1,999 series and it fill the batch exactly,
+        // so only the metadata keeps it from passing.
+        let mut with_metadata = request(1999);
         with_metadata.metadata.push(MetricMetadata {
             r#type: 1,
             metric_family_name: "m".into(),

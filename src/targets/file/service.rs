@@ -162,6 +162,10 @@ impl FileService {
 
     /// The batch as it is: JSON lines.
     pub fn prepare(&mut self, batch: &Batch) -> Payload {
+        debug_assert!(
+            !batch.snappy,
+            "only remote_write 1.0 targets pass requests through"
+        );
         Payload::Bytes(Bytes::copy_from_slice(&batch.body))
     }
 

@@ -112,6 +112,10 @@ fn is_permanent(e: &KafkaError) -> bool {
 
 impl KafkaService {
     pub fn prepare(&mut self, batch: &Batch) -> Payload {
+        debug_assert!(
+            !batch.snappy,
+            "only remote_write 1.0 targets pass requests through"
+        );
         Payload::Messages(self.builder.build(&batch.body))
     }
 

@@ -502,7 +502,8 @@ impl SinkQueue {
     /// that carries `compressed`, so the sender neither copies the series into a batch nor
     /// compresses them again. What was batching in the lane is sealed first, so order holds.
     /// A chunk bound for disk (overflow spilling, a spool) is appended as [`SinkQueue::append`]
-    /// does, uncompressed.
+    /// does, uncompressed. Returns the positions taken, and whether the compressed bytes were
+    /// queued.
     ///
     /// # Errors
     /// As [`SinkQueue::append`].
@@ -511,16 +512,18 @@ impl SinkQueue {
         lane: usize,
         chunk: &Chunk,
         compressed: &[u8],
-    ) -> std::io::Result<Span> {
+    ) -> std::io::Result<(Span, bool)> {
         if self.spool.is_some() || chunk.metadata {
-            return self.append(lane, chunk);
+            return self.append(lane, chunk).map(|s| (s, false));
         }
         let l = &self.lanes[lane];
         let mut st = l.lock();
         if let Some(ov) = &self.overflow
             && (chunk.disk || ov.is_spilling(lane))
         {
-            return self.spill(ov, lane, &mut st, chunk, Instant::now());
+            return self
+                .spill(ov, lane, &mut st, chunk, Instant::now())
+                .map(|s| (s, false));
         }
         st.seal();
         st.arrivals.add(chunk.samples, Instant::now());
@@ -543,7 +546,7 @@ impl SinkQueue {
         });
         drop(st);
         l.notify.notify_one();
-        Ok(Span { start, end })
+        Ok((Span { start, end }, true))
     }
 
     /// Write a chunk to the overflow, under the lane's lock (so the sender sees the lane's

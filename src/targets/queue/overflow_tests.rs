@@ -228,11 +228,11 @@ async fn a_passed_through_request_goes_to_disk_uncompressed_when_memory_is_full(
     let pass = |tag: u8, samples: usize| {
         let mut chunks = request(tag, 1, samples);
         assert!(q.admit(&mut chunks));
-        q.append_compressed(0, &chunks[0], &[b'z', tag]).unwrap();
+        q.append_compressed(0, &chunks[0], &[b'z', tag]).unwrap().1
     };
-    pass(1, 8);
-    pass(2, 8); // memory is full: to disk
-    pass(3, 1); // the lane spills: to disk too, after 2
+    assert!(pass(1, 8), "compressed, in memory");
+    assert!(!pass(2, 8), "memory is full: to disk");
+    assert!(!pass(3, 1), "the lane spills: to disk too, after 2");
     assert!(q.spilling());
     let first = tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
         .await

@@ -139,7 +139,7 @@ async fn a_passed_through_request_is_a_batch_of_its_own_after_what_was_batching(
     let span = q
         .append_compressed(0, &chunk(&[(2, 3), (3, 4)]), b"snappy")
         .unwrap();
-    assert_eq!(span, Span { start: 2, end: 9 });
+    assert_eq!(span, (Span { start: 2, end: 9 }, true));
     q.append(0, &chunk(&[(4, 1)])).unwrap();
     let b = q.next_batch(0).await.unwrap();
     assert_eq!(
