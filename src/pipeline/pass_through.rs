@@ -113,6 +113,30 @@ mod tests {
         assert_eq!(t.queue.held(), 0, "its room is given back");
     }
 
+    /// `ack: delivered`: the answer waits for the passed batch's delivery, and hears when the
+    /// target refused it.
+    #[tokio::test]
+    async fn a_passed_request_is_waited_for_under_ack_delivered() {
+        let (p, m) = pipeline(
+            "    ack: delivered\n",
+            "queue: {shards: 1, max_samples_per_send: 2000}",
+        );
+        let body = proto::encode_snappy(&request(2000));
+        let t = &p.targets()[0];
+        for delivered in [true, false] {
+            let mut waits = Vec::new();
+            p.process_acked(0, &body, crate::decode::Protocol::V1, &mut waits)
+                .unwrap();
+            assert_eq!(waits.len(), 1);
+            let b = t.queue.next_batch(0).await.unwrap();
+            assert!(b.snappy);
+            assert_eq!((waits[0].span.start, waits[0].span.end), (b.start, b.end));
+            t.queue.finish(0, b, delivered);
+            assert_eq!(p.wait_acks(&waits).await.is_ok(), delivered);
+        }
+        assert_eq!(passed(&m), 2);
+    }
+
     /// Each case changes one thing that makes the target's bytes differ from the request's,
     /// or the request not fit a batch by itself, or the lanes several: every sample still
     /// arrives, encoded and compressed as usual, and nothing is counted as passed through.
