@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 
-/// A byte range into [`SeriesBatch::buf`]. `u32` keeps the records small; the decoder refuses
+/// A byte range into [`SeriesBatch::bytes_with_tail`]. `u32` keeps the records small; the decoder refuses
 /// bodies whose decoded size does not fit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Span {
@@ -45,7 +45,7 @@ pub struct Sample {
 
 /// One metadata entry (a metric family's type, help and unit): the 1.0 `MetricMetadata`
 /// message, or a 2.0 series' `metadata` with its refs resolved. Text fields are spans into
-/// [`SeriesBatch::buf`] (empty spans for absent fields).
+/// [`SeriesBatch::bytes_with_tail`] (empty spans for absent fields).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MetadataRef {
     /// The metric family name (1.0: `metric_family_name`; 2.0: the series' `__name__`, with

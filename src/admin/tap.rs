@@ -6,7 +6,7 @@
 //! The stream ends after `limit` samples (or when the client leaves) with a trailer that
 //! counts what was sent and what was skipped because this listener fell behind or the samples
 //! came faster than its `rate` (samples per second, default
-//! [`DEFAULT_RATE`](crate::pipeline::tap::DEFAULT_RATE), at most [`MAX_RATE`]):
+//! [`DEFAULT_RATE`], at most [`MAX_RATE`]):
 //! `{"trailer":{"samples":N,"skipped":K}}` as the last NDJSON line, or an SSE event named
 //! `trailer`. At most [`MAX_TAPS`] listen to one task at once (429 after). The data path's
 //! side is [`crate::pipeline::tap`].

@@ -11,7 +11,7 @@
 //!   a path's key by walking the same parser's events to it, so both kinds of error point at
 //!   the key the same way.
 //! - **Types in words.** Numeric and duration keys are read with `deserialize_with` helpers
-//!   ([`bytes`], [`count`], [`samples`], [`duration`], [`status`]) whose expectation is a
+//!   ([`bytes()`], [`count`], [`samples`], [`duration`], [`status`]) whose expectation is a
 //!   phrase: `expected a whole number of bytes`, not `expected u64`.
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess};
@@ -57,7 +57,7 @@ pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_u64(WholeNumber("a whole number of bytes"))
 }
 
-/// An optional size in bytes (with `#[serde(default)]`): as [`bytes`].
+/// An optional size in bytes (with `#[serde(default)]`): as [`bytes()`].
 ///
 /// # Errors
 /// Anything but a non-negative integer.

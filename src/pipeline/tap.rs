@@ -5,7 +5,7 @@
 //! ([`TaskTap::active`]). With listeners, what a tap costs is bounded by the listeners' rates,
 //! not by the relay's throughput: each listener has a token bucket (`rate` samples per second,
 //! [`DEFAULT_RATE`] unless asked, at most [`MAX_RATE`], a second's worth of burst). Per request
-//! and task, [`TapBatch`] asks once (one lock on the task's listener list) how many samples the
+//! and task, `TapBatch` asks once (one lock on the task's listener list) how many samples the
 //! listeners of each target may take now (their tokens, 0 for a full channel), writes the JSON
 //! of only that many (rounded up to a whole series), and counts the rest. The chunk is then
 //! offered with `try_send`: a listener takes the prefix its tokens allow, and whatever it did

@@ -26,7 +26,7 @@ pub struct HealthState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetState {
     Healthy,
-    /// Failing, for less than [`DOWN_AFTER`] and fewer than [`DOWN_FAILURES`] tries.
+    /// Failing, for less than `DOWN_AFTER` and fewer than `DOWN_FAILURES` tries.
     Retrying,
     Down,
     /// Its last batch was refused for good.

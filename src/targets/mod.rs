@@ -10,7 +10,7 @@
 //! [`Output`] → [`queue::SinkQueue`] (bounded, lanes by series hash) → [`run_lane`] → the
 //! kind's service (HTTP POST, Kafka produce, file append).
 //!
-//! [`target_kinds!`] at the bottom is the one registry of kinds: adding a kind adds its folder
+//! `target_kinds!` at the bottom is the one registry of kinds: adding a kind adds its folder
 //! and one line there (see docs/architecture.md, "Adding a target kind").
 
 pub mod check;

@@ -13,7 +13,7 @@
 //!
 //! Where the bytes live, per target:
 //! - **memory, then disk** (the default): the memory lanes are the fast path; once memory is
-//!   full, a request's chunks go to the target's [`overflow`] spool instead, and a lane that
+//!   full, a request's chunks go to the target's [`Overflow`] spool instead, and a lane that
 //!   spilled keeps sending its later chunks to disk until its disk part has drained, so each
 //!   series stays in order (memory part first, then disk, then memory again). A target that
 //!   falls behind therefore never pushes back on the source, and so never stalls the other
