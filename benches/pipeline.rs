@@ -50,6 +50,13 @@ fn decode(c: &mut Criterion) {
         b.iter(|| batch.decode_protobuf(black_box(&raw)).unwrap())
     });
     g.throughput(Throughput::Elements(samples as u64));
+    // Snappy alone, into a kept buffer as the decoder does: the part of decoding no relay of
+    // compressed remote-write bodies can skip (the floor in docs/performance.md, round 8).
+    let mut out = vec![0u8; raw.len()];
+    let mut dec = snap::raw::Decoder::new();
+    g.bench_function("snappy_decompress_only_samples", |b| {
+        b.iter(|| dec.decompress(black_box(&snappy), &mut out).unwrap())
+    });
     g.bench_function("snappy_and_walk_samples", |b| {
         b.iter(|| {
             batch

@@ -467,8 +467,16 @@ async fn change(
             );
         }
     };
-    // Check the whole config as it would be before writing anything.
-    if let Err(e) = Config::load_overriding(&config_path, Some((&file, new_text.as_deref()))) {
+    // Check the whole config as it would be before writing anything (off the runtime's
+    // workers: compiling a thousand tasks' regexes takes a while).
+    let checked = {
+        let (config_path, file, new_text) = (config_path.clone(), file.clone(), new_text.clone());
+        super::live::off_worker(move || {
+            Config::load_overriding(&config_path, Some((&file, new_text.as_deref()))).map(drop)
+        })
+        .await
+    };
+    if let Err(e) = checked {
         return text(StatusCode::BAD_REQUEST, e.to_string());
     }
     let old_text = std::fs::read_to_string(&file).ok();

@@ -329,10 +329,21 @@ impl Live {
     /// [`ReloadError`]: the config does not load, or needs a restart, or a new target cannot
     /// be built. The old config keeps running.
     pub async fn reload(self: &Arc<Self>) -> Result<ReloadSummary, ReloadError> {
+        // A task of its own, so it runs to the end even when the caller goes away (a client
+        // that hangs up on the task API): a reload stopped at one of its awaits would leave
+        // the running targets and the pipeline disagreeing.
+        let live = self.clone();
+        match tokio::spawn(async move { live.reload_now().await }).await {
+            Ok(result) => result,
+            Err(e) => joined(e).await,
+        }
+    }
+
+    async fn reload_now(self: &Arc<Self>) -> Result<ReloadSummary, ReloadError> {
         let mut st = self.state.lock().await;
-        let result = match &self.config_path {
+        let result = match self.config_path.clone() {
             None => Err(ReloadError::NoFile),
-            Some(path) => match Config::load(path) {
+            Some(path) => match off_worker(move || Config::load(&path)).await {
                 Err(e) => Err(e.into()),
                 Ok(config) => {
                     let hash = config.hash;
@@ -460,7 +471,7 @@ impl Live {
                 Running::placeholder(task, &task.targets[*gi], &self.metrics),
             );
         }
-        self.swap(&config, &map);
+        let (config, mut map) = self.swap(config, map).await;
 
         // Retire in the background what nothing waits for; forget its metrics once drained,
         // unless a target of the same name runs again by then.
@@ -485,7 +496,7 @@ impl Live {
         }
         // Changed targets that need their old directory: retire the old ones now, then start.
         let mut failed = None;
-        if !wait.is_empty() {
+        let (config, _) = if !wait.is_empty() {
             let olds = retire_first.into_iter().map(|(_, r)| r.retire(drain, true));
             futures_join_all(olds).await;
             for (key, ti, gi) in &wait {
@@ -506,8 +517,10 @@ impl Live {
                     }
                 }
             }
-            self.swap(&config, &map);
-        }
+            self.swap(config, map).await
+        } else {
+            (config, map)
+        };
         // Tasks that no longer run lose their series.
         for old in st.tasks.iter().filter(|t| t.enabled) {
             if !config.tasks.iter().any(|t| t.enabled && t.name == old.name) {
@@ -524,9 +537,20 @@ impl Live {
         }
     }
 
-    fn swap(&self, config: &Config, targets: &TargetMap) {
-        let pipeline = Pipeline::assemble(config, targets, &self.metrics, &self.taps);
+    /// Assemble the pipeline of `config` over `targets` and switch requests to it; both are
+    /// handed back. The assembly runs off the runtime's workers ([`off_worker`]): it compiles
+    /// every source's task index, automata for regex conditions included (a second for a
+    /// thousand tasks with regexes, docs/performance.md), and the requests of the worker it
+    /// ran on would wait that long.
+    async fn swap(self: &Arc<Self>, config: Config, targets: TargetMap) -> (Config, TargetMap) {
+        let live = self.clone();
+        let (config, targets, pipeline) = off_worker(move || {
+            let pipeline = Pipeline::assemble(&config, &targets, &live.metrics, &live.taps);
+            (config, targets, pipeline)
+        })
+        .await;
         self.pipeline.store(Arc::new(pipeline));
+        (config, targets)
     }
 
     /// Stop every target: memory queues drain for up to `drain` (what is left is counted
@@ -537,6 +561,25 @@ impl Live {
         let running: Vec<Running> = st.running.drain().map(|(_, r)| r).collect();
         futures_join_all(running.into_iter().map(|r| r.retire(drain, false))).await;
         wait_all(&mut st.retiring, drain).await;
+    }
+}
+
+/// Run `work` on the runtime's blocking threads and wait for it: for loading and compiling a
+/// config (regexes, automata), which can take a second and would otherwise hold up every
+/// request of the runtime worker it ran on.
+pub(crate) async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => v,
+        Err(e) => joined(e).await,
+    }
+}
+
+/// What a task that did not finish leaves its waiter: its panic, carried on; or, when the
+/// runtime shuts down and cancelled it, a wait the runtime's shutdown ends.
+async fn joined<T>(e: tokio::task::JoinError) -> T {
+    match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -593,3 +636,6 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     }
     while set.join_next().await.is_some() {}
 }
+
+#[cfg(test)]
+mod tests;
