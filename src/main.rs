@@ -612,6 +612,12 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
 }
 
 fn run(cfg: Config, file: PathBuf, auto_reload: Option<std::time::Duration>) -> anyhow::Result<()> {
+    // Before anything is opened, and before the listeners size their connection caps to it.
+    if let Some((before, after)) = promrelay::sources::http::raise_open_files_limit() {
+        tracing::info!(
+            "raised the open-files limit (ulimit -n) from {before} to {after}, the hard limit"
+        );
+    }
     // One runtime worker per pipeline shard: each runs requests start to finish with its own
     // thread-local buffers (see promrelay::pipeline).
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -748,6 +748,59 @@ async fn a_relay_with_more_connections_than_descriptors_answers_without_the_atta
     assert_eq!(held.len(), 1_100, "the attacker held on throughout");
 }
 
+/// A relay started under a distribution's default soft limit of 1,024 open files raises it to
+/// the hard limit. With 40 remote_write targets (160 lanes, 8 descriptors kept in reserve for
+/// each), a soft limit of 1,024 leaves room for one connection: the write below would wait
+/// behind four idle connections for their 60 s header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_raises_its_soft_open_files_limit_so_many_targets_leave_room_for_connections() {
+    let (_, hard) = nofile_of_this_process();
+    assert!(
+        hard >= 4_096,
+        "this test starts the relay with `prlimit --nofile=1024:4096` and needs a hard limit of at least 4096 (hard {hard})"
+    );
+    let targets: String = (0..40)
+        .map(|i| {
+            format!(
+                "      - {{name: t{i}, type: remote_write, url: \"http://127.0.0.1:9/w{i}\"}}\n"
+            )
+        })
+        .collect();
+    let relay = Relay::start_under(
+        &["prlimit", "--nofile=1024:4096"],
+        &format!(
+            "  header_read_timeout: 60s\ntasks:\n  - name: many\n    filter: \"__name__=kept_by_no_probe\"\n    targets:\n{targets}"
+        ),
+    )
+    .await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", relay.proc.child.id()))
+        .expect("the relay's limits");
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l["Max open files".len()..].split_whitespace().next())
+        .expect("Max open files");
+    assert_eq!(soft, "4096", "the relay's soft limit:\n{limits}");
+    let log = relay.proc.log_text();
+    assert!(
+        log.contains("raised the open-files limit (ulimit -n) from 1024 to 4096"),
+        "{log}"
+    );
+    assert!(!log.contains("max_connections lowered"), "{log}");
+    // Four connections that send nothing, held to the end; then a write on a fifth.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(addr(relay.port)).await.expect("connect"));
+    }
+    let w = post_h1(addr(relay.port), small_body(0), Duration::from_secs(30)).await;
+    assert_eq!(
+        w,
+        Answer::Status(204, false),
+        "a write beside four idle connections"
+    );
+    assert_eq!(held.len(), 4);
+}
+
 /// This process's open-files limit (soft, hard), from /proc.
 fn nofile_of_this_process() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/self/limits").unwrap();

@@ -22,7 +22,7 @@
 //! `/-/ready` needs them (401). Without, changes (`/-/reload` and the API's writes) are refused
 //! with 403 unless the admin address is a loopback one.
 
-use super::live::Live;
+use super::live::{Live, ReloadError};
 use super::page;
 use super::rates::Series;
 use super::store;
@@ -157,6 +157,10 @@ pub async fn handle(live: &Arc<Live>, loopback: bool, req: Request<Incoming>) ->
         }
         return match live.reload().await {
             Ok(summary) => text(StatusCode::OK, format!("config reloaded; {summary}")),
+            Err(e @ ReloadError::Stopping) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("config not reloaded: {e}"),
+            ),
             Err(e) => text(StatusCode::BAD_REQUEST, format!("config not reloaded: {e}")),
         };
     }
@@ -367,8 +371,25 @@ enum Change {
     Enable(bool),
 }
 
-/// A write through the API: checked whole, written, applied; see the module docs.
+/// A write through the API, run as a task of its own: a client that hangs up (hyper then drops
+/// its handler) cannot stop it between writing the task's file and applying it or putting the
+/// file back, so what is on disk stays what runs.
 async fn change(
+    live: &Arc<Live>,
+    loopback: bool,
+    name: &str,
+    req: Request<Incoming>,
+    what: Change,
+) -> Resp {
+    let (live, name) = (live.clone(), name.to_owned());
+    match tokio::spawn(async move { change_now(&live, loopback, &name, req, what).await }).await {
+        Ok(r) => r,
+        Err(e) => super::live::joined(e).await,
+    }
+}
+
+/// [`change`]: checked whole, written, applied; see the module docs.
+async fn change_now(
     live: &Arc<Live>,
     loopback: bool,
     name: &str,

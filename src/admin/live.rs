@@ -51,6 +51,8 @@ pub enum ReloadError {
     Target(#[from] SinkError),
     #[error("the relay was started without a config file; there is nothing to reload")]
     NoFile,
+    #[error("the relay is shutting down")]
+    Stopping,
 }
 
 /// What a reload did, for the log and the `/-/reload` answer.
@@ -224,6 +226,9 @@ struct State {
     retiring: JoinSet<()>,
     server: ServerConfig,
     tasks: Arc<Vec<TaskConfig>>,
+    /// Set by [`Live::shutdown`]: a reload that reaches the lock afterwards (a task API request
+    /// still in its check) is refused rather than start the stopped targets again.
+    stopped: bool,
 }
 
 /// See the module docs.
@@ -280,6 +285,7 @@ impl Live {
                 retiring: JoinSet::new(),
                 server: config.server,
                 tasks: tasks.clone(),
+                stopped: false,
             }),
             config_path,
             tasks: ArcSwap::new(tasks),
@@ -341,9 +347,12 @@ impl Live {
 
     async fn reload_now(self: &Arc<Self>) -> Result<ReloadSummary, ReloadError> {
         let mut st = self.state.lock().await;
+        if st.stopped {
+            return Err(ReloadError::Stopping);
+        }
         let result = match self.config_path.clone() {
             None => Err(ReloadError::NoFile),
-            Some(path) => match off_worker(move || Config::load(&path)).await {
+            Some(path) => match load_off_worker(path).await {
                 Err(e) => Err(e.into()),
                 Ok(config) => {
                     let hash = config.hash;
@@ -412,27 +421,22 @@ impl Live {
         summary.unchanged = keep.len();
 
         // Build what is new. A failure here changes nothing (what was built is dropped).
+        let (mut config, built) = self.start_off_worker(config, &fresh).await;
         let mut started: HashMap<Key, Running> = HashMap::new();
-        for (key, ti, gi) in &fresh {
-            let task = &config.tasks[*ti];
-            let r = match Running::start(
-                task,
-                &task.targets[*gi],
-                &self.metrics,
-                &config.server.data_dir,
-            ) {
+        for ((key, ti, gi), r) in fresh.iter().zip(built) {
+            let r = match r {
                 Ok(r) => r,
                 Err(e) if !st.retiring.is_empty() => {
                     // Perhaps a target retired by an earlier reload still holds its directory:
                     // let the retiring ones finish, then try once more.
                     tracing::info!("{e}; waiting for retiring targets to let go");
                     wait_all(&mut st.retiring, st.server.shutdown_timeout).await;
-                    Running::start(
-                        task,
-                        &task.targets[*gi],
-                        &self.metrics,
-                        &config.server.data_dir,
-                    )?
+                    let mut again;
+                    (config, again) = self
+                        .start_off_worker(config, &[(key.clone(), *ti, *gi)])
+                        .await;
+                    // One target asked for, one result.
+                    again.swap_remove(0)?
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -499,14 +503,9 @@ impl Live {
         let (config, _) = if !wait.is_empty() {
             let olds = retire_first.into_iter().map(|(_, r)| r.retire(drain, true));
             futures_join_all(olds).await;
-            for (key, ti, gi) in &wait {
-                let task = &config.tasks[*ti];
-                match Running::start(
-                    task,
-                    &task.targets[*gi],
-                    &self.metrics,
-                    &config.server.data_dir,
-                ) {
+            let (config, built) = self.start_off_worker(config, &wait).await;
+            for ((key, _, _), r) in wait.iter().zip(built) {
+                match r {
                     Ok(r) => {
                         map.insert(key.clone(), r.target.clone());
                         st.running.insert(key.clone(), r);
@@ -537,6 +536,30 @@ impl Live {
         }
     }
 
+    /// Start the targets `which` names (key, task index, target index in the task) off the
+    /// runtime's workers ([`off_worker`]): a target's TLS setup loads the system's CA
+    /// certificates for each lane, a Kafka target creates its producer, a spool opens and
+    /// reads its files. `config` is handed back, with one result per target in order.
+    async fn start_off_worker(
+        self: &Arc<Self>,
+        config: Config,
+        which: &[(Key, usize, usize)],
+    ) -> (Config, Vec<Result<Running, SinkError>>) {
+        let which: Vec<(usize, usize)> = which.iter().map(|(_, ti, gi)| (*ti, *gi)).collect();
+        let metrics = self.metrics.clone();
+        off_worker(move || {
+            let built = which
+                .iter()
+                .map(|&(ti, gi)| {
+                    let task = &config.tasks[ti];
+                    Running::start(task, &task.targets[gi], &metrics, &config.server.data_dir)
+                })
+                .collect();
+            (config, built)
+        })
+        .await
+    }
+
     /// Assemble the pipeline of `config` over `targets` and switch requests to it; both are
     /// handed back. The assembly runs off the runtime's workers ([`off_worker`]): it compiles
     /// every source's task index, automata for regex conditions included (a second for a
@@ -558,10 +581,16 @@ impl Live {
     /// the next start, then everything on disk is synced.
     pub async fn shutdown(&self, drain: Duration) {
         let mut st = self.state.lock().await;
+        st.stopped = true;
         let running: Vec<Running> = st.running.drain().map(|(_, r)| r).collect();
         futures_join_all(running.into_iter().map(|r| r.retire(drain, false))).await;
         wait_all(&mut st.retiring, drain).await;
     }
+}
+
+/// [`Config::load`] off the runtime's workers: it compiles every task's regexes.
+async fn load_off_worker(path: PathBuf) -> Result<Config, ConfigError> {
+    off_worker(move || Config::load(&path)).await
 }
 
 /// Run `work` on the runtime's blocking threads and wait for it: for loading and compiling a
@@ -576,7 +605,7 @@ pub(crate) async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Sen
 
 /// What a task that did not finish leaves its waiter: its panic, carried on; or, when the
 /// runtime shuts down and cancelled it, a wait the runtime's shutdown ends.
-async fn joined<T>(e: tokio::task::JoinError) -> T {
+pub(crate) async fn joined<T>(e: tokio::task::JoinError) -> T {
     match e.try_into_panic() {
         Ok(panic) => std::panic::resume_unwind(panic),
         Err(_) => std::future::pending().await,
