@@ -613,13 +613,28 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
 
 fn run(cfg: Config, file: PathBuf, auto_reload: Option<std::time::Duration>) -> anyhow::Result<()> {
     // Before anything is opened, and before the listeners size their connection caps to it.
-    if let Some((before, after)) = promrelay::sources::http::raise_open_files_limit() {
-        tracing::info!(
-            "raised the open-files limit (ulimit -n) from {before} to {after}, the hard limit"
-        );
+    use promrelay::sources::http::{OpenFilesLimit, raise_open_files_limit};
+    match raise_open_files_limit() {
+        OpenFilesLimit::Raised {
+            before,
+            after,
+            by_nr_open,
+        } => {
+            let cap = if by_nr_open {
+                "the kernel's fs.nr_open"
+            } else {
+                "the hard limit"
+            };
+            tracing::info!(
+                "raised the open-files limit (ulimit -n) from {before} to {after}, {cap}"
+            );
+        }
+        OpenFilesLimit::Unchanged => {}
+        OpenFilesLimit::Refused { soft, error } => tracing::warn!(
+            "could not raise the open-files limit (ulimit -n) above {soft}: {error}; raise it \
+             before starting the relay to serve more connections"
+        ),
     }
-    // One runtime worker per pipeline shard: each runs requests start to finish with its own
-    // thread-local buffers (see promrelay::pipeline).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.server.shards)
         .enable_all()

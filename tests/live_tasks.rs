@@ -224,6 +224,12 @@ tasks:
             .await,
         Some(1.0)
     );
+    let log = relay.proc.log_text();
+    let timed = log
+        .lines()
+        .filter(|l| l.contains("config reloaded") && l.contains(" took="))
+        .count();
+    assert_eq!(timed, 20, "each reload logs how long it took:\n{log}");
     relay.terminate_and_restart(Duration::from_secs(20)).await;
 }
 

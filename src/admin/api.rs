@@ -517,7 +517,11 @@ async fn change_now(
             Some(t) => store::write(&file, t),
             None => store::remove(&file),
         };
-        return text(StatusCode::BAD_REQUEST, format!("not applied: {e}"));
+        let status = match e {
+            ReloadError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        return text(status, format!("not applied: {e}"));
     }
     match find(live, name) {
         Some(t) => {

@@ -247,6 +247,9 @@ pub struct Live {
     pub(crate) writes: Mutex<()>,
     /// The last `POST /api/v1/tasks/{name}/verify` answer per task, for its page.
     pub(crate) last_verify: std::sync::Mutex<HashMap<String, serde_json::Value>>,
+    /// Removed targets that finished retiring, with their receivers' URLs: their metrics are
+    /// forgotten by whoever holds `state` next ([`Live::forget_removed`]).
+    forget: std::sync::Mutex<Vec<(Key, Vec<String>)>>,
     /// Who listens to which task (kept across reloads).
     pub(crate) taps: crate::pipeline::tap::TapHub,
 }
@@ -293,6 +296,7 @@ impl Live {
             rates: Default::default(),
             writes: Mutex::new(()),
             last_verify: Default::default(),
+            forget: Default::default(),
             taps,
         })
     }
@@ -347,6 +351,7 @@ impl Live {
 
     async fn reload_now(self: &Arc<Self>) -> Result<ReloadSummary, ReloadError> {
         let mut st = self.state.lock().await;
+        let began = std::time::Instant::now();
         if st.stopped {
             return Err(ReloadError::Stopping);
         }
@@ -364,12 +369,16 @@ impl Live {
             },
         };
         match &result {
-            Ok(summary) => tracing::info!("config reloaded: {summary}"),
+            Ok(summary) => tracing::info!(
+                took = %crate::telemetry::logging::Seconds(began.elapsed()),
+                "config reloaded: {summary}"
+            ),
             Err(e) => {
                 self.metrics.config_loaded(false, 0);
                 tracing::error!("config reload failed, the running config stays: {e}");
             }
         }
+        self.forget_removed(&st);
         result
     }
 
@@ -423,24 +432,35 @@ impl Live {
         // Build what is new. A failure here changes nothing (what was built is dropped).
         let (mut config, built) = self.start_off_worker(config, &fresh).await;
         let mut started: HashMap<Key, Running> = HashMap::new();
-        for ((key, ti, gi), r) in fresh.iter().zip(built) {
-            let r = match r {
-                Ok(r) => r,
-                Err(e) if !st.retiring.is_empty() => {
-                    // Perhaps a target retired by an earlier reload still holds its directory:
-                    // let the retiring ones finish, then try once more.
-                    tracing::info!("{e}; waiting for retiring targets to let go");
-                    wait_all(&mut st.retiring, st.server.shutdown_timeout).await;
-                    let mut again;
-                    (config, again) = self
-                        .start_off_worker(config, &[(key.clone(), *ti, *gi)])
-                        .await;
-                    // One target asked for, one result.
-                    again.swap_remove(0)?
+        let mut failed: Vec<(Key, usize, usize)> = Vec::new();
+        let mut first_error = None;
+        for (f, r) in fresh.iter().zip(built) {
+            match r {
+                Ok(r) => {
+                    started.insert(f.0.clone(), r);
                 }
-                Err(e) => return Err(e.into()),
-            };
-            started.insert(key.clone(), r);
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    failed.push(f.clone());
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            if st.retiring.is_empty() {
+                return Err(e.into());
+            }
+            // Perhaps targets retired by an earlier reload still hold their directories: let
+            // the retiring ones finish, then try every target that failed once more.
+            tracing::info!(
+                "{e} ({} target(s) did not start); waiting for retiring targets to let go",
+                failed.len()
+            );
+            wait_all(&mut st.retiring, st.server.shutdown_timeout).await;
+            let again;
+            (config, again) = self.start_off_worker(config, &failed).await;
+            for ((key, _, _), r) in failed.iter().zip(again) {
+                started.insert(key.clone(), r?);
+            }
         }
 
         // Swap: kept and started targets run the new config; those waiting for a directory
@@ -488,12 +508,14 @@ impl Live {
             st.retiring.spawn(async move {
                 r.retire(drain, true).await;
                 if removed {
-                    let st = live.state.lock().await;
-                    if !st.running.contains_key(&key) {
-                        live.metrics.remove_target(&key.0, &key.1);
-                        for url in &urls {
-                            live.metrics.receivers.remove(&key.0, &key.1, url);
-                        }
+                    // Not `lock().await`: a reload or shutdown holding the lock may be waiting
+                    // for this very task (`wait_all`). Whoever holds it forgets the metrics.
+                    live.forget
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((key, urls));
+                    if let Ok(st) = live.state.try_lock() {
+                        live.forget_removed(&st);
                     }
                 }
             });
@@ -533,6 +555,22 @@ impl Live {
         match failed {
             Some(e) => Err(e.into()),
             None => Ok(summary),
+        }
+    }
+
+    /// Forget the metrics of the removed targets that finished retiring ([`Live::forget`]),
+    /// unless a target of the same name runs again by now. Called with the state locked, so
+    /// no reload is starting one meanwhile (a new target takes its metric handles when it is
+    /// built; forgetting them then would leave it counting into series nobody exports).
+    fn forget_removed(&self, st: &State) {
+        let gone = std::mem::take(&mut *self.forget.lock().unwrap_or_else(|p| p.into_inner()));
+        for (key, urls) in gone {
+            if !st.running.contains_key(&key) {
+                self.metrics.remove_target(&key.0, &key.1);
+                for url in &urls {
+                    self.metrics.receivers.remove(&key.0, &key.1, url);
+                }
+            }
         }
     }
 

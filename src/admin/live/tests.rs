@@ -168,3 +168,59 @@ async fn a_whole_reload_leaves_the_runtime_worker_free() {
         "a reload after shutdown starts nothing"
     );
 }
+
+/// Two spooled targets of one task, removed by a reload and added back by the next while the
+/// old ones still drain (their receiver takes connections and never answers), so the old ones
+/// hold both spool directories and both new ones fail to start at first. The reload waits for
+/// the retiring targets once, then starts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_retries_every_target_whose_directory_a_retiring_one_held() {
+    let dir = Dir::new("retry");
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let base = format!(
+        "server:\n  data_dir: {:?}\n  shutdown_timeout: 3s\ntasks:\n  - name: first\n    targets: [{{name: r, type: remote_write, url: \"http://127.0.0.1:9/w\"}}]\n",
+        dir.0.join("data")
+    );
+    let spooled = (1..=2)
+        .map(|i| {
+            format!(
+                "      - {{name: s{i}, type: remote_write, url: \"http://127.0.0.1:{port}/w\", queue: {{max_samples_per_send: 5}}, spool: {{dir: {:?}}}}}\n",
+                dir.0.join(format!("spool{i}"))
+            )
+        })
+        .collect::<String>();
+    let with = format!("{base}  - name: spooled\n    targets:\n{spooled}");
+    let live = live(&dir.0, &with);
+    let source = live.pipeline().source("default").unwrap();
+    let body = crate::proto::encode_snappy(
+        &crate::tools::workload::WorkloadSpec {
+            series: 10,
+            ..Default::default()
+        }
+        .request(0),
+    );
+    live.pipeline().process(source, &body).unwrap();
+    // Let both senders take their batch to the silent receiver.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let path = dir.0.join("promrelay.yaml");
+    std::fs::write(&path, &base).unwrap();
+    let removed = live.reload().await.unwrap();
+    assert_eq!(removed.removed.len(), 2);
+    std::fs::write(&path, &with).unwrap();
+    let added = live
+        .reload()
+        .await
+        .expect("both spooled targets start again");
+    assert_eq!(added.started.len(), 2);
+    assert_eq!(live.pipeline().targets().len(), 3);
+    live.shutdown(Duration::from_secs(1)).await;
+    held.abort();
+}

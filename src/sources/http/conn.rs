@@ -338,40 +338,62 @@ pub fn connection_caps(
     (max_connections.min(fits), admin_cap)
 }
 
+/// What [`raise_open_files_limit`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenFilesLimit {
+    /// Raised from `before` to `after`: the hard limit, or the kernel's `fs.nr_open` when that
+    /// is lower (`by_nr_open`; an unlimited hard limit still stops there).
+    Raised {
+        before: u64,
+        after: u64,
+        by_nr_open: bool,
+    },
+    /// Already at the hard limit, or unlimited.
+    Unchanged,
+    /// The kernel refused (a container's seccomp profile, for one): the soft limit stays.
+    Refused { soft: u64, error: String },
+}
+
 /// Raise the soft limit on open files (`ulimit -n`) to the hard limit, as Go programs such as
 /// Prometheus and vmagent do at start. Distributions leave the soft limit at 1,024 for programs
 /// that still use `select`, which the relay does not; at 1,024, a relay with a few dozen targets
 /// keeps nearly every descriptor in reserve for its lanes (`connection_caps`) and serves
 /// one connection at a time. The hard limit is the administrator's and is left as it is.
-///
-/// Returns the soft limit before and after when it was raised; `None` when it already was at
-/// the hard limit (or unlimited), or the kernel refused.
-pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+pub fn raise_open_files_limit() -> OpenFilesLimit {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
-    let current = current?;
-    // An unlimited hard limit still stops at fs.nr_open, which the kernel enforces.
+    let Some(current) = current else {
+        return OpenFilesLimit::Unchanged;
+    };
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let wanted = match (maximum, nr_open) {
-        (Some(hard), Some(n)) => hard.min(n),
-        (Some(hard), None) => hard,
-        (None, Some(n)) => n,
-        (None, None) => return None,
+    let (wanted, by_nr_open) = match (maximum, nr_open) {
+        (Some(hard), Some(n)) => (hard.min(n), n < hard),
+        (Some(hard), None) => (hard, false),
+        (None, Some(n)) => (n, true),
+        (None, None) => return OpenFilesLimit::Unchanged,
     };
     if wanted <= current {
-        return None;
+        return OpenFilesLimit::Unchanged;
     }
-    setrlimit(
+    match setrlimit(
         Resource::Nofile,
         Rlimit {
             current: Some(wanted),
             maximum,
         },
-    )
-    .ok()?;
-    Some((current, wanted))
+    ) {
+        Ok(()) => OpenFilesLimit::Raised {
+            before: current,
+            after: wanted,
+            by_nr_open,
+        },
+        Err(e) => OpenFilesLimit::Refused {
+            soft: current,
+            error: e.to_string(),
+        },
+    }
 }
 
 /// The soft limit on open files (`ulimit -n`), from /proc; `None` when unlimited or unknown.

@@ -33,7 +33,7 @@ mod offload;
 mod tls;
 
 pub use config::RawSource;
-pub use conn::{HttpServer, bind, raise_open_files_limit};
+pub use conn::{HttpServer, OpenFilesLimit, bind, raise_open_files_limit};
 pub use limits::IngestGuards;
 pub use tls::{TlsError, server_tls};
 
