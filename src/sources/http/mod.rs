@@ -29,12 +29,14 @@
 mod config;
 mod conn;
 mod limits;
+mod nofile;
 mod offload;
 mod tls;
 
 pub use config::RawSource;
-pub use conn::{HttpServer, OpenFilesLimit, bind, raise_open_files_limit};
+pub use conn::{HttpServer, bind};
 pub use limits::IngestGuards;
+pub use nofile::{OpenFilesLimit, raise_open_files_limit};
 pub use tls::{TlsError, server_tls};
 
 use crate::admin::Live;
