@@ -773,14 +773,8 @@ async fn a_relay_raises_its_soft_open_files_limit_so_many_targets_leave_room_for
         ),
     )
     .await;
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", relay.proc.child.id()))
-        .expect("the relay's limits");
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l["Max open files".len()..].split_whitespace().next())
-        .expect("Max open files");
-    assert_eq!(soft, "4096", "the relay's soft limit:\n{limits}");
+    let (soft, _) = nofile_of(&relay.proc.child.id().to_string());
+    assert_eq!(soft, 4096, "the relay's soft limit");
     let log = relay.proc.log_text();
     assert!(
         log.contains("raised the open-files limit (ulimit -n) from 1024 to 4096"),
@@ -803,7 +797,12 @@ async fn a_relay_raises_its_soft_open_files_limit_so_many_targets_leave_room_for
 
 /// This process's open-files limit (soft, hard), from /proc.
 fn nofile_of_this_process() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/self/limits").unwrap();
+    nofile_of("self")
+}
+
+/// The open-files limit (soft, hard) of process `pid` (or `self`), from /proc.
+fn nofile_of(pid: &str) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let line = text
         .lines()
         .find(|l| l.starts_with("Max open files"))

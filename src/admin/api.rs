@@ -157,11 +157,7 @@ pub async fn handle(live: &Arc<Live>, loopback: bool, req: Request<Incoming>) ->
         }
         return match live.reload().await {
             Ok(summary) => text(StatusCode::OK, format!("config reloaded; {summary}")),
-            Err(e @ ReloadError::Stopping) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("config not reloaded: {e}"),
-            ),
-            Err(e) => text(StatusCode::BAD_REQUEST, format!("config not reloaded: {e}")),
+            Err(e) => text(refused(&e), format!("config not reloaded: {e}")),
         };
     }
     let viewer_may_change = may_change(live, loopback).is_none();
@@ -371,6 +367,15 @@ enum Change {
     Enable(bool),
 }
 
+/// The answer to a refused reload: 503 while the relay stops (try again against the next
+/// process), 400 for what the config or its targets got wrong.
+fn refused(e: &ReloadError) -> StatusCode {
+    match e {
+        ReloadError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
 /// A write through the API, run as a task of its own: a client that hangs up (hyper then drops
 /// its handler) cannot stop it between writing the task's file and applying it or putting the
 /// file back, so what is on disk stays what runs.
@@ -517,11 +522,7 @@ async fn change_now(
             Some(t) => store::write(&file, t),
             None => store::remove(&file),
         };
-        let status = match e {
-            ReloadError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        return text(status, format!("not applied: {e}"));
+        return text(refused(&e), format!("not applied: {e}"));
     }
     match find(live, name) {
         Some(t) => {

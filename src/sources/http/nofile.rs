@@ -59,13 +59,7 @@ pub fn raise_open_files_limit() -> OpenFilesLimit {
     }
 }
 
-/// The soft limit on open files (`ulimit -n`), from /proc; `None` when unlimited or unknown.
+/// The soft limit on open files (`ulimit -n`); `None` when unlimited.
 pub fn open_files_limit() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
