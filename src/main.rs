@@ -114,6 +114,9 @@ enum Command {
         /// Loopback address to listen on.
         #[arg(long, default_value = "127.0.0.1:9301")]
         listen: std::net::SocketAddr,
+        /// Answer each request this many milliseconds after reading it (a slow receiver).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
     /// Manage the delivery tasks of a running relay through its admin API.
     Tasks {
@@ -555,7 +558,7 @@ fn main() -> ExitCode {
             println!("{report}");
             ExitCode::SUCCESS
         }
-        Command::Blackhole { listen } => {
+        Command::Blackhole { listen, delay_ms } => {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -565,6 +568,7 @@ fn main() -> ExitCode {
             };
             match rt.block_on(promrelay::tools::blackhole::blackhole(
                 listen,
+                std::time::Duration::from_millis(delay_ms),
                 shutdown_signal(),
             )) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -89,12 +89,22 @@ tasks:
       - {name: kafka, type: kafka, brokers: "127.0.0.1:9", topic: "m.{__name__}", queue: {capacity: 100000000, max_samples_per_send: 1000000}}
 "#;
 
+const FORWARD_WHOLE: &str = r#"
+tasks:
+  - name: all
+    targets:
+      - {name: r, type: remote_write, url: "http://127.0.0.1:9/w", queue: {capacity: 100000000, max_samples_per_send: 2000}}
+"#;
+
 fn allocations_for(yaml: &str, series: usize, protocol: Protocol) -> f64 {
-    let pipeline = Pipeline::new(
-        Config::from_yaml(yaml, Path::new(".")).unwrap(),
-        &Metrics::new(),
-    )
-    .unwrap();
+    allocations_with_metrics(yaml, series, protocol).0
+}
+
+/// As [`allocations_for`], with the pipeline's metrics after the run.
+fn allocations_with_metrics(yaml: &str, series: usize, protocol: Protocol) -> (f64, Metrics) {
+    let metrics = Metrics::new();
+    let pipeline =
+        Pipeline::new(Config::from_yaml(yaml, Path::new(".")).unwrap(), &metrics).unwrap();
     let spec = WorkloadSpec {
         series,
         ..Default::default()
@@ -125,7 +135,7 @@ fn allocations_for(yaml: &str, series: usize, protocol: Protocol) -> f64 {
     run(rounds);
     let after = ALLOCATIONS.load(Ordering::Relaxed);
     COUNTING.with(|c| c.set(false));
-    (after - before) as f64 / rounds as f64
+    ((after - before) as f64 / rounds as f64, metrics)
 }
 
 #[test]
@@ -158,6 +168,19 @@ fn a_warm_pipeline_does_not_allocate_per_sample() {
             "{protocol:?}: {large} allocations per 4000-series request: something allocates per series"
         );
     }
+    // Forwarding everything through the default four lanes: each request goes whole, as its
+    // sender compressed it (`pipeline/pass_through.rs`), into a kept buffer.
+    let (whole, metrics) = allocations_with_metrics(FORWARD_WHOLE, 2000, Protocol::V1);
+    eprintln!("allocations per request: {whole} (2000 series forwarded whole)");
+    assert_eq!(
+        metrics.target("all", "r").passed_through.get(),
+        48,
+        "every request went whole"
+    );
+    assert!(
+        whole <= 4.0,
+        "{whole} allocations per request forwarded whole"
+    );
     let indexed = allocations_for(&many_tasks(), 2000, Protocol::V1);
     eprintln!("allocations per request: {indexed} (2000 series, 20 tasks through the task index)");
     assert!(

@@ -9,7 +9,10 @@ mod common;
 use common::*;
 use promrelay::proto::{self, Label, Sample, TimeSeries, WriteRequest};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn series(labels: &[(&str, &str)], points: &[(i64, f64)]) -> TimeSeries {
     TimeSeries {
@@ -327,4 +330,134 @@ tasks:
             .await,
         Some(15.0)
     );
+}
+
+/// A TCP proxy on loopback to `port` that, while `slow` is set, holds each read from its
+/// client for `delay` before passing it on. A receiver that slows down and speeds up again
+/// on cue is what a real Prometheus cannot be made to do: this is fault injection in front of
+/// one.
+async fn delay_proxy(port: u16, slow: Arc<AtomicBool>, delay: Duration) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let slow = slow.clone();
+            tokio::spawn(async move {
+                let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_upstream, mut to_upstream) = upstream.into_split();
+                let back = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = from_client.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if slow.load(Ordering::Relaxed) {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if to_upstream.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = to_upstream.shutdown().await;
+                let _ = back.await;
+            });
+        }
+    });
+    at
+}
+
+/// A forwarding target with the default four lanes sends unchanged requests whole (as their
+/// sender compressed them) while its receiver keeps up, and spreads them over its lanes while
+/// the receiver is slow; the lanes take turns around each whole request. The receiver is a
+/// real Prometheus *without* an out-of-order window, so a sample that reached it after a newer
+/// one of its series would be refused (and counted as dropped by the relay): every sample of
+/// every series must arrive, in order, through several switches both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_and_spread_requests_keep_every_series_in_order_at_a_receiver_that_slows_down() {
+    let receiver = Prometheus::start("global:\n  scrape_interval: 1h\n", true).await;
+    let slow = Arc::new(AtomicBool::new(false));
+    let proxy = delay_proxy(receiver.port, slow.clone(), Duration::from_millis(300)).await;
+    let relay = Relay::start(&format!(
+        r#"
+tasks:
+  - name: mirror
+    targets:
+      - name: central
+        type: remote_write
+        url: http://127.0.0.1:{proxy}/api/v1/write
+        queue: {{max_samples_per_send: 400, batch_send_deadline: 100ms}}
+"#
+    ))
+    .await;
+    // 400 series, one sample each per request: every request fills a batch by itself.
+    const SERIES: i64 = 400;
+    const REQUESTS: i64 = 120;
+    let t0 = now_ms() - 120_000;
+    let metric =
+        |name: &str| format!("promrelay_target_{name}{{task=\"mirror\",target=\"central\"}}");
+    let passed = || async {
+        relay
+            .metric(&metric("passed_through_requests_total"))
+            .await
+            .unwrap_or(0.0)
+    };
+    let mut want = SeriesMap::new();
+    // Requests passed whole when each phase began.
+    let mut at_phase = Vec::new();
+    for r in 0..REQUESTS {
+        // Fast, slow, fast, slow: 30 requests (about 2 s) each.
+        if r % 30 == 0 {
+            at_phase.push(passed().await);
+        }
+        slow.store((r / 30) % 2 == 1, Ordering::Relaxed);
+        let ts = t0 + r * 250;
+        let req = WriteRequest {
+            timeseries: (0..SERIES)
+                .map(|i| {
+                    series(
+                        &[("__name__", "ordered_total"), ("s", &i.to_string())],
+                        &[(ts, r as f64)],
+                    )
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        let answer = remote_write(&relay.write_url(), proto::encode_snappy(&req)).await;
+        assert_eq!(answer.status, 204, "{}", answer.text());
+        for i in 0..SERIES {
+            want.entry(labels(&[
+                ("__name__", "ordered_total"),
+                ("s", &i.to_string()),
+            ]))
+            .or_default()
+            .push((ts, r as f64));
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    slow.store(false, Ordering::Relaxed);
+    let got = receiver
+        .wait_for_series(
+            "ordered_total",
+            "10m",
+            &want,
+            "every sample of every series, in order",
+        )
+        .await;
+    assert_eq!(got, want);
+    let whole = passed().await;
+    assert!(
+        at_phase[1] >= 1.0 && at_phase[3] > at_phase[2] && whole < REQUESTS as f64,
+        "whole while fast, spread while slow, whole again once fast again: {at_phase:?} at \
+         the phases' starts, {whole} of {REQUESTS} in all"
+    );
+    let refused = relay
+        .metric("promrelay_target_dropped_samples_total{task=\"mirror\",target=\"central\",reason=\"refused\"}")
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(refused, 0.0, "nothing refused as out of order");
 }

@@ -624,13 +624,29 @@ impl Pipeline {
             let target = &self.targets[ti];
             let out = &outs[ti].out;
             let mut lost = 0;
-            let whole = raw.filter(|_| passes_through(target, out, batch.bytes()));
+            let mut whole = raw.filter(|_| passes_through(target, out, batch));
+            // Several lanes: the request goes whole on lane 0 as a barrier, or not at all.
+            let mut barrier = None;
+            if let Some(compressed) = whole
+                && out.lanes.len() > 1
+            {
+                barrier = target.queue.append_whole(&out.lanes, compressed);
+                if barrier.is_some() {
+                    target.metrics.passed_through.inc();
+                }
+                whole = None;
+            }
             for (lane, chunk) in out.lanes.iter().enumerate() {
-                if chunk.is_empty() {
+                if barrier.is_some() {
+                    if lane > 0 {
+                        break;
+                    }
+                } else if chunk.is_empty() {
                     continue;
                 }
-                let appended = match whole {
-                    Some(compressed) => target
+                let appended = match (barrier, whole) {
+                    (Some(span), _) => Ok(span),
+                    (None, Some(compressed)) => target
                         .queue
                         .append_compressed(lane, chunk, compressed)
                         .map(|(span, passed)| {
@@ -639,7 +655,7 @@ impl Pipeline {
                             }
                             span
                         }),
-                    None => target.queue.append(lane, chunk),
+                    (None, None) => target.queue.append(lane, chunk),
                 };
                 match appended {
                     Ok(span) => {

@@ -113,9 +113,11 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
         loop {
             let started = Instant::now();
             let result = service.send(&mut payload, &mut dropped).await;
-            let took = started.elapsed();
+            let now = Instant::now();
+            let took = now - started;
             m.send_seconds.observe(took.as_secs_f64());
             target.latency.observe(took);
+            target.queue.sending_for(took, now);
             match result {
                 SendResult::Delivered => {
                     m.delivered.inc_by((samples - dropped.min(samples)) as u64);
@@ -162,6 +164,8 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     }
                     let wait = after.map_or(backoff, |a| a.min(MAX_RETRY_AFTER));
                     tokio::time::sleep(wait).await;
+                    // Waiting to retry keeps the lane as busy as sending.
+                    target.queue.sending_for(wait, Instant::now());
                     backoff = (backoff * 2).min(cfg.max_backoff);
                 }
                 SendResult::Reject { why } => {

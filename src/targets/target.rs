@@ -102,6 +102,10 @@ pub struct Output {
     /// 2.0 start timestamps the format cannot carry, dropped (see
     /// [`crate::encode::start_timestamp`]).
     pub start_timestamps_dropped: usize,
+    /// Series written as an exact copy of their field in the request (no label added or
+    /// changed, nothing rewritten): when every series of a request is, the request can go
+    /// as its sender compressed it (`pipeline/pass_through.rs`).
+    pub copied: usize,
     /// Scratch for an encoder that writes extra fields of a series (reused).
     pub scratch: Vec<u8>,
     /// Scratch of the JSON targets' `histograms: buckets` conversion (reused).
@@ -112,6 +116,7 @@ impl Output {
     pub fn clear(&mut self) {
         self.lanes.iter_mut().for_each(Chunk::clear);
         self.samples = 0;
+        self.copied = 0;
         self.unsupported = 0;
         self.newest_timestamp_ms = i64::MIN;
         self.metadata = 0;
@@ -147,8 +152,8 @@ pub struct Target {
     /// Each receiver's health and metrics, when the target sends to several.
     pub receivers: Receivers,
     /// A remote-write 1.0 request this target takes unchanged is queued as its sender's
-    /// compressed bytes ([`SinkQueue::append_compressed`]): a 1.0 sender, one receiver, one
-    /// lane (so the whole request is one lane's, in order) and no spool.
+    /// compressed bytes ([`SinkQueue::append_compressed`] with one lane,
+    /// [`SinkQueue::append_whole`] with several): a 1.0 sender, one receiver and no spool.
     pub pass_through: bool,
 }
 
@@ -232,8 +237,7 @@ impl Target {
             metrics.sent_timestamp.clone(),
         );
         let encoder = cfg.kind.encoder();
-        let pass_through =
-            encoder.passes_requests_through() && queue_lanes == 1 && queue.spool().is_none();
+        let pass_through = encoder.passes_requests_through() && queue.spool().is_none();
         Ok(Target {
             clock,
             task: task.to_owned(),

@@ -491,9 +491,13 @@ mod tests {
         };
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(super::super::blackhole::blackhole(addr, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(super::super::blackhole::blackhole(
+            addr,
+            std::time::Duration::ZERO,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let spec = WorkloadSpec {
             series: 100,
             ..Default::default()

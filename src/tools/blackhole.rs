@@ -1,5 +1,6 @@
 //! `promrelay blackhole`: a remote-write receiver that reads each body and answers 204 to
-//! everything, the load target of `perf/compare.sh` and of benchmarks through a real relay.
+//! everything, the load target of `perf/compare.sh` and of benchmarks through a real relay;
+//! with a delay, a slow receiver (a remote one across a network).
 
 use super::bench::BenchError;
 use bytes::Bytes;
@@ -9,12 +10,14 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Serve a remote-write receiver that reads each body and answers 204, until `shutdown`.
+/// Serve a remote-write receiver that reads each body and answers 204 `delay` later, until
+/// `shutdown`.
 ///
 /// # Errors
 /// A listen address that is not loopback or cannot be bound.
 pub async fn blackhole(
     listen: std::net::SocketAddr,
+    delay: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BenchError> {
     if !listen.ip().is_loopback() {
@@ -32,6 +35,9 @@ pub async fn blackhole(
                     let requests = requests.clone();
                     async move {
                         let _ = req.into_body().collect().await;
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
                         requests.fetch_add(1, Ordering::Relaxed);
                         let mut r = hyper::Response::new(Full::new(Bytes::new()));
                         *r.status_mut() = hyper::StatusCode::NO_CONTENT;

@@ -26,16 +26,18 @@ mod arrivals;
 mod config;
 mod overflow;
 mod progress;
+mod whole;
 
 pub use config::{QueueConfig, RawQueue};
 pub use overflow::Overflow;
 
 use arrivals::Arrivals;
 use progress::Progress;
+use whole::Whole;
 
 use super::spool::{self, Spool};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -104,6 +106,9 @@ pub struct Batch {
     /// compressed it ([`SinkQueue::append_compressed`]). Only ever set in the memory lanes of
     /// a target whose sender sends remote-write 1.0 bodies.
     pub snappy: bool,
+    /// A whole request on lane 0 of a target with several lanes: the id of its barrier
+    /// (see `whole.rs`), 0 for any other batch.
+    pub barrier: u64,
 }
 /// Which part of one request went to one lane: positions as in [`Batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +131,11 @@ struct LaneState {
     /// A batch is with the sender.
     in_flight: bool,
     arrivals: Arrivals,
+    /// Lanes 1..: the whole requests queued on lane 0 that this lane's later data waits for,
+    /// oldest first: (the lane position the later data starts at, the barrier id).
+    holds: VecDeque<(u64, u64)>,
+    /// Memory positions finished (delivered or dropped) up to here.
+    finished: u64,
 }
 
 impl LaneState {
@@ -146,6 +156,7 @@ impl LaneState {
             from_disk: false,
             metadata: self.building_metadata,
             snappy: false,
+            barrier: 0,
         });
         self.building_samples = 0;
         self.building_metadata = false;
@@ -155,11 +166,32 @@ impl LaneState {
     fn memory_empty(&self) -> bool {
         self.ready.is_empty() && self.building.is_empty() && !self.in_flight
     }
+
+    /// The position from which this lane's data waits for a whole request, if any (barriers
+    /// already finished are forgotten first).
+    fn held_from(&mut self, released: u64) -> Option<u64> {
+        while self.holds.front().is_some_and(|&(_, id)| id <= released) {
+            self.holds.pop_front();
+        }
+        self.holds.front().map(|&(pos, _)| pos)
+    }
+
+    /// The newest barrier whose earlier data this lane has finished.
+    fn reached(&self) -> Option<u64> {
+        self.holds
+            .iter()
+            .take_while(|&&(pos, _)| pos <= self.finished)
+            .last()
+            .map(|&(_, id)| id)
+    }
 }
 
 struct Lane {
     state: Mutex<LaneState>,
     notify: Notify,
+    /// The newest barrier (whole request) this lane has finished everything before: lane 0
+    /// sends the request once every other lane has reached it.
+    reached: AtomicU64,
 }
 
 impl Lane {
@@ -181,6 +213,7 @@ pub struct SinkQueue {
     send_deadline: Duration,
     held: AtomicUsize,
     closed: AtomicBool,
+    whole: Whole,
 }
 
 /// Wait until `notify` wakes the caller, or until `until` when given (a batch falls due).
@@ -220,6 +253,7 @@ impl SinkQueue {
                 .map(|_| Lane {
                     state: Mutex::new(LaneState::default()),
                     notify: Notify::new(),
+                    reached: AtomicU64::new(0),
                 })
                 .collect(),
             progress: (0..lanes).map(|_| Progress::new(0)).collect(),
@@ -230,6 +264,7 @@ impl SinkQueue {
             send_deadline,
             held: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            whole: Whole::default(),
         }
     }
 
@@ -543,10 +578,112 @@ impl SinkQueue {
             from_disk: false,
             metadata: false,
             snappy: true,
+            barrier: 0,
         });
         drop(st);
         l.notify.notify_one();
         Ok((Span { start, end }, true))
+    }
+
+    /// Whether requests may go whole now (see `whole.rs`): always with one lane; with
+    /// several, while the senders are mostly idle.
+    pub fn whole_allowed(&self) -> bool {
+        self.lanes.len() == 1 || self.whole.allowed()
+    }
+
+    /// A sender spent `took` sending (or waiting to retry) up to `now`: what decides whether
+    /// requests go whole (see `whole.rs`).
+    pub fn sending_for(&self, took: Duration, now: Instant) {
+        if self.lanes.len() > 1 {
+            self.whole.sent_for(took, now);
+        }
+    }
+
+    /// Queue a whole request on a target with several lanes (see `whole.rs`): `chunks` are
+    /// the request's series spread over the lanes, every one of them unchanged, and
+    /// `compressed` is the request as its sender compressed it. It becomes one batch on lane
+    /// 0, sent once every other lane has finished what it held, and each other lane's later
+    /// data waits for it. Returns lane 0's positions, or `None` when it cannot go whole (one
+    /// lane, a spool, room on disk, metadata, a lane spilling, or the policy's stops: too
+    /// many whole requests waiting, too long to send them, memory past half full): the
+    /// caller appends the chunks as usual.
+    pub fn append_whole(&self, chunks: &[Chunk], compressed: &[u8]) -> Option<Span> {
+        if self.lanes.len() < 2
+            || self.spool.is_some()
+            || chunks.iter().any(|c| c.disk || c.metadata)
+            || self.spilling()
+        {
+            return None;
+        }
+        let samples: usize = chunks.iter().map(|c| c.samples).sum();
+        let _placing = self.whole.placing();
+        // Memory past half full before this request (whose room is reserved already).
+        let filling = 2 * self.memory_held().saturating_sub(samples) > self.capacity;
+        if !self.whole.room(filling) {
+            return None;
+        }
+        let now = Instant::now();
+        let (id, span) = {
+            let mut st = self.lanes[0].lock();
+            if self.overflow.as_ref().is_some_and(|o| o.is_spilling(0)) {
+                return None;
+            }
+            st.seal();
+            st.arrivals.add(samples, now);
+            let id = self.whole.next_id();
+            let start = st.appended;
+            let end = start + samples as u64;
+            st.appended = end;
+            st.sealed = end;
+            let mut body = st.spare.pop().unwrap_or_default();
+            body.extend_from_slice(compressed);
+            st.ready.push_back(Batch {
+                body,
+                samples,
+                start,
+                end,
+                bytes: 0,
+                from_disk: false,
+                metadata: false,
+                snappy: true,
+                barrier: id,
+            });
+            (id, Span { start, end })
+        };
+        for lane in &self.lanes[1..] {
+            let mut st = lane.lock();
+            // What the lane was batching goes before the barrier, now: its sender may be
+            // waiting for the batch's deadline, and nothing after the barrier would wake it.
+            let sealed = !st.building.is_empty();
+            st.seal();
+            let pos = st.appended;
+            // Forget finished barriers first: a lane that gets no data never looks itself.
+            st.held_from(self.whole.released.load(Ordering::Acquire));
+            st.holds.push_back((pos, id));
+            if st.finished >= pos {
+                lane.reached.fetch_max(id, Ordering::AcqRel);
+            }
+            drop(st);
+            if sealed {
+                lane.notify.notify_one();
+            }
+        }
+        self.lanes[0].notify.notify_one();
+        Some(span)
+    }
+
+    /// Whether the lane may send a memory batch starting at `start` (with barrier `barrier`)
+    /// now: lanes 1.. not past a whole request still waiting; lane 0 not a whole request
+    /// before every other lane reached it.
+    fn may_send(&self, st: &mut LaneState, start: u64, barrier: u64) -> bool {
+        let released = self.whole.released.load(Ordering::Acquire);
+        if st.held_from(released).is_some_and(|pos| start >= pos) {
+            return false;
+        }
+        barrier == 0
+            || self.lanes[1..]
+                .iter()
+                .all(|l| l.reached.load(Ordering::Acquire) >= barrier)
     }
 
     /// Write a chunk to the overflow, under the lane's lock (so the sender sees the lane's
@@ -639,42 +776,50 @@ impl SinkQueue {
         loop {
             let wait_until = {
                 let mut st = l.lock();
-                if let Some(b) = st.ready.pop_front() {
-                    st.in_flight = true;
-                    return Some(b);
-                }
-                if let Some(ov) = &self.overflow
+                if let Some(b) = st.ready.front() {
+                    let (start, barrier) = (b.start, b.barrier);
+                    if self.may_send(&mut st, start, barrier) {
+                        let b = st.ready.pop_front();
+                        st.in_flight = true;
+                        return b;
+                    }
+                    None // held by a whole request: woken when it moves
+                } else if let Some(ov) = &self.overflow
                     && ov.is_spilling(lane)
                 {
                     if self.is_closed() {
                         return None; // the disk part waits for the next start
                     }
-                    match ov.opened() {
-                        Some(spool) => {
-                            if let Some(b) = spool.try_batch(lane, self.max_per_send) {
-                                st.in_flight = true;
-                                return Some(b);
+                    let released = self.whole.released.load(Ordering::Acquire);
+                    if st.held_from(released).is_some() {
+                        // Written after (or beside) a whole request still waiting: after it.
+                        None
+                    } else {
+                        match ov.opened() {
+                            Some(spool) => {
+                                if let Some(b) = spool.try_batch(lane, self.max_per_send) {
+                                    st.in_flight = true;
+                                    return Some(b);
+                                }
+                                if spool.lane_pending(lane) {
+                                    None // a batch of it is in flight: wait for its finish
+                                } else {
+                                    // Drained: the lane is back in memory.
+                                    ov.set_spilling(lane, false);
+                                    continue;
+                                }
                             }
-                            if spool.lane_pending(lane) {
-                                None // a batch of it is in flight: wait for its finish
-                            } else {
-                                // Drained: the lane is back in memory.
+                            None => {
                                 ov.set_spilling(lane, false);
                                 continue;
                             }
-                        }
-                        None => {
-                            ov.set_spilling(lane, false);
-                            continue;
                         }
                     }
                 } else if !st.building.is_empty() {
                     let deadline = st.since.unwrap_or_else(Instant::now) + self.send_deadline;
                     if self.is_closed() || Instant::now() >= deadline {
                         st.seal();
-                        let b = st.ready.pop_front();
-                        st.in_flight = b.is_some();
-                        return b;
+                        continue; // sent as a sealed batch, unless held
                     }
                     Some(deadline)
                 } else if self.is_closed() {
@@ -705,8 +850,11 @@ impl SinkQueue {
                 }
             }
             st.arrivals.finish(here);
+            st.finished = st.sealed;
+            st.holds.clear();
             discarded += here;
         }
+        self.whole.release_all();
         self.held.fetch_sub(discarded, Ordering::AcqRel);
         discarded
     }
@@ -714,9 +862,11 @@ impl SinkQueue {
     /// A batch was delivered (or dropped, `delivered == false`): release its room, keep its
     /// buffer for reuse, and let waiting requests know.
     pub fn finish(&self, lane: usize, mut batch: Batch, delivered: bool) {
-        let (start, end) = (batch.start, batch.end);
+        let (start, end, barrier) = (batch.start, batch.end, batch.barrier);
+        let mut reached = false;
         {
-            let mut st = self.lanes[lane].lock();
+            let l = &self.lanes[lane];
+            let mut st = l.lock();
             st.in_flight = false;
             st.arrivals.finish(batch.samples);
             if !batch.from_disk {
@@ -725,6 +875,21 @@ impl SinkQueue {
                 if st.spare.len() < SPARES {
                     st.spare.push(std::mem::take(&mut batch.body));
                 }
+                if self.spool.is_none() {
+                    st.finished = end;
+                    if let Some(id) = st.reached() {
+                        reached = l.reached.fetch_max(id, Ordering::AcqRel) < id;
+                    }
+                }
+            }
+        }
+        if reached {
+            self.lanes[0].notify.notify_one();
+        }
+        if barrier != 0 {
+            self.whole.release(barrier);
+            for l in &self.lanes[1..] {
+                l.notify.notify_one();
             }
         }
         if let Some(s) = &self.spool {
@@ -784,3 +949,6 @@ mod overflow_tests;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod whole_tests;

@@ -93,8 +93,8 @@ impl RemoteWriteEncoder {
     }
 
     /// A 1.0 target with one receiver sends what it queued as a 1.0 `WriteRequest`: a 1.0
-    /// request it took unchanged can go as its sender compressed it (the pipeline checks the
-    /// bytes, and that the target has one lane).
+    /// request it took unchanged can go as its sender compressed it (the pipeline checks that
+    /// it is unchanged; with several lanes the queue sends it as a barrier, `whole.rs`).
     pub fn passes_requests_through(&self) -> bool {
         !self.v2 && self.receivers == 1
     }
@@ -142,6 +142,12 @@ impl RemoteWriteEncoder {
                 (series.hash() % lanes) as usize
             };
             let chunk = &mut out.lanes[lane];
+            // The splice of an unchanged series is a copy of its field (`splice_series`).
+            let copied = !rewritten
+                && internal.is_none()
+                && series.splice().is_some()
+                && labels.splice_labels().is_some_and(|s| s.is_empty());
+            out.copied += usize::from(copied);
             write_series_field(&mut chunk.bytes, series, labels, rewritten, internal);
             chunk.end_series(carried);
             out.samples += carried;

@@ -691,6 +691,7 @@ impl Spool {
             from_disk: true,
             metadata: true,
             snappy: false,
+            barrier: 0,
         }
     }
 
