@@ -163,6 +163,32 @@ impl LaneState {
         self.since = None;
     }
 
+    /// Queue `compressed` (a request's bytes as its sender compressed them, `samples`) as a
+    /// batch of its own after what the lane was batching; `barrier` as in [`Batch`].
+    fn push_compressed(&mut self, compressed: &[u8], samples: usize, barrier: u64) -> Span {
+        self.seal();
+        self.arrivals.add(samples, Instant::now());
+        // Sealed, the lane's positions are level: the batch takes the next `samples`.
+        let start = self.appended;
+        let end = start + samples as u64;
+        self.appended = end;
+        self.sealed = end;
+        let mut body = self.spare.pop().unwrap_or_default();
+        body.extend_from_slice(compressed);
+        self.ready.push_back(Batch {
+            body,
+            samples,
+            start,
+            end,
+            bytes: 0,
+            from_disk: false,
+            metadata: false,
+            snappy: true,
+            barrier,
+        });
+        Span { start, end }
+    }
+
     fn memory_empty(&self) -> bool {
         self.ready.is_empty() && self.building.is_empty() && !self.in_flight
     }
@@ -560,29 +586,10 @@ impl SinkQueue {
                 .spill(ov, lane, &mut st, chunk, Instant::now())
                 .map(|s| (s, false));
         }
-        st.seal();
-        st.arrivals.add(chunk.samples, Instant::now());
-        // Sealed, the lane's positions are level: the batch takes the next `samples`.
-        let start = st.appended;
-        let end = start + chunk.samples as u64;
-        st.appended = end;
-        st.sealed = end;
-        let mut body = st.spare.pop().unwrap_or_default();
-        body.extend_from_slice(compressed);
-        st.ready.push_back(Batch {
-            body,
-            samples: chunk.samples,
-            start,
-            end,
-            bytes: 0,
-            from_disk: false,
-            metadata: false,
-            snappy: true,
-            barrier: 0,
-        });
+        let span = st.push_compressed(compressed, chunk.samples, 0);
         drop(st);
         l.notify.notify_one();
-        Ok((Span { start, end }, true))
+        Ok((span, true))
     }
 
     /// Whether requests may go whole now (see `whole.rs`): always with one lane; with
@@ -622,33 +629,13 @@ impl SinkQueue {
         if !self.whole.room(filling) {
             return None;
         }
-        let now = Instant::now();
         let (id, span) = {
             let mut st = self.lanes[0].lock();
             if self.overflow.as_ref().is_some_and(|o| o.is_spilling(0)) {
                 return None;
             }
-            st.seal();
-            st.arrivals.add(samples, now);
             let id = self.whole.next_id();
-            let start = st.appended;
-            let end = start + samples as u64;
-            st.appended = end;
-            st.sealed = end;
-            let mut body = st.spare.pop().unwrap_or_default();
-            body.extend_from_slice(compressed);
-            st.ready.push_back(Batch {
-                body,
-                samples,
-                start,
-                end,
-                bytes: 0,
-                from_disk: false,
-                metadata: false,
-                snappy: true,
-                barrier: id,
-            });
-            (id, Span { start, end })
+            (id, st.push_compressed(compressed, samples, id))
         };
         for lane in &self.lanes[1..] {
             let mut st = lane.lock();
