@@ -34,6 +34,7 @@
 //! [`Lane::reached`]: super::Lane
 //! [`LaneState::holds`]: super::LaneState
 
+use super::{Chunk, LaneState, SinkQueue, Span};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -232,5 +233,108 @@ impl Whole {
     #[cfg(test)]
     pub(super) fn decide_at(&self, share: f64, now: Instant) {
         self.decide(&mut self.policy(), share, now);
+    }
+}
+
+impl LaneState {
+    /// The position from which this lane's data waits for a whole request, if any (barriers
+    /// already finished are forgotten first).
+    pub(super) fn held_from(&mut self, released: u64) -> Option<u64> {
+        while self.holds.front().is_some_and(|&(_, id)| id <= released) {
+            self.holds.pop_front();
+        }
+        self.holds.front().map(|&(pos, _)| pos)
+    }
+
+    /// The newest barrier whose earlier data this lane has finished.
+    pub(super) fn reached(&self) -> Option<u64> {
+        self.holds
+            .iter()
+            .take_while(|&&(pos, _)| pos <= self.finished)
+            .last()
+            .map(|&(_, id)| id)
+    }
+}
+
+impl SinkQueue {
+    /// Whether requests may go whole now (see `whole.rs`): always with one lane; with
+    /// several, while the senders are mostly idle.
+    pub fn whole_allowed(&self) -> bool {
+        self.lanes.len() == 1 || self.whole.allowed()
+    }
+
+    /// A sender spent `took` sending (or waiting to retry) up to `now`: what decides whether
+    /// requests go whole (see `whole.rs`).
+    pub fn sending_for(&self, took: Duration, now: Instant) {
+        if self.lanes.len() > 1 {
+            self.whole.sent_for(took, now);
+        }
+    }
+
+    /// Queue a whole request on a target with several lanes (see `whole.rs`): `chunks` are
+    /// the request's series spread over the lanes, every one of them unchanged, and
+    /// `compressed` is the request as its sender compressed it. It becomes one batch on lane
+    /// 0, sent once every other lane has finished what it held, and each other lane's later
+    /// data waits for it. Returns lane 0's positions, or `None` when it cannot go whole (one
+    /// lane, a spool, room on disk, metadata, a lane spilling, or the policy's stops: too
+    /// many whole requests waiting, too long to send them, memory past half full): the
+    /// caller appends the chunks as usual.
+    pub fn append_whole(&self, chunks: &[Chunk], compressed: &[u8]) -> Option<Span> {
+        if self.lanes.len() < 2
+            || self.spool.is_some()
+            || chunks.iter().any(|c| c.disk || c.metadata)
+            || self.spilling()
+        {
+            return None;
+        }
+        let samples: usize = chunks.iter().map(|c| c.samples).sum();
+        let _placing = self.whole.placing();
+        // Memory past half full before this request (whose room is reserved already).
+        let filling = 2 * self.memory_held().saturating_sub(samples) > self.capacity;
+        if !self.whole.room(filling) {
+            return None;
+        }
+        let (id, span) = {
+            let mut st = self.lanes[0].lock();
+            if self.overflow.as_ref().is_some_and(|o| o.is_spilling(0)) {
+                return None;
+            }
+            let id = self.whole.next_id();
+            (id, st.push_compressed(compressed, samples, id))
+        };
+        for lane in &self.lanes[1..] {
+            let mut st = lane.lock();
+            // What the lane was batching goes before the barrier, now: its sender may be
+            // waiting for the batch's deadline, and nothing after the barrier would wake it.
+            let sealed = !st.building.is_empty();
+            st.seal();
+            let pos = st.appended;
+            // Forget finished barriers first: a lane that gets no data never looks itself.
+            st.held_from(self.whole.released.load(Ordering::Acquire));
+            st.holds.push_back((pos, id));
+            if st.finished >= pos {
+                lane.reached.fetch_max(id, Ordering::AcqRel);
+            }
+            drop(st);
+            if sealed {
+                lane.notify.notify_one();
+            }
+        }
+        self.lanes[0].notify.notify_one();
+        Some(span)
+    }
+
+    /// Whether the lane may send a memory batch starting at `start` (with barrier `barrier`)
+    /// now: lanes 1.. not past a whole request still waiting; lane 0 not a whole request
+    /// before every other lane reached it.
+    pub(super) fn may_send(&self, st: &mut LaneState, start: u64, barrier: u64) -> bool {
+        let released = self.whole.released.load(Ordering::Acquire);
+        if st.held_from(released).is_some_and(|pos| start >= pos) {
+            return false;
+        }
+        barrier == 0
+            || self.lanes[1..]
+                .iter()
+                .all(|l| l.reached.load(Ordering::Acquire) >= barrier)
     }
 }
