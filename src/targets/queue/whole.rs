@@ -36,7 +36,7 @@
 
 use super::{Chunk, LaneState, SinkQueue, Span};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often the senders' busy share is looked at: often enough that a slow target does not
@@ -73,8 +73,6 @@ pub(super) struct Whole {
     pub(super) released: AtomicU64,
     /// The policy's answer: requests may go whole now.
     allowed: AtomicBool,
-    /// Whole requests queued and not yet finished.
-    waiting: AtomicUsize,
     /// Nanoseconds the senders spent with a batch, summed over lanes.
     busy: AtomicU64,
     /// A send's (or retry wait's) nanoseconds, averaged over the recent ones.
@@ -111,7 +109,6 @@ impl Default for Whole {
             last: AtomicU64::new(0),
             released: AtomicU64::new(0),
             allowed: AtomicBool::new(true),
-            waiting: AtomicUsize::new(0),
             busy: AtomicU64::new(0),
             send_ns: AtomicU64::new(0),
             policy: Mutex::new(Policy {
@@ -143,7 +140,10 @@ impl Whole {
     /// which is where a backlog behind whole requests shows first at high rates). Each also
     /// stops the next ones (see [`Policy`]).
     pub(super) fn room(&self, filling: bool) -> bool {
-        let waiting = self.waiting.load(Ordering::Acquire);
+        // Lane 0 finishes whole requests in the order of their ids: those not yet finished
+        // are the ids given out past the last released.
+        let released = self.released.load(Ordering::Acquire);
+        let waiting = self.last.load(Ordering::Acquire).saturating_sub(released) as usize;
         // Before the first send has finished, a send counts as a quarter of the bound: the
         // first requests of a relay that starts under load come at once.
         let per = match self.send_ns.load(Ordering::Relaxed) {
@@ -160,7 +160,6 @@ impl Whole {
 
     /// The next barrier id; called with [`Whole::placing`] held.
     pub(super) fn next_id(&self) -> u64 {
-        self.waiting.fetch_add(1, Ordering::AcqRel);
         self.last.fetch_add(1, Ordering::AcqRel) + 1
     }
 
@@ -169,17 +168,11 @@ impl Whole {
     pub(super) fn release_all(&self) {
         let last = self.last.load(Ordering::Acquire);
         self.released.fetch_max(last, Ordering::AcqRel);
-        self.waiting.store(0, Ordering::Release);
     }
 
     /// A whole request's batch was finished: the other lanes may go past its barrier.
     pub(super) fn release(&self, id: u64) {
         self.released.fetch_max(id, Ordering::AcqRel);
-        let _ = self
-            .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-                Some(w.saturating_sub(1))
-            });
     }
 
     /// A sender held a batch for `took`; once a window has passed, decide whether requests
