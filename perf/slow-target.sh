@@ -4,6 +4,8 @@
 # (default 300000) are offered for SECS (default 20) to a relay with the default queue (four
 # lanes); the script reports what it delivered per second, its CPU per delivered sample, and
 # how many requests went whole (passed through as their sender compressed them).
+# QUEUE='{capacity: 20000}' sets the target's queue (a YAML map): with a small memory queue the
+# relay spills to its overflow at the start and must drain the disk while the load goes on.
 # OTHER_BIN=path runs another build (e.g. an older revision's release binary) the same way,
 # rounds alternating (ROUNDS, default 2): the before and after of a change to the lanes.
 # Everything listens on 127.0.0.1 and every run is bounded by SECS.
@@ -30,7 +32,7 @@ server:
 tasks:
   - name: all
     targets:
-      - {name: slow, type: remote_write, url: "http://127.0.0.1:$BH/api/v1/write"}
+      - {name: slow, type: remote_write, url: "http://127.0.0.1:$BH/api/v1/write"${QUEUE:+, queue: $QUEUE}}
 EOF
   RUST_LOG=warn "$bin" run --config "$work/relay.yaml" 2>"$work/relay-$label-$round.log" & pid=$!
   pids+=("$pid")
@@ -38,23 +40,25 @@ EOF
   "$BIN" bench --quiet --url "http://127.0.0.1:$port/api/v1/write" --pid "$pid" \
     --duration "$SECS" --rate "$RATE" >"$work/bench.txt"
   curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
-  local cpu delivered passed spilled
+  local cpu delivered passed spilled batches
   cpu=$(awk '{ print ($14 + $15) / 100 }' "/proc/$pid/stat")
   delivered=$(metric "$work/metrics.txt" 'promrelay_target_delivered_samples_total{')
   passed=$(metric "$work/metrics.txt" 'promrelay_target_passed_through_requests_total{')
   spilled=$(metric "$work/metrics.txt" 'promrelay_target_spool_bytes{')
+  batches=$(metric "$work/metrics.txt" 'promrelay_target_sent_batches_total{')
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  python3 - "$label" "$round" "$delivered" "$SECS" "$cpu" "${passed:-0}" "${spilled:-0}" <<'PY'
+  python3 - "$label" "$round" "$delivered" "$SECS" "$cpu" "${passed:-0}" "${spilled:-0}" "${batches:-0}" <<'PY'
 import sys
-label, rnd, delivered, secs, cpu, passed, spilled = sys.argv[1:]
+label, rnd, delivered, secs, cpu, passed, spilled, batches = sys.argv[1:]
 d = float(delivered)
 print(f"{label:<10} round {rnd}: delivered {d / float(secs):>10,.0f} samples/s, "
       f"{d / max(float(cpu), 1e-9):>12,.0f} per CPU-second, {float(passed):>6,.0f} requests whole, "
+      f"{d / max(float(batches), 1):>6,.0f} samples per batch, "
       f"{float(spilled):>12,.0f} bytes on disk at the end")
 PY
 }
 
-echo "machine: $(nproc) cores; receiver delay ${DELAY_MS} ms; ${RATE} samples/s offered for ${SECS} s; promrelay $REV"
+echo "machine: $(nproc) cores; receiver delay ${DELAY_MS} ms; ${RATE} samples/s offered for ${SECS} s; queue ${QUEUE:-default}; promrelay $REV"
 for round in $(seq 1 "$ROUNDS"); do
   run this "$BIN" "$round"
   if [ -n "${OTHER_BIN:-}" ]; then run other "$OTHER_BIN" "$round"; fi

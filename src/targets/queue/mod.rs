@@ -481,8 +481,8 @@ impl SinkQueue {
     pub fn append(&self, lane: usize, chunk: &Chunk) -> std::io::Result<Span> {
         let now = Instant::now();
         if let Some(s) = &self.spool {
-            let samples = chunk.samples as u32;
-            return match s.append(lane, &chunk.bytes, samples) {
+            let max = self.max_per_send as u64;
+            return match s.append_series(lane, &chunk.bytes, &chunk.series, max) {
                 Ok((start, end)) => {
                     self.lanes[lane].lock().arrivals.add(chunk.samples, now);
                     Ok(Span { start, end })
@@ -599,7 +599,8 @@ impl SinkQueue {
             st.seal();
             ov.set_spilling(lane, true);
         }
-        match spool.append(lane, &chunk.bytes, chunk.samples as u32) {
+        let max = self.max_per_send as u64;
+        match spool.append_series(lane, &chunk.bytes, &chunk.series, max) {
             Ok((start, end)) => {
                 st.arrivals.add(chunk.samples, now);
                 self.lanes[lane].notify.notify_one();

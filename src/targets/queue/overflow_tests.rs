@@ -249,3 +249,57 @@ async fn a_passed_through_request_goes_to_disk_uncompressed_when_memory_is_full(
     assert_eq!(b.body, [2, 3], "the chunks' own bytes, in order");
     q.finish(0, b, true);
 }
+
+/// A chunk of `n` series of one sample and one byte (`tag`) each.
+fn series_request(tag: u8, n: usize) -> Vec<Chunk> {
+    let mut c = Chunk::default();
+    for _ in 0..n {
+        c.bytes.push(tag);
+        c.end_series(1);
+    }
+    vec![c]
+}
+
+/// Samples per batch until the lane is empty.
+async fn batch_sizes(q: &SinkQueue) -> Vec<usize> {
+    let mut got = Vec::new();
+    while q.held() > 0 {
+        let b = tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
+            .await
+            .expect("a batch")
+            .expect("not closed");
+        got.push(b.samples);
+        q.finish(0, b, true);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_spilled_backlog_is_sent_in_full_batches() {
+    // Requests of 30 series, batches of 100: whole requests on disk would make batches of
+    // 90, and a lane draining a backlog to a slow receiver would send a tenth less per send.
+    let d = Dir::new("full-batches");
+    let (q, _) = queue(&d, 10, 1 << 20, OnFull::Block);
+    assert!(send(&q, series_request(1, 10)), "fits in memory");
+    for tag in 2..12 {
+        assert!(send(&q, series_request(tag, 30)));
+    }
+    assert!(q.spilling());
+    assert_eq!(batch_sizes(&q).await, [10, 100, 100, 100]);
+    assert_eq!(q.disk_bytes(), 0);
+
+    // The same through a spool (disk first).
+    let d = Dir::new("full-batches-spool");
+    let cfg = SpoolConfig {
+        dir: d.0.clone(),
+        max_bytes: 1 << 20,
+        on_full: OnFull::Block,
+        fsync_interval: Duration::from_secs(3600),
+    };
+    let (spool, _) = Spool::open(cfg, 1, SpoolCounters::default()).unwrap();
+    let q = SinkQueue::new(1, 10, 100, Duration::from_secs(3600), Some(spool));
+    for tag in 0..10 {
+        assert!(send(&q, series_request(tag, 30)));
+    }
+    assert_eq!(batch_sizes(&q).await, [100, 100, 100]);
+}

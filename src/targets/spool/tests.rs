@@ -305,3 +305,69 @@ async fn a_segment_cut_in_the_middle_leaves_a_gap_that_reading_and_accounting_st
     s.finish(0, b);
     assert_eq!((s.held_bytes(), s.held_samples()), (0, 0));
 }
+
+/// A chunk of `series` one-byte series (the byte is the series' number mod 256), each with
+/// `per` samples: its payload and `(end, samples)` list.
+fn chunk(first: usize, series: usize, per: u32) -> (Vec<u8>, Vec<(u32, u32)>) {
+    let bytes: Vec<u8> = (first..first + series).map(|i| i as u8).collect();
+    let ends = (1..=series).map(|e| (e as u32, per)).collect();
+    (bytes, ends)
+}
+
+/// Reserve and append a chunk of series as the queue does, cut into batches of `max`.
+fn put_series(s: &Spool, lane: usize, c: &(Vec<u8>, Vec<(u32, u32)>), max: u64) {
+    assert!(s.try_reserve((c.0.len() + HEADER) as u64, |_, _, _, _| {}));
+    s.append_series(lane, &c.0, &c.1, max).unwrap();
+}
+
+#[tokio::test]
+async fn chunks_are_cut_between_series_so_a_backlog_reads_back_as_full_batches() {
+    let d = Dir::new("tiles");
+    let (s, _, _) = open(&cfg(&d, 1 << 30, OnFull::Block), 1);
+    // Chunks of a little under and over a quarter of a batch (a request spread over four
+    // lanes): whole records would fill only three quarters of most batches.
+    let sizes = [499, 501, 502, 498, 503, 500, 497, 501, 499, 500, 502, 498];
+    let mut expected = Vec::new();
+    let mut first = 0;
+    for &n in &sizes {
+        let c = chunk(first, n, 1);
+        expected.extend_from_slice(&c.0);
+        put_series(&s, 0, &c, 2000);
+        first += n;
+    }
+    let total: usize = sizes.iter().sum();
+    let mut body = Vec::new();
+    let mut got = Vec::new();
+    while s.lane_pending(0) {
+        let b = next(&s, 0, 2000).await;
+        got.push(b.samples);
+        body.extend_from_slice(&b.body);
+        s.finish(0, b);
+    }
+    assert_eq!(got, [2000, 2000, 2000], "{total} samples in full batches");
+    assert_eq!(body, expected, "every series once, in order");
+    assert_eq!(
+        (s.held_bytes(), s.held_samples()),
+        (0, 0),
+        "extra headers released"
+    );
+
+    // A reader that caught up mid-batch starts the next batch where it stopped; a series
+    // larger than a batch goes alone.
+    put_series(&s, 0, &chunk(0, 300, 1), 2000);
+    let b = next(&s, 0, 2000).await;
+    assert_eq!(b.samples, 300);
+    s.finish(0, b);
+    put_series(&s, 0, &chunk(0, 1900, 1), 2000);
+    put_series(&s, 0, &chunk(0, 300, 1), 2000);
+    put_series(&s, 0, &chunk(0, 1, 2500), 2000);
+    put_series(&s, 0, &chunk(0, 10, 1), 2000);
+    let mut got = Vec::new();
+    while s.lane_pending(0) {
+        let b = next(&s, 0, 2000).await;
+        got.push(b.samples);
+        s.finish(0, b);
+    }
+    assert_eq!(got, [2000, 200, 2500, 10]);
+    assert_eq!((s.held_bytes(), s.held_samples()), (0, 0));
+}
