@@ -14,10 +14,11 @@
 //! Where the bytes live, per target:
 //! - **memory, then disk** (the default): the memory lanes are the fast path; once memory is
 //!   full, a request's chunks go to the target's [`Overflow`] spool instead, and a lane that
-//!   spilled keeps sending its later chunks to disk until its disk part has drained, so each
-//!   series stays in order (memory part first, then disk, then memory again). A target that
-//!   falls behind therefore never pushes back on the source, and so never stalls the other
-//!   targets of the source, until its disk budget is used up too.
+//!   spilled keeps sending its later chunks to disk until its sender has read the last of its
+//!   disk part, so each series stays in order (memory part first, then disk, then memory
+//!   again, sent after the disk part's last batch). A target that falls behind therefore
+//!   never pushes back on the source, and so never stalls the other targets of the source,
+//!   until its disk budget is used up too.
 //! - **memory only** (`overflow: {enabled: false}`, or `ack: delivered`): a full queue pushes
 //!   back.
 //! - **disk first** (an explicit `spool:`): everything goes through the spool.
@@ -423,7 +424,7 @@ impl SinkQueue {
         };
         let mut memory = 0;
         for (lane, c) in chunks.iter_mut().enumerate() {
-            c.disk = !c.is_empty() && ov.is_spilling(lane);
+            c.disk = !c.is_empty() && ov.goes_to_disk(lane);
             if !c.disk {
                 memory += c.samples;
             }
@@ -496,7 +497,7 @@ impl SinkQueue {
         let l = &self.lanes[lane];
         let mut st = l.lock();
         if let Some(ov) = &self.overflow
-            && (chunk.disk || ov.is_spilling(lane))
+            && (chunk.disk || ov.goes_to_disk(lane))
         {
             return self.spill(ov, lane, &mut st, chunk, now);
         }
@@ -562,7 +563,7 @@ impl SinkQueue {
         let l = &self.lanes[lane];
         let mut st = l.lock();
         if let Some(ov) = &self.overflow
-            && (chunk.disk || ov.is_spilling(lane))
+            && (chunk.disk || ov.goes_to_disk(lane))
         {
             return self
                 .spill(ov, lane, &mut st, chunk, Instant::now())
@@ -594,8 +595,8 @@ impl SinkQueue {
             self.held.fetch_sub(chunk.samples, Ordering::AcqRel);
             spool.force_reserve(chunk.disk_bytes());
         }
-        if !ov.is_spilling(lane) {
-            // What is batching in memory goes out before what goes to disk now.
+        if !ov.goes_to_disk(lane) {
+            // What is in memory goes out before what goes to disk now.
             st.seal();
             ov.set_spilling(lane, true);
         }
@@ -687,6 +688,9 @@ impl SinkQueue {
                         match ov.opened() {
                             Some(spool) => {
                                 if let Some(b) = spool.try_batch(lane, self.max_per_send) {
+                                    if !spool.lane_unread(lane) {
+                                        ov.back_to_memory(lane);
+                                    }
                                     st.in_flight = true;
                                     return Some(b);
                                 }
@@ -784,8 +788,16 @@ impl SinkQueue {
         if let Some(s) = &self.spool {
             s.finish(lane, batch);
         } else if batch.from_disk {
-            if let Some(s) = self.overflow.as_ref().and_then(Overflow::opened) {
+            if let Some(ov) = &self.overflow
+                && let Some(s) = ov.opened()
+            {
                 s.finish(lane, batch);
+                let _st = self.lanes[lane].lock();
+                if !ov.goes_to_disk(lane) && !s.lane_pending(lane) {
+                    // The disk part's last batch: the lane is back in memory (later batches
+                    // may already wait there, and the sender takes those before looking).
+                    ov.set_spilling(lane, false);
+                }
             }
             // Overflow positions are byte offsets, not the memory lane's: no waiter uses
             // them (`ack: delivered` targets have no overflow).

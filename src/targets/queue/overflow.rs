@@ -21,10 +21,16 @@ pub struct Overflow {
     spool: OnceLock<Spool>,
     /// When opening last failed.
     failed_at: Mutex<Option<Instant>>,
-    /// Per lane: its later data goes to disk until its disk part has drained. Written under
-    /// the lane's lock; read without it when a request decides where to reserve room.
+    /// Per lane: it has a disk part (records unread, or a batch of them in flight). Written
+    /// under the lane's lock.
     spilling: Box<[AtomicBool]>,
     spilling_lanes: AtomicUsize,
+    /// Per lane: its new data goes to disk, behind its disk part. Set with `spilling`, and
+    /// cleared as soon as the sender has read the last record ([`Overflow::back_to_memory`]):
+    /// under a steady load a batch is always in flight, so a lane that waited for its disk
+    /// part to drain would spill for as long as the load lasts. Written under the lane's
+    /// lock; read without it when a request decides where to reserve room.
+    to_disk: Box<[AtomicBool]>,
 }
 
 impl Overflow {
@@ -41,6 +47,7 @@ impl Overflow {
             failed_at: Mutex::new(None),
             spilling: (0..lanes).map(|_| AtomicBool::new(false)).collect(),
             spilling_lanes: AtomicUsize::new(0),
+            to_disk: (0..lanes).map(|_| AtomicBool::new(false)).collect(),
             cfg,
         };
         if o.cfg.dir.exists() {
@@ -108,8 +115,22 @@ impl Overflow {
         self.spilling_lanes.load(Ordering::Acquire) > 0
     }
 
+    /// Whether the lane's new data goes to disk.
+    #[inline]
+    pub fn goes_to_disk(&self, lane: usize) -> bool {
+        self.to_disk[lane].load(Ordering::Acquire)
+    }
+
+    /// The sender has read the last record of the lane's disk part (a batch of it is in
+    /// flight): new data goes to memory again, to be sent after that batch. The lane still
+    /// spills until the batch is finished. Call with the lane's lock held.
+    pub fn back_to_memory(&self, lane: usize) {
+        self.to_disk[lane].store(false, Ordering::Release);
+    }
+
     /// Call with the lane's lock held.
     pub fn set_spilling(&self, lane: usize, on: bool) {
+        self.to_disk[lane].store(on, Ordering::Release);
         if self.spilling[lane].swap(on, Ordering::AcqRel) != on {
             if on {
                 self.spilling_lanes.fetch_add(1, Ordering::AcqRel);

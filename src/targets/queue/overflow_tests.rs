@@ -303,3 +303,50 @@ async fn a_spilled_backlog_is_sent_in_full_batches() {
     }
     assert_eq!(batch_sizes(&q).await, [100, 100, 100]);
 }
+
+/// The next batch, not finished yet: its bytes and whether it came from disk.
+async fn take(q: &SinkQueue) -> Batch {
+    tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
+        .await
+        .expect("a batch")
+        .expect("not closed")
+}
+
+#[tokio::test]
+async fn a_lane_goes_back_to_memory_once_its_disk_part_is_read_not_once_it_is_delivered() {
+    // Under a steady load a batch is always in flight: a lane that waited for its disk part to
+    // be empty would spill for as long as the load lasts.
+    let d = Dir::new("back");
+    let (q, _) = queue(&d, 10, 1 << 20, OnFull::Block);
+    assert!(send(&q, request(1, 1, 10)), "memory");
+    assert!(send(&q, request(2, 1, 5)), "memory is full: disk");
+    let a = take(&q).await;
+    assert_eq!((a.body.as_slice(), a.from_disk), (&[1u8][..], false));
+    q.finish(0, a, true);
+    let b = take(&q).await;
+    assert_eq!((b.body.as_slice(), b.from_disk), (&[2u8][..], true));
+    // The last of the disk part is in flight: new data goes to memory, behind it.
+    let on_disk = q.disk_bytes();
+    assert!(send(&q, request(3, 1, 5)));
+    assert_eq!(q.disk_bytes(), on_disk, "not written to disk");
+    assert_eq!(q.memory_held(), 5);
+    assert!(
+        q.spilling(),
+        "spilling until the disk part's batch is finished"
+    );
+    // Memory full again while it is in flight: what is in memory goes first, then disk.
+    assert!(send(&q, request(4, 1, 10)));
+    assert!(q.disk_bytes() > on_disk, "this one is on disk");
+    q.finish(0, b, true);
+    assert_eq!(
+        deliver(&q).await,
+        (vec![3], false),
+        "memory, sealed before the disk write"
+    );
+    assert_eq!(deliver(&q).await, (vec![4], true), "then disk");
+    assert!(!q.spilling(), "the disk part's last batch is finished");
+    assert!(send(&q, request(5, 1, 1)));
+    q.flush(0);
+    assert_eq!(deliver(&q).await, (vec![5], false), "memory");
+    assert_eq!((q.held(), q.disk_bytes()), (0, 0));
+}

@@ -474,6 +474,12 @@ impl Spool {
         (st.read_off < st.write_off).then(|| self.read_batch(&mut st, max_samples as u64))
     }
 
+    /// Whether a lane has records not yet read.
+    pub fn lane_unread(&self, lane: usize) -> bool {
+        let st = lock(&self.lanes[lane].state);
+        st.read_off < st.write_off
+    }
+
     /// Whether a lane still holds anything: unread records or a batch in flight.
     pub fn lane_pending(&self, lane: usize) -> bool {
         let st = lock(&self.lanes[lane].state);
