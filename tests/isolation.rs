@@ -238,6 +238,91 @@ tasks:
     );
 }
 
+/// A lane goes back to memory once its sender has read the last of its overflow, while that
+/// batch is still in flight. If the relay is stopped while that batch fails (the receiver is
+/// down), the lane must not give it up and leave for the next start: the memory behind it can
+/// only be sent after it, and memory gets `shutdown_timeout` (30 s) to drain. A receiver back
+/// within that timeout gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_behind_the_overflows_last_batch_still_drains_the_memory_after_it() {
+    let port = free_port(); // the receiver starts only once the relay is stopping
+    let config = format!(
+        r#"
+tasks:
+  - name: t
+    targets:
+      - name: r
+        type: remote_write
+        url: http://127.0.0.1:{port}/api/v1/write
+        queue: {{capacity: 100, shards: 1, max_samples_per_send: 100, min_backoff: 50ms, max_backoff: 200ms, batch_send_deadline: 50ms}}
+"#
+    );
+    let mut relay = Relay::start(&config).await;
+    let base = now_ms() - 120_000;
+    let mut want = SeriesMap::new();
+    let send = |url: String, round: i64| {
+        let req = request(
+            "drain_behind_disk",
+            100,
+            base + round * 1000,
+            round as f64,
+            0,
+        );
+        async move {
+            let r = remote_write(&url, proto::encode_snappy(&req)).await;
+            assert_eq!(r.status, 204, "{}", r.text());
+            req
+        }
+    };
+    // The first request fills the memory queue (lost at the kill), the second goes to disk.
+    send(relay.write_url(), 0).await;
+    expect_request(&mut want, &send(relay.write_url(), 1).await);
+    relay.kill9_and_restart().await;
+    // The restarted relay reads its overflow's one batch and fails to send it: the lane is back
+    // in memory behind it.
+    relay
+        .wait_metric(
+            &target_metric("promrelay_target_retries_total", "t", "r"),
+            "the overflow's batch read and failing",
+            |v| v >= 1.0,
+        )
+        .await;
+    expect_request(&mut want, &send(relay.write_url(), 2).await);
+    assert_eq!(
+        relay
+            .metric(&target_metric("promrelay_target_spool_bytes", "t", "r"))
+            .await
+            .map(|b| b < 200.0 * 100.0),
+        Some(true),
+        "the third request went to memory, not behind the second on disk"
+    );
+    let stopping = tokio::task::spawn_blocking(move || {
+        let status = relay.proc.terminate(Duration::from_secs(60));
+        (status, relay)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let receiver = Prometheus::receiver_on(port).await;
+    let (status, relay) = stopping.await.unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "promrelay did not exit cleanly: {status:?}\n{}",
+        relay.proc.log_text()
+    );
+    wait_exact(
+        &receiver,
+        "drain_behind_disk",
+        &want,
+        "the overflow's batch and the memory behind it",
+    )
+    .await;
+    let log = relay.proc.log_text();
+    assert!(
+        log.contains("msg=drained task=t target=r delivered=200 dropped=0")
+            && !log.contains("batch left on disk"),
+        "both delivered at the stop, nothing left on disk or lost:\n{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_used_up_disk_budget_blocks_or_drops_oldest_as_configured() {
     let port = free_port(); // down, then up

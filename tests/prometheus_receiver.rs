@@ -498,7 +498,9 @@ tasks:
         requests: REQUESTS as f64,
         passed_at_phase: at_phase,
         passed: passed().await,
-        spool_bytes: relay.metric(&metric("spool_bytes")).await.unwrap_or(0.0),
+        spool_bytes: relay
+            .wait_metric(&metric("spool_bytes"), "the overflow drained", |b| b == 0.0)
+            .await,
         log: relay.proc.log_text(),
     }
 }

@@ -143,9 +143,16 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     }
                     break;
                 }
-                SendResult::Retry { .. } if target.queue.is_closed() && batch.from_disk => {
+                SendResult::Retry { .. }
+                    if target.queue.is_closed()
+                        && batch.from_disk
+                        && target.queue.memory_empty(lane) =>
+                {
                     // Shutting down: the batch is still on disk (not finished), so it is sent
-                    // again at the next start; no reason to hold the exit for it.
+                    // again at the next start; no reason to hold the exit for it. Not when
+                    // the lane went back to memory behind it: that memory can only be sent
+                    // after it, so the batch is retried like any other for up to the
+                    // shutdown timeout, as a memory queue drains.
                     tracing::info!(task = %target.task, target = %target.name, samples = batch.samples, "shutdown: batch left on disk for the next start");
                     return;
                 }

@@ -330,6 +330,11 @@ impl SinkQueue {
         }
     }
 
+    /// Whether a lane holds nothing in memory (sealed or batching).
+    pub fn memory_empty(&self, lane: usize) -> bool {
+        self.lanes[lane].lock().memory_empty()
+    }
+
     /// Samples held on disk (delivered after a restart).
     pub fn disk_samples(&self) -> usize {
         self.disk().map_or(0, |s| s.held_samples() as usize)
@@ -627,7 +632,8 @@ impl SinkQueue {
 
     /// Stop taking data. Memory lanes flush what is batching and finish when empty; disk
     /// parts (spool, overflow) stop after the batch in flight: the rest stays on disk for the
-    /// next start.
+    /// next start. A lane that went back to memory behind its disk part's last batch keeps
+    /// retrying that batch, since its memory can only follow it (`lane.rs`).
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for lane in self.lanes.iter() {
@@ -652,7 +658,7 @@ impl SinkQueue {
 
     /// The next batch of a lane: a sealed one, or the batching one once `batch_send_deadline`
     /// has passed since its first series (immediately after [`SinkQueue::close`]); for a
-    /// spilling lane, once memory is empty, its disk part. `None` once the queue is closed
+    /// spilling lane, once its sealed batches are sent, its disk part. `None` once the queue is closed
     /// and the lane's memory is empty.
     pub async fn next_batch(&self, lane: usize) -> Option<Batch> {
         if let Some(s) = &self.spool {
@@ -687,8 +693,8 @@ impl SinkQueue {
                     } else {
                         match ov.opened() {
                             Some(spool) => {
-                                if let Some(b) = spool.try_batch(lane, self.max_per_send) {
-                                    if !spool.lane_unread(lane) {
+                                if let Some((b, more)) = spool.try_batch(lane, self.max_per_send) {
+                                    if !more {
                                         ov.back_to_memory(lane);
                                     }
                                     st.in_flight = true;

@@ -350,3 +350,32 @@ async fn a_lane_goes_back_to_memory_once_its_disk_part_is_read_not_once_it_is_de
     assert_eq!(deliver(&q).await, (vec![5], false), "memory");
     assert_eq!((q.held(), q.disk_bytes()), (0, 0));
 }
+
+#[tokio::test]
+async fn a_lane_with_more_on_disk_than_the_batch_in_flight_keeps_writing_to_disk() {
+    let d = Dir::new("more");
+    let (q, _) = queue(&d, 10, 1 << 20, OnFull::Block);
+    assert!(send(&q, series_request(1, 10)), "memory");
+    assert!(send(&q, series_request(2, 60)), "memory is full: disk");
+    assert!(send(&q, series_request(3, 60)), "the lane spills: disk");
+    assert_eq!(deliver(&q).await, (vec![1; 10], false));
+    let first = take(&q).await;
+    assert_eq!(
+        (first.samples, first.from_disk),
+        (100, true),
+        "a full batch of the 120"
+    );
+    let on_disk = q.disk_bytes();
+    assert!(send(&q, series_request(4, 5)));
+    assert!(
+        q.disk_bytes() > on_disk,
+        "20 samples still unread on disk: the new ones go behind them"
+    );
+    q.finish(0, first, true);
+    let (rest, from_disk) = deliver(&q).await;
+    assert_eq!(
+        (rest, from_disk),
+        ([vec![3; 20], vec![4; 5]].concat(), true)
+    );
+    assert_eq!((q.held(), q.disk_bytes()), (0, 0));
+}

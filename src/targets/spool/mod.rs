@@ -468,16 +468,14 @@ impl Spool {
     }
 
     /// The next batch of a lane if it has unread records, without waiting for more (an
-    /// overflow's backlog is due at once).
-    pub fn try_batch(&self, lane: usize, max_samples: usize) -> Option<Batch> {
+    /// overflow's backlog is due at once), and whether records are left unread after it.
+    pub fn try_batch(&self, lane: usize, max_samples: usize) -> Option<(Batch, bool)> {
         let mut st = lock(&self.lanes[lane].state);
-        (st.read_off < st.write_off).then(|| self.read_batch(&mut st, max_samples as u64))
-    }
-
-    /// Whether a lane has records not yet read.
-    pub fn lane_unread(&self, lane: usize) -> bool {
-        let st = lock(&self.lanes[lane].state);
-        st.read_off < st.write_off
+        if st.read_off >= st.write_off {
+            return None;
+        }
+        let batch = self.read_batch(&mut st, max_samples as u64);
+        Some((batch, st.read_off < st.write_off))
     }
 
     /// Whether a lane still holds anything: unread records or a batch in flight.
@@ -561,8 +559,11 @@ impl Spool {
     /// made a backlog's batches whole records that fit: chunks of about a quarter of a
     /// batch (a 2,000-series request over four lanes) filled three quarters of the batches
     /// that did not fit a fourth, and a lane draining its spill to a slow receiver sent
-    /// that much less per round trip. The extra records' headers are counted as held.
-    /// Returns the lane offsets the records occupy.
+    /// that much less per round trip. The batches line up while the sender starts where a
+    /// batch being written started: after a restart, a dropped segment or a corrupt record
+    /// (the reader jumps), again once it has caught up with the writes. The extra records'
+    /// headers are counted as held (the room reserved counted one per chunk: the budget may
+    /// be passed by a header per cut). Returns the lane offsets the records occupy.
     ///
     /// # Errors
     /// The write failed (disk full, I/O error); nothing of the chunk is kept.
@@ -639,11 +640,12 @@ impl Spool {
         st.unread_samples += samples;
         st.group_samples = group;
         let end = st.write_off;
-        drop(st);
-        // The room reserved counted one header per chunk.
+        // Counted before the lane's lock is let go: a sender may read and finish these
+        // records at once. The room reserved counted one header per chunk.
         self.held
             .fetch_add((records - 1) * HEADER as u64, Ordering::AcqRel);
         self.held_samples.fetch_add(samples, Ordering::AcqRel);
+        drop(st);
         l.notify.notify_one();
         Ok((start, end))
     }
