@@ -60,12 +60,17 @@ fn send(q: &SinkQueue, mut chunks: Vec<Chunk>) -> bool {
     true
 }
 
-/// The next batch, delivered: its first bytes (one per record when records are 1 byte).
-async fn deliver(q: &SinkQueue) -> (Vec<u8>, bool) {
-    let b = tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
+/// The next batch of lane 0, not finished yet.
+async fn take(q: &SinkQueue) -> Batch {
+    tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
         .await
         .expect("a batch")
-        .expect("not closed");
+        .expect("not closed")
+}
+
+/// The next batch, delivered: its first bytes (one per record when records are 1 byte).
+async fn deliver(q: &SinkQueue) -> (Vec<u8>, bool) {
+    let b = take(q).await;
     let got = (b.body.clone(), b.from_disk);
     q.finish(0, b, true);
     got
@@ -264,10 +269,7 @@ fn series_request(tag: u8, n: usize) -> Vec<Chunk> {
 async fn batch_sizes(q: &SinkQueue) -> Vec<usize> {
     let mut got = Vec::new();
     while q.held() > 0 {
-        let b = tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
-            .await
-            .expect("a batch")
-            .expect("not closed");
+        let b = take(q).await;
         got.push(b.samples);
         q.finish(0, b, true);
     }
@@ -302,14 +304,6 @@ async fn a_spilled_backlog_is_sent_in_full_batches() {
         assert!(send(&q, series_request(tag, 30)));
     }
     assert_eq!(batch_sizes(&q).await, [100, 100, 100]);
-}
-
-/// The next batch, not finished yet: its bytes and whether it came from disk.
-async fn take(q: &SinkQueue) -> Batch {
-    tokio::time::timeout(Duration::from_secs(10), q.next_batch(0))
-        .await
-        .expect("a batch")
-        .expect("not closed")
 }
 
 #[tokio::test]
