@@ -172,7 +172,7 @@ pub async fn run_lane(target: Arc<Target>, lane: usize, mut service: Service) {
                     let wait = after.map_or(backoff, |a| a.min(MAX_RETRY_AFTER));
                     tokio::time::sleep(wait).await;
                     // Waiting to retry keeps the lane as busy as sending.
-                    target.queue.sending_for(wait, Instant::now());
+                    target.queue.retry_waited(wait, Instant::now());
                     backoff = (backoff * 2).min(cfg.max_backoff);
                 }
                 SendResult::Reject { why } => {

@@ -75,7 +75,7 @@ pub(super) struct Whole {
     allowed: AtomicBool,
     /// Nanoseconds the senders spent with a batch, summed over lanes.
     busy: AtomicU64,
-    /// A send's (or retry wait's) nanoseconds, averaged over the recent ones.
+    /// A send attempt's nanoseconds, averaged over the recent ones (not retry waits).
     send_ns: AtomicU64,
     /// The window and the stops (see [`Policy`]).
     policy: Mutex<Policy>,
@@ -175,15 +175,22 @@ impl Whole {
         self.released.fetch_max(id, Ordering::AcqRel);
     }
 
-    /// A sender held a batch for `took`; once a window has passed, decide whether requests
-    /// go whole (with some hysteresis, so a target near the line does not flip each window).
+    /// A send attempt took `took`: it counts in the average send and as busy time.
     pub(super) fn sent_for(&self, took: Duration, now: Instant) {
         let ns = took.as_nanos() as u64;
-        let busy = self.busy.fetch_add(ns, Ordering::Relaxed) + ns;
         // An average over about the last eight (a racing update loses one; it only steers).
         let avg = self.send_ns.load(Ordering::Relaxed);
         let avg = if avg == 0 { ns } else { avg - avg / 8 + ns / 8 };
         self.send_ns.store(avg, Ordering::Relaxed);
+        self.busy_for(took, now);
+    }
+
+    /// A sender was busy for `took` (sending, or waiting to retry) up to `now`; once a window
+    /// has passed, decide whether requests go whole (with some hysteresis, so a target near
+    /// the line does not flip each window).
+    pub(super) fn busy_for(&self, took: Duration, now: Instant) {
+        let ns = took.as_nanos() as u64;
+        let busy = self.busy.fetch_add(ns, Ordering::Relaxed) + ns;
         let Ok(mut p) = self.policy.try_lock() else {
             return;
         };
@@ -256,11 +263,19 @@ impl SinkQueue {
         self.lanes.len() == 1 || self.whole.allowed()
     }
 
-    /// A sender spent `took` sending (or waiting to retry) up to `now`: what decides whether
-    /// requests go whole (see `whole.rs`).
+    /// A sender spent `took` on a send attempt, up to `now`: what decides whether requests
+    /// go whole (see `whole.rs`), and how long one takes.
     pub fn sending_for(&self, took: Duration, now: Instant) {
         if self.lanes.len() > 1 {
             self.whole.sent_for(took, now);
+        }
+    }
+
+    /// A sender waited `took` to retry, up to `now`: as busy as sending, but no send's length
+    /// (a `Retry-After` of minutes would otherwise stand for one send in the backlog bound).
+    pub fn retry_waited(&self, took: Duration, now: Instant) {
+        if self.lanes.len() > 1 {
+            self.whole.busy_for(took, now);
         }
     }
 

@@ -329,3 +329,20 @@ async fn nothing_goes_whole_while_a_lane_spills_and_a_lane_s_disk_part_waits_for
     assert!(q.append_whole(&next_whole[..2], b"X").is_none());
     q.finish(1, disk, true);
 }
+
+#[tokio::test]
+async fn a_long_retry_wait_is_busy_time_but_not_a_send_s_length() {
+    // A `Retry-After` of a minute counts as busy time, but does not stand for the length of
+    // a send in the backlog bound afterwards (one waiting would then be past it).
+    let q = SinkQueue::new(2, 100_000, 100, Duration::from_secs(3600), None);
+    let start = Instant::now();
+    q.sending_for(Duration::from_micros(100), start);
+    q.retry_waited(Duration::from_secs(60), start);
+    let fit = whole::MAX_WAITING - 1;
+    for _ in 0..fit {
+        assert!(
+            whole(&q, spread(&[1, 1]), b"W").is_some(),
+            "sends of 100 µs: up to MAX_WAITING fit in the backlog bound"
+        );
+    }
+}
