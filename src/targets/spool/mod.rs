@@ -543,15 +543,6 @@ impl Spool {
         true
     }
 
-    /// Append one record (already reserved); returns the lane offsets it occupies.
-    ///
-    /// # Errors
-    /// The write failed (disk full, I/O error); nothing of the record is kept.
-    pub fn append(&self, lane: usize, payload: &[u8], samples: u32) -> io::Result<(u64, u64)> {
-        let whole = [(payload.len() as u32, samples)];
-        self.append_series(lane, payload, &whole, u64::MAX)
-    }
-
     /// Append a chunk of series (already reserved; `series` is each one's end offset in
     /// `payload` and its samples) as records that tile the lane into batches of
     /// `max_samples`: the chunk is cut between series where the batch being written would

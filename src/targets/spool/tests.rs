@@ -32,10 +32,15 @@ fn open(c: &SpoolConfig, lanes: usize) -> (Spool, Recovered, SpoolCounters) {
     (s, r, counters)
 }
 
+/// Append one record: a chunk of one series, never cut (already reserved).
+fn append(s: &Spool, lane: usize, payload: &[u8], samples: u32) -> io::Result<(u64, u64)> {
+    s.append_series(lane, payload, &[(payload.len() as u32, samples)], u64::MAX)
+}
+
 /// Reserve and append one record.
 fn put(s: &Spool, lane: usize, payload: &[u8], samples: u32) -> (u64, u64) {
     assert!(s.try_reserve((payload.len() + HEADER) as u64, |_, _, _, _| {}));
-    s.append(lane, payload, samples).unwrap()
+    append(s, lane, payload, samples).unwrap()
 }
 
 async fn next(s: &Spool, lane: usize, max: usize) -> Batch {
@@ -188,7 +193,7 @@ async fn a_full_spool_blocks_or_drops_its_oldest_segment() {
     assert!(s.try_reserve((big.len() + HEADER) as u64, |lane, a, b, _| {
         dropped.lock().unwrap().push((lane, a, b))
     }));
-    s.append(0, &big, 10).unwrap();
+    append(&s, 0, &big, 10).unwrap();
     assert_eq!(counters.dropped_full.get(), 30);
     assert_eq!(dropped.into_inner().unwrap().len(), 1);
     let b = next(&s, 0, 100).await;
